@@ -1,0 +1,41 @@
+# Two commands a fresh machine needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck pytest demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --silent
+	touch node_modules/.installed
+
+test: $(STAMP) node_modules/.installed lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy django_experience tests
+
+pytest: $(STAMP) node_modules/.installed
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	@if [ -x example_project/run_demo.sh ]; then exec example_project/run_demo.sh; \
+	else echo "The example project is not built yet."; exit 1; fi
+
+bench: $(STAMP)
+	@if [ -d benchmarks ]; then $(BIN)/python -m benchmarks; \
+	else echo "No benchmarks yet."; exit 1; fi
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

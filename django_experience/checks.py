@@ -1,0 +1,1 @@
+"""System checks of django-experience (ids ``django_experience.E001`` ...)."""

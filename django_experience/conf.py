@@ -1,0 +1,175 @@
+"""The one place settings are read.
+
+Each setting is looked up at access time (so ``override_settings`` works) in Django's settings
+first, then in the environment variable of the same name (parsed by django-environ), then falls
+back to its default. Use the module-level ``conf`` object: ``conf.ORGANIZATION_ID``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any, cast
+
+import environ
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+_env = environ.Env()
+_MISSING = object()
+
+DEFAULT_API_URL = "https://experience.ninetailed.co"
+MODES = ("update", "preflight")
+DELIVERY_BACKENDS = ("thread", "tasks", "sync")
+
+
+def _lookup(name: str, parse: Callable[[str], Any], default: Any) -> Any:
+    value = getattr(settings, name, _MISSING)
+    if value is not _MISSING:
+        return value
+    if name in os.environ:
+        return parse(name)
+    return default
+
+
+def _str(name: str, default: str) -> str:
+    return str(_lookup(name, _env.str, default))
+
+
+def _optional_str(name: str) -> str | None:
+    value = _lookup(name, _env.str, None)
+    return None if value in (None, "") else str(value)
+
+
+def _float(name: str, default: float) -> float:
+    return float(_lookup(name, _env.float, default))
+
+
+def _int(name: str, default: int) -> int:
+    return int(_lookup(name, _env.int, default))
+
+
+def _bool(name: str, default: bool) -> bool:
+    return bool(_lookup(name, _env.bool, default))
+
+
+def _optional_bool(name: str) -> bool | None:
+    value = _lookup(name, _env.bool, None)
+    return None if value is None else bool(value)
+
+
+def _list(name: str, default: list[str]) -> list[str]:
+    return [str(item) for item in _lookup(name, _env.list, default)]
+
+
+def import_callable(path: str | Callable[..., Any]) -> Callable[..., Any]:
+    """Resolve a dotted path (or accept a callable as is)."""
+    if callable(path):
+        return path
+    return cast(Callable[..., Any], import_string(path))
+
+
+class Settings:
+    """Typed, lazily read ``EXPERIENCE_*`` settings."""
+
+    @property
+    def ORGANIZATION_ID(self) -> str:
+        return _str("EXPERIENCE_ORGANIZATION_ID", "")
+
+    @property
+    def ENVIRONMENT(self) -> str:
+        return _str("EXPERIENCE_ENVIRONMENT", "main")
+
+    @property
+    def API_URL(self) -> str:
+        return _str("EXPERIENCE_API_URL", DEFAULT_API_URL)
+
+    @property
+    def MODE(self) -> str:
+        return _str("EXPERIENCE_MODE", "update")
+
+    @property
+    def TIMEOUT(self) -> float:
+        """Total seconds one request may spend on the API, retries included."""
+        return _float("EXPERIENCE_TIMEOUT", 1.0)
+
+    @property
+    def MAX_RETRIES(self) -> int:
+        return _int("EXPERIENCE_MAX_RETRIES", 1)
+
+    @property
+    def COOKIE_NAME(self) -> str:
+        return _str("EXPERIENCE_COOKIE_NAME", "ntaid")
+
+    @property
+    def COOKIE_DOMAIN(self) -> str | None:
+        return _optional_str("EXPERIENCE_COOKIE_DOMAIN")
+
+    @property
+    def COOKIE_AGE(self) -> int:
+        return _int("EXPERIENCE_COOKIE_AGE", 365 * 24 * 60 * 60)
+
+    @property
+    def COOKIE_SECURE(self) -> bool | None:
+        """``None`` (default): Secure exactly when the request came over HTTPS."""
+        return _optional_bool("EXPERIENCE_COOKIE_SECURE")
+
+    @property
+    def EXCLUDE_PATHS(self) -> list[str]:
+        defaults = [r"^/admin/", r"^/favicon\.ico$", r"^/robots\.txt$"]
+        for url_setting in ("STATIC_URL", "MEDIA_URL"):
+            url = getattr(settings, url_setting, None)
+            if url and str(url).startswith("/") and str(url) != "/":
+                defaults.append("^" + re.escape(str(url)))
+        return _list("EXPERIENCE_EXCLUDE_PATHS", defaults)
+
+    @property
+    def USER_TRAITS(self) -> str | Callable[..., Any] | None:
+        return cast("str | Callable[..., Any] | None", _lookup("EXPERIENCE_USER_TRAITS", _env.str, None))
+
+    @property
+    def USER_ID(self) -> str | Callable[..., Any] | None:
+        return cast("str | Callable[..., Any] | None", _lookup("EXPERIENCE_USER_ID", _env.str, None))
+
+    @property
+    def CONSENT(self) -> str | Callable[..., Any] | None:
+        return cast("str | Callable[..., Any] | None", _lookup("EXPERIENCE_CONSENT", _env.str, None))
+
+    @property
+    def FEATURES(self) -> list[str]:
+        return _list("EXPERIENCE_FEATURES", [])
+
+    @property
+    def TRUSTED_IP_HEADER(self) -> str | None:
+        """A ``request.META`` key holding the client IP set by a trusted proxy."""
+        return _optional_str("EXPERIENCE_TRUSTED_IP_HEADER")
+
+    @property
+    def DELIVERY(self) -> str:
+        return _str("EXPERIENCE_DELIVERY", "thread")
+
+    @property
+    def TRACK_COMPONENT_VIEWS(self) -> bool:
+        """Send component view events for rendered variants (default: on in update mode)."""
+        value = _optional_bool("EXPERIENCE_TRACK_COMPONENT_VIEWS")
+        return self.MODE == "update" if value is None else value
+
+    @property
+    def BREAKER_THRESHOLD(self) -> int:
+        return _int("EXPERIENCE_BREAKER_THRESHOLD", 5)
+
+    @property
+    def BREAKER_COOLDOWN(self) -> float:
+        return _float("EXPERIENCE_BREAKER_COOLDOWN", 30.0)
+
+    @property
+    def DELETE_REMOTE_ON_USER_DELETE(self) -> bool:
+        return _bool("EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE", False)
+
+    @property
+    def DESTINATIONS(self) -> dict[str, dict[str, Any]]:
+        return cast(dict[str, dict[str, Any]], _lookup("EXPERIENCE_DESTINATIONS", _env.json, {}))
+
+
+conf = Settings()

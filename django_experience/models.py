@@ -1,0 +1,57 @@
+"""ProfileMapping: ties a Django user (or any external id) to an Experience API profile id."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class ProfileMapping(models.Model):
+    """One Experience API profile per user (or external id) per organization and environment."""
+
+    profile_id = models.CharField(_("profile id"), max_length=128)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="experience_profiles",
+        verbose_name=_("user"),
+    )
+    external_id = models.CharField(
+        _("external id"),
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text=_("The user id sent with identify events."),
+    )
+    organization_id = models.CharField(_("organization id"), max_length=128)
+    environment = models.CharField(_("environment"), max_length=128, default="main")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("profile mapping")
+        verbose_name_plural = _("profile mappings")
+        ordering = ("-updated_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("organization_id", "environment", "profile_id"),
+                name="experience_unique_profile",
+            ),
+            models.UniqueConstraint(
+                fields=("organization_id", "environment", "user"),
+                name="experience_unique_user",
+            ),
+            models.UniqueConstraint(
+                fields=("organization_id", "environment", "external_id"),
+                name="experience_unique_external_id",
+            ),
+        ]
+        indexes = [models.Index(fields=("external_id",), name="experience_external_id_idx")]
+
+    def __str__(self) -> str:
+        who = self.external_id or (str(self.user_id) if self.user_id else "anonymous")
+        return f"{who} -> {self.profile_id}"

@@ -1,0 +1,1 @@
+"""Signal receivers of django-experience (sign-in identify, sign-out, user deletion)."""
