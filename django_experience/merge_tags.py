@@ -1,0 +1,101 @@
+"""Merge tags: values read from a profile by path, the way the official SDKs read them.
+
+A merge tag id is a path into the whole profile JSON (``traits.firstname``, ``location.city``).
+The underscore form is accepted too: for ``a_b_c`` the selectors ``a_b_c``, ``a.b_c`` and
+``a.b.c`` are tried in that order and the first non-empty value wins. Empty values (``""``,
+``0``, ``False``, ``None``, missing) give the fallback, and so do objects and lists: only
+strings, numbers and booleans render. Only the profile's own keys are read; segments such as
+``__proto__``, ``constructor`` or anything starting with an underscore are refused.
+
+Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Scalar = str | int | float | bool
+
+# Names the JavaScript SDK refuses (prototype pollution); we refuse them as well so a template
+# behaves the same in both places. Segments starting with "_" (private, dunder) are refused too.
+_FORBIDDEN_SEGMENTS = frozenset({"__proto__", "constructor", "prototype"})
+_MAX_PATH_LENGTH = 256
+
+
+def selectors(tag_id: str) -> list[str]:
+    """The dotted paths tried for a merge tag id, in order (``a_b_c`` -> three selectors)."""
+    parts = tag_id.split("_")
+    tried: list[str] = []
+    for index in range(len(parts)):
+        dotted = ".".join(parts[:index])
+        underscored = "_".join(parts[index:])
+        selector = ".".join(p for p in (dotted, underscored) if p != "")
+        if selector and selector not in tried:
+            tried.append(selector)
+    return tried
+
+
+def _segment_allowed(segment: str) -> bool:
+    return bool(segment) and segment not in _FORBIDDEN_SEGMENTS and not segment.startswith("_")
+
+
+def lookup(data: Mapping[str, Any], selector: str) -> Any:
+    """The value at a dotted path of own keys, or ``None`` (also for refused segments)."""
+    current: Any = data
+    for segment in selector.split("."):
+        if not _segment_allowed(segment):
+            return None
+        if isinstance(current, Mapping):
+            if segment not in current:
+                return None
+            current = current[segment]
+        elif isinstance(current, Sequence) and not isinstance(current, (str, bytes)):
+            if not segment.isdigit():
+                return None
+            index = int(segment)
+            if index >= len(current):
+                return None
+            current = current[index]
+        else:
+            return None
+    return current
+
+
+def _is_empty(value: Any) -> bool:
+    # Mirrors JavaScript truthiness of the SDK's `find(selector => get(profile, selector))`.
+    return value is None or value is False or value == "" or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+    )
+
+
+def merge_tag_value(data: Mapping[str, Any] | None, tag_id: str) -> Scalar | None:
+    """The scalar a merge tag resolves to, or ``None`` when the fallback should be used."""
+    if not data or not isinstance(tag_id, str) or len(tag_id) > _MAX_PATH_LENGTH:
+        return None
+    for selector in selectors(tag_id.strip()):
+        value = lookup(data, selector)
+        if _is_empty(value):
+            continue
+        if isinstance(value, (str, bool, int, float)):
+            return value
+        return None  # the first non-empty value is an object or a list: it does not render
+    return None
+
+
+def format_scalar(value: Scalar) -> str:
+    """Text of a scalar as the browser SDK would print it (``true``, ``3``, ``2.5``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return str(value)
+
+
+def render_merge_tag(data: Mapping[str, Any] | None, tag_id: str, fallback: str = "") -> str:
+    """The text of a merge tag, or ``fallback`` when the value is empty, missing or not scalar."""
+    value = merge_tag_value(data, tag_id)
+    return fallback if value is None else format_scalar(value)
+
+
+__all__ = ["format_scalar", "lookup", "merge_tag_value", "render_merge_tag", "selectors"]
