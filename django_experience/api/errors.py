@@ -1,8 +1,8 @@
 """Typed errors of the Experience API client.
 
 Every error the client raises derives from :class:`ExperienceAPIError` and carries the HTTP
-``status`` (``None`` when no answer was received), the API's ``code`` (``ERR_...``, or ``None``)
-and a human-readable ``message``.
+``status`` (``None`` when no answer was received), the API's ``code`` (``ERR_...``, or ``None``),
+a human-readable ``message`` and ``retry_after`` (seconds the server asked to wait, or ``None``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,17 @@ class ExperienceAPIError(Exception):
     default_message = "Experience API error"
 
     def __init__(
-        self, message: str | None = None, *, status: int | None = None, code: str | None = None
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.status = status
         self.code = code
+        self.retry_after = retry_after
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -73,8 +79,7 @@ class ProfileOverload(ExperienceAPIError):
         code: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, status=status, code=code)
-        self.retry_after = retry_after
+        super().__init__(message, status=status, code=code, retry_after=retry_after)
 
 
 class ServerError(ExperienceAPIError):
@@ -87,6 +92,24 @@ class TransportError(ExperienceAPIError):
     """No usable answer: timeout, connection failure, or a body that is not the documented JSON."""
 
     default_message = "The Experience API could not be reached"
+
+
+class ConnectionFailed(TransportError):
+    """The connection could not be made or broke before a complete answer. Retried."""
+
+    default_message = "The connection to the Experience API failed"
+
+
+class RequestTimeout(TransportError):
+    """The call's time budget ran out (connecting, waiting for or reading the answer)."""
+
+    default_message = "The Experience API did not answer within the time budget"
+
+
+class MalformedResponse(TransportError):
+    """An answer whose body is not the documented JSON envelope."""
+
+    default_message = "The Experience API answered with a body that is not the documented JSON"
 
 
 class ClientError(ExperienceAPIError):
@@ -105,7 +128,9 @@ CODE_TO_ERROR: dict[str, type[ExperienceAPIError]] = {
 }
 
 
-def error_for(status: int, code: str | None, message: str | None) -> ExperienceAPIError:
+def error_for(
+    status: int, code: str | None, message: str | None, *, retry_after: float | None = None
+) -> ExperienceAPIError:
     """The exception that describes an error answer with this status and code."""
     cls: type[ExperienceAPIError] | None = CODE_TO_ERROR.get(code) if code else None
     if cls is None:
@@ -119,18 +144,21 @@ def error_for(status: int, code: str | None, message: str | None) -> ExperienceA
             cls = ServerError
         else:
             cls = ClientError
-    return cls(message, status=status, code=code)
+    return cls(message, status=status, code=code, retry_after=retry_after)
 
 
 __all__ = [
     "ClientError",
     "ConfigNotFound",
+    "ConnectionFailed",
     "ExperienceAPIError",
     "InvalidData",
+    "MalformedResponse",
     "NamespaceMismatch",
     "NotFound",
     "ProfileNotFound",
     "ProfileOverload",
+    "RequestTimeout",
     "ServerError",
     "TransportError",
     "error_for",

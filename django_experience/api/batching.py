@@ -1,0 +1,118 @@
+"""Split events for the batch endpoints into requests the API accepts.
+
+The batch endpoints take at most 200 events, 50 identify events and 50 distinct profiles
+(``anonymousId``) per request. :func:`plan_batches` splits any number of events into such
+requests, keeping each profile's events in their original order: a profile whose events do not
+fit into one request continues at the head of the next one, so its events land in consecutive
+requests. The requests must then be sent in plan order per profile (see
+:mod:`django_experience.api.scheduling`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django_experience.api.errors import InvalidData
+
+MAX_EVENTS = 200
+MAX_IDENTIFY = 50
+MAX_PROFILES = 50
+
+Event = dict[str, Any]
+
+
+def profile_key(event: Mapping[str, Any]) -> str:
+    """The profile a batch event belongs to (its ``anonymousId``)."""
+    return str(event["anonymousId"])
+
+
+def validate_batch_events(events: Iterable[Mapping[str, Any]]) -> list[Event]:
+    """The events as a list of dicts; InvalidData naming the first one without ``anonymousId``."""
+    if isinstance(events, Mapping | str | bytes):
+        raise InvalidData("events must be a list of event dicts, not a single value")
+    checked: list[Event] = []
+    for index, event in enumerate(events):
+        if not isinstance(event, Mapping):
+            raise InvalidData(
+                f"events[{index}] must be an object (dict), got {type(event).__name__}"
+            )
+        anonymous_id = event.get("anonymousId")
+        if not isinstance(anonymous_id, str) or not anonymous_id:
+            raise InvalidData(
+                f"events[{index}] has no anonymousId: the batch endpoints need a non-empty "
+                "string anonymousId on every event"
+            )
+        checked.append(event if isinstance(event, dict) else dict(event))
+    return checked
+
+
+def plan_batches(
+    events: Iterable[Mapping[str, Any]],
+    *,
+    max_events: int = MAX_EVENTS,
+    max_identify: int = MAX_IDENTIFY,
+    max_profiles: int = MAX_PROFILES,
+) -> list[list[Event]]:
+    """Requests (lists of events) that respect all three limits, per-profile order kept.
+
+    Every event must carry a non-empty string ``anonymousId``; otherwise :class:`InvalidData`
+    names the first offending index and nothing is planned. Within a request, events keep
+    their original relative order.
+    """
+    for name, limit in (
+        ("max_events", max_events),
+        ("max_identify", max_identify),
+        ("max_profiles", max_profiles),
+    ):
+        if limit < 1:
+            raise ValueError(f"{name} must be at least 1, got {limit}")
+    checked = validate_batch_events(events)
+
+    # Per profile, its events (with their original position) in order of first appearance.
+    queues: OrderedDict[str, deque[tuple[int, Event]]] = OrderedDict()
+    for position, event in enumerate(checked):
+        queues.setdefault(profile_key(event), deque()).append((position, event))
+
+    batches: list[list[Event]] = []
+    while queues:
+        batch: list[tuple[int, Event]] = []
+        identify_count = 0
+        profile_count = 0
+        idle_profiles = 0  # profiles looked at that could add nothing (identify limit reached)
+        exhausted: list[str] = []
+        for key, queue in queues.items():
+            if len(batch) >= max_events or profile_count >= max_profiles:
+                break
+            if identify_count >= max_identify and idle_profiles > max_events:
+                break  # bound the search for profiles whose next event is not an identify
+            taken = 0
+            while queue and len(batch) < max_events:
+                is_identify = queue[0][1].get("type") == "identify"
+                if is_identify and identify_count >= max_identify:
+                    break
+                batch.append(queue.popleft())
+                identify_count += is_identify
+                taken += 1
+            if taken:
+                profile_count += 1
+            else:
+                idle_profiles += 1
+            if not queue:
+                exhausted.append(key)
+        for key in exhausted:
+            del queues[key]
+        batch.sort(key=lambda item: item[0])
+        batches.append([event for _, event in batch])
+    return batches
+
+
+__all__ = [
+    "MAX_EVENTS",
+    "MAX_IDENTIFY",
+    "MAX_PROFILES",
+    "plan_batches",
+    "profile_key",
+    "validate_batch_events",
+]

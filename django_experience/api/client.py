@@ -1,0 +1,361 @@
+"""``ExperienceClient``: every endpoint of the Experience API, with retries and a time budget.
+
+One client holds one ``requests.Session`` whose connection pool is sized for threaded servers;
+share it between threads (it is thread-safe) instead of building one per request.
+
+``timeout`` is the total budget of one call: connecting, waiting, reading the answer, every
+retry and every pause between retries. No call takes longer. Retried: 429, 503 and connection
+failures, up to ``max_retries`` times, with exponential backoff and jitter or the server's
+``Retry-After``. Never retried: every other status (other 4xx are the caller's mistake).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from django_experience import __version__
+from django_experience.api.batching import plan_batches
+from django_experience.api.envelope import unwrap
+from django_experience.api.errors import InvalidData, MalformedResponse
+from django_experience.api.retry import Deadline, RetryPolicy, call_with_retries
+from django_experience.api.scheduling import run_batches
+from django_experience.api.transport import send
+from django_experience.api.types import Profile, ProfileResult
+
+DEFAULT_BASE_URL = "https://experience.ninetailed.co"
+DEFAULT_TIMEOUT = 3.0
+DEFAULT_MAX_RETRIES = 2
+# Enough kept-alive connections for a threaded WSGI server plus concurrent batch workers.
+DEFAULT_POOL_SIZE = 32
+USER_AGENT = f"django-experience/{__version__}"
+
+Event = dict[str, Any]
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _encode(document: Mapping[str, Any]) -> bytes:
+    try:
+        text = json.dumps(
+            document,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=_json_default,
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidData(f"the events cannot be sent as JSON: {exc}") from exc
+    return text.encode("utf-8")
+
+
+def _events_list(events: Iterable[Mapping[str, Any]]) -> list[Event]:
+    if isinstance(events, Mapping | str | bytes):
+        raise InvalidData("events must be a list of event dicts, not a single value")
+    listed = list(events)
+    if not listed:
+        raise InvalidData("events must not be empty: send at least one event")
+    for index, event in enumerate(listed):
+        if not isinstance(event, Mapping):
+            raise InvalidData(
+                f"events[{index}] must be an object (dict), got {type(event).__name__}"
+            )
+    return [dict(event) for event in listed]
+
+
+def _profile_id(profile_id: str) -> str:
+    if not isinstance(profile_id, str) or not profile_id:
+        raise InvalidData(f"profile_id must be a non-empty string, got {profile_id!r}")
+    return quote(profile_id, safe="")
+
+
+class ExperienceClient:
+    """Client of one organization's environment of the Experience API."""
+
+    def __init__(
+        self,
+        organization_id: str,
+        environment: str = "main",
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        session: requests.Session | None = None,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> None:
+        if not isinstance(organization_id, str) or not organization_id:
+            raise ValueError(f"organization_id must be a non-empty string, got {organization_id!r}")
+        if not isinstance(environment, str) or not environment:
+            raise ValueError(f"environment must be a non-empty string, got {environment!r}")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.organization_id = organization_id
+        self.environment = environment
+        self.base_url = base_url.rstrip("/")
+        self.timeout = float(timeout)
+        self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
+        self.max_retries = self.retry_policy.max_retries
+        self._prefix = (
+            f"{self.base_url}/v2/organizations/{quote(organization_id, safe='')}"
+            f"/environments/{quote(environment, safe='')}"
+        )
+        self.session = session if session is not None else self._new_session(pool_size)
+
+    @staticmethod
+    def _new_session(pool_size: int) -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        # The API sets no cookies we need; a shared jar would only leak state between visitors.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        session.trust_env = True
+        return session
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.session.close()
+
+    def __enter__(self) -> ExperienceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"ExperienceClient(organization_id={self.organization_id!r}, "
+            f"environment={self.environment!r}, base_url={self.base_url!r})"
+        )
+
+    # Single-profile endpoints -----------------------------------------------------------
+
+    def create_profile(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        preflight: bool = False,
+        locale: str | None = None,
+        features: Sequence[str] | None = None,
+        location: Mapping[str, Any] | None = None,
+        ip: str | None = None,
+    ) -> ProfileResult:
+        """POST ``/profiles``: a new profile from ``events``, with its selected variants."""
+        return self._mutate(
+            "/profiles",
+            events,
+            preflight=preflight,
+            locale=locale,
+            features=features,
+            location=location,
+            ip=ip,
+        )
+
+    def update_profile(
+        self,
+        profile_id: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        preflight: bool = False,
+        locale: str | None = None,
+        features: Sequence[str] | None = None,
+        location: Mapping[str, Any] | None = None,
+        ip: str | None = None,
+    ) -> ProfileResult:
+        """POST ``/profiles/{id}``: add ``events`` to a profile (created when unknown)."""
+        return self._mutate(
+            f"/profiles/{_profile_id(profile_id)}",
+            events,
+            preflight=preflight,
+            locale=locale,
+            features=features,
+            location=location,
+            ip=ip,
+        )
+
+    def get_profile(self, profile_id: str, *, locale: str | None = None) -> ProfileResult:
+        """GET ``/profiles/{id}``: the profile with its selected variants."""
+        data = self._call(
+            "GET", f"/profiles/{_profile_id(profile_id)}", params=self._query(locale=locale)
+        )
+        return self._profile_result(data, "get profile")
+
+    def delete_profile(self, profile_id: str) -> None:
+        """DELETE ``/profiles/{id}``."""
+        self._call("DELETE", f"/profiles/{_profile_id(profile_id)}")
+
+    # Batch endpoints --------------------------------------------------------------------
+
+    def upsert_profiles(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        locale: str | None = None,
+        max_workers: int = 1,
+    ) -> list[Profile]:
+        """POST ``/events`` (batch sync) as many times as the limits need.
+
+        Every event needs an ``anonymousId`` (checked before anything is sent). Returns one
+        profile per profile id answered, the latest answer winning, in order of first answer.
+        ``timeout`` applies to each request. With ``max_workers > 1`` requests run
+        concurrently, but never two carrying events of the same profile.
+        """
+        batches = plan_batches(events)
+        params = self._query(locale=locale)
+
+        def send_batch(batch: Sequence[Event]) -> list[Profile]:
+            data = self._call("POST", "/events", params=params, json_body={"events": batch})
+            return self._profiles(data)
+
+        profiles: dict[str, Profile] = {}
+        for answer in run_batches(batches, send_batch, max_workers=max_workers):
+            for profile in answer:
+                profiles[profile.id] = profile
+        return list(profiles.values())
+
+    def import_events(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        locale: str | None = None,
+        max_workers: int = 1,
+    ) -> None:
+        """POST ``/import/events`` (batch async, processed later by the API), in batches.
+
+        Same rules as :meth:`upsert_profiles`; the API answers before processing, so there is
+        nothing to return.
+        """
+        batches = plan_batches(events)
+        params = self._query(locale=locale)
+
+        def send_batch(batch: Sequence[Event]) -> None:
+            self._call("POST", "/import/events", params=params, json_body={"events": batch})
+
+        run_batches(batches, send_batch, max_workers=max_workers)
+
+    # Plumbing ---------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        """The full URL of an endpoint path such as ``/profiles``."""
+        return f"{self._prefix}{path}"
+
+    @staticmethod
+    def _query(*, locale: str | None = None, preflight: bool = False) -> dict[str, str]:
+        params: dict[str, str] = {}
+        if preflight:
+            params["type"] = "preflight"
+        if locale:
+            params["locale"] = locale
+        return params
+
+    def _mutate(
+        self,
+        path: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        preflight: bool,
+        locale: str | None,
+        features: Sequence[str] | None,
+        location: Mapping[str, Any] | None,
+        ip: str | None,
+    ) -> ProfileResult:
+        body: dict[str, Any] = {"events": _events_list(events)}
+        options: dict[str, Any] = {}
+        if features:
+            if isinstance(features, str):
+                raise InvalidData("features must be a list of feature names, not a string")
+            options["features"] = list(features)
+        if location:
+            options["location"] = dict(location)
+        if options:
+            body["options"] = options
+        headers = {"X-Force-IP": ip} if ip else {}
+        data = self._call(
+            "POST",
+            path,
+            params=self._query(locale=locale, preflight=preflight),
+            text_body=body,
+            headers=headers,
+        )
+        return self._profile_result(data, "preflight" if preflight else "profile update")
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        text_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One API call within the time budget, retried per the policy; returns ``data``."""
+        request_headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        body: bytes | None = None
+        if json_body is not None:
+            body = _encode(json_body)
+            request_headers["Content-Type"] = "application/json"
+        elif text_body is not None:
+            # Like the official SDK: a JSON body sent as text/plain (no CORS preflight).
+            body = _encode(text_body)
+            request_headers["Content-Type"] = "text/plain"
+        request_headers.update(headers or {})
+        url = self.url(path)
+        what = f"{method} {path}"
+
+        def attempt(deadline: Deadline) -> Any:
+            answer = send(
+                self.session,
+                method,
+                url,
+                deadline=deadline,
+                params=params,
+                body=body,
+                headers=request_headers,
+            )
+            return unwrap(answer, what)
+
+        return call_with_retries(attempt, self.retry_policy, Deadline(self.timeout))
+
+    @staticmethod
+    def _profile_result(data: Any, what: str) -> ProfileResult:
+        try:
+            return ProfileResult.from_json(data)
+        except ValueError as exc:
+            raise MalformedResponse(
+                f"the {what} answer is not the documented shape: {exc}"
+            ) from exc
+
+    @staticmethod
+    def _profiles(data: Any) -> list[Profile]:
+        try:
+            if not isinstance(data, dict) or not isinstance(data.get("profiles"), list):
+                raise ValueError("data.profiles must be a list")
+            return [
+                Profile.from_json(item, f"data.profiles[{index}]")
+                for index, item in enumerate(data["profiles"])
+            ]
+        except ValueError as exc:
+            raise MalformedResponse(
+                f"the batch upsert answer is not the documented shape: {exc}"
+            ) from exc
+
+
+__all__ = ["DEFAULT_BASE_URL", "ExperienceClient"]

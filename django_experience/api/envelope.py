@@ -1,0 +1,78 @@
+"""Read the API's response envelope: ``{"data": ..., "error": ..., "message": ...}``.
+
+Tolerant of the forms seen in the wild: ``error`` may be ``null``, a boolean, ``{"code": ...}``
+or a bare code string. An answer that is an error (by status or by envelope) becomes the typed
+exception of :mod:`django_experience.api.errors`; a success whose body is not the envelope
+becomes :class:`MalformedResponse`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django_experience.api.errors import MalformedResponse, error_for
+from django_experience.api.retry import parse_retry_after
+from django_experience.api.transport import RawAnswer
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _error_code(error: object) -> tuple[bool, str | None]:
+    """(is an error, code) for the envelope's ``error`` field."""
+    if error is None or error is False:
+        return False, None
+    if isinstance(error, dict):
+        code = error.get("code")
+        return bool(error), code if isinstance(code, str) and code else None
+    if isinstance(error, str):
+        return bool(error), error or None
+    return bool(error), None
+
+
+def _summary(body: bytes) -> str:
+    text = body[:200].decode("utf-8", errors="replace").strip()
+    return text or "an empty body"
+
+
+def unwrap(answer: RawAnswer, what: str) -> Any:
+    """The envelope's ``data`` of a successful answer; raises the matching error otherwise."""
+    status = answer.status
+    document = _decode(answer.body)
+    envelope = document if isinstance(document, dict) else None
+    failed_by_status = not 200 <= status < 300
+    retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+
+    if envelope is None:
+        if failed_by_status:
+            raise error_for(
+                status,
+                None,
+                f"{what} answered HTTP {status} with a body that is not the JSON envelope: "
+                f"{_summary(answer.body)}",
+                retry_after=retry_after,
+            )
+        raise MalformedResponse(
+            f"{what} answered HTTP {status} with a body that is not the JSON envelope: "
+            f"{_summary(answer.body)}",
+            status=status,
+        )
+
+    failed_by_envelope, code = _error_code(envelope.get("error"))
+    message = envelope.get("message")
+    text = message if isinstance(message, str) and message else None
+    if failed_by_status or failed_by_envelope:
+        detail = f"{what} failed: {text}" if text else f"{what} failed with HTTP {status}"
+        raise error_for(status, code, detail, retry_after=retry_after)
+
+    if "data" not in envelope:
+        raise MalformedResponse(f"{what} answered without a 'data' field", status=status)
+    return envelope["data"]
+
+
+__all__ = ["unwrap"]

@@ -1,0 +1,294 @@
+"""Builders of Experience API events, filled the way the official SDKs fill them.
+
+Each builder returns a plain JSON-ready dict with ``type``, ``messageId`` (a UUID4 unless
+``message_id`` is given), ``timestamp`` / ``originalTimestamp`` / ``sentAt`` (the same ISO-8601
+UTC string with milliseconds), ``channel`` (``"server"`` unless given) and
+``context.library`` (this package's name and version). Required fields that are missing or
+empty raise ``ValueError`` naming the field. Pass ``anonymous_id`` for the batch endpoints.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from django_experience import __version__
+
+LIBRARY = {"name": "django-experience", "version": __version__}
+CHANNELS = ("web", "mobile", "server")
+COMPONENT_TYPES = ("Entry", "Variable")
+# utm_* query parameter -> context.campaign key
+CAMPAIGN_PARAMETERS = {
+    "utm_campaign": "name",
+    "utm_source": "source",
+    "utm_medium": "medium",
+    "utm_term": "term",
+    "utm_content": "content",
+}
+
+Event = dict[str, Any]
+Timestamp = datetime | str | None
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``2024-05-01T12:00:00.123Z``: UTC with milliseconds, as the SDKs send it."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"timestamp must be timezone-aware, got the naive datetime {moment!r}")
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _timestamp(value: Timestamp) -> str:
+    if value is None:
+        return format_timestamp(datetime.now(timezone.utc))
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise ValueError(
+                f"timestamp must be an ISO-8601 date and time, got {value!r}"
+            ) from None
+        return format_timestamp(parsed)
+    raise ValueError(f"timestamp must be a datetime or an ISO-8601 string, got {value!r}")
+
+
+def _required_string(value: object, name: str, event_type: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{event_type} events need a non-empty string {name}, got {value!r}")
+    return value
+
+
+def _optional_object(value: object, name: str, event_type: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{name} of a {event_type} event must be a dict, got {type(value).__name__}"
+        )
+    return dict(value)
+
+
+def _base(
+    event_type: str,
+    *,
+    channel: str,
+    message_id: str | None,
+    timestamp: Timestamp,
+    anonymous_id: str | None,
+    context: Mapping[str, Any] | None,
+) -> Event:
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+    if message_id is not None and (not isinstance(message_id, str) or not message_id):
+        raise ValueError(f"message_id must be a non-empty string, got {message_id!r}")
+    when = _timestamp(timestamp)
+    event: Event = {
+        "type": event_type,
+        "messageId": message_id or str(uuid.uuid4()),
+        "timestamp": when,
+        "originalTimestamp": when,
+        "sentAt": when,
+        "channel": channel,
+        "context": {
+            "library": dict(LIBRARY),
+            **_optional_object(context, "context", event_type),
+        },
+    }
+    if anonymous_id is not None:
+        event["anonymousId"] = _required_string(anonymous_id, "anonymous_id", event_type)
+    return event
+
+
+def page_context(url: str, *, referrer: str = "") -> dict[str, Any]:
+    """``context.page`` for ``url``: path, query (last value wins), referrer, search, url."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return {
+        "path": parts.path or "/",
+        "query": query,
+        "referrer": referrer,
+        "search": f"?{parts.query}" if parts.query else "",
+        "url": url,
+    }
+
+
+def campaign_context(query: Mapping[str, str]) -> dict[str, str]:
+    """``context.campaign`` from the ``utm_*`` parameters that are present."""
+    return {key: query[name] for name, key in CAMPAIGN_PARAMETERS.items() if name in query}
+
+
+def page_event(
+    url: str,
+    *,
+    title: str = "",
+    referrer: str = "",
+    user_agent: str | None = None,
+    locale: str | None = None,
+    properties: Mapping[str, Any] | None = None,
+    channel: str = "server",
+    message_id: str | None = None,
+    timestamp: Timestamp = None,
+    anonymous_id: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Event:
+    """A ``page`` view of ``url`` (a full URL with scheme, host, path and query string)."""
+    _required_string(url, "url", "page")
+    page = page_context(url, referrer=referrer or "")
+    event = _base(
+        "page",
+        channel=channel,
+        message_id=message_id,
+        timestamp=timestamp,
+        anonymous_id=anonymous_id,
+        context=context,
+    )
+    event_context = event["context"]
+    event_context["page"] = page
+    event_context["campaign"] = campaign_context(page["query"])
+    if user_agent:
+        event_context["userAgent"] = user_agent
+    if locale:
+        event_context["locale"] = locale
+    event["properties"] = {
+        **page,
+        "title": title or "",
+        **_optional_object(properties, "properties", "page"),
+    }
+    return event
+
+
+def track_event(
+    event: str,
+    properties: Mapping[str, Any] | None = None,
+    *,
+    channel: str = "server",
+    message_id: str | None = None,
+    timestamp: Timestamp = None,
+    anonymous_id: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Event:
+    """A ``track`` event named ``event`` (for example ``"Added to cart"``)."""
+    name = _required_string(event, "event", "track")
+    built = _base(
+        "track",
+        channel=channel,
+        message_id=message_id,
+        timestamp=timestamp,
+        anonymous_id=anonymous_id,
+        context=context,
+    )
+    built["event"] = name
+    built["properties"] = _optional_object(properties, "properties", "track")
+    return built
+
+
+def identify_event(
+    user_id: str,
+    traits: Mapping[str, Any] | None = None,
+    *,
+    channel: str = "server",
+    message_id: str | None = None,
+    timestamp: Timestamp = None,
+    anonymous_id: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Event:
+    """An ``identify`` event: ``user_id`` (your stable id of the person) and ``traits``."""
+    identifier = _required_string(user_id, "user_id", "identify")
+    if traits is not None and not isinstance(traits, Mapping):
+        raise ValueError(f"traits of an identify event must be a dict, got {type(traits).__name__}")
+    built = _base(
+        "identify",
+        channel=channel,
+        message_id=message_id,
+        timestamp=timestamp,
+        anonymous_id=anonymous_id,
+        context=context,
+    )
+    built["userId"] = identifier
+    built["traits"] = dict(traits or {})
+    return built
+
+
+def screen_event(
+    name: str,
+    properties: Mapping[str, Any] | None = None,
+    *,
+    channel: str = "server",
+    message_id: str | None = None,
+    timestamp: Timestamp = None,
+    anonymous_id: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Event:
+    """A ``screen`` view (the mobile page view) of the screen ``name``."""
+    screen = _required_string(name, "name", "screen")
+    built = _base(
+        "screen",
+        channel=channel,
+        message_id=message_id,
+        timestamp=timestamp,
+        anonymous_id=anonymous_id,
+        context=context,
+    )
+    built["name"] = screen
+    built["properties"] = {**_optional_object(properties, "properties", "screen"), "name": screen}
+    return built
+
+
+def component_event(
+    component_id: str,
+    *,
+    experience_id: str | None = None,
+    variant_index: int | None = None,
+    component_type: str = "Entry",
+    channel: str = "server",
+    message_id: str | None = None,
+    timestamp: Timestamp = None,
+    anonymous_id: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Event:
+    """A ``component`` view; with ``experience_id`` and ``variant_index`` it pins the variant."""
+    component = _required_string(component_id, "component_id", "component")
+    if component_type not in COMPONENT_TYPES:
+        raise ValueError(
+            f"component_type must be one of {', '.join(COMPONENT_TYPES)}, got {component_type!r}"
+        )
+    if experience_id is not None:
+        _required_string(experience_id, "experience_id", "component")
+    if variant_index is not None and (
+        isinstance(variant_index, bool) or not isinstance(variant_index, int) or variant_index < 0
+    ):
+        raise ValueError(f"variant_index must be an integer >= 0, got {variant_index!r}")
+    built = _base(
+        "component",
+        channel=channel,
+        message_id=message_id,
+        timestamp=timestamp,
+        anonymous_id=anonymous_id,
+        context=context,
+    )
+    built["componentId"] = component
+    built["componentType"] = component_type
+    if experience_id is not None:
+        built["experienceId"] = experience_id
+    if variant_index is not None:
+        built["variantIndex"] = variant_index
+    return built
+
+
+__all__ = [
+    "LIBRARY",
+    "campaign_context",
+    "component_event",
+    "format_timestamp",
+    "identify_event",
+    "page_context",
+    "page_event",
+    "screen_event",
+    "track_event",
+]

@@ -1,0 +1,143 @@
+"""When and how long to wait before sending a request again.
+
+One call has one time budget (``timeout``) that covers every attempt and every pause between
+attempts: :class:`Deadline` tracks it, :class:`RetryPolicy` decides whether an error is worth
+another attempt and how long to wait, and :func:`call_with_retries` runs the loop.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TypeVar
+
+from django_experience.api.errors import ConnectionFailed, ExperienceAPIError, RequestTimeout
+
+T = TypeVar("T")
+
+# 429 ERR_PROFILE_OVERLOAD asks for a backoff; 503 is the transient status the official client
+# retries. Every other 4xx is the caller's mistake and every other 5xx is not known to pass.
+RETRY_STATUSES: frozenset[int] = frozenset({429, 503})
+
+
+class Deadline:
+    """The moment one call's time budget runs out (monotonic clock)."""
+
+    def __init__(self, budget: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.budget = budget
+        self.at = clock() + budget
+
+    def remaining(self) -> float:
+        """Seconds left (0.0 once the budget is spent)."""
+        return max(0.0, self.at - self._clock())
+
+    @property
+    def expired(self) -> bool:
+        return self._clock() >= self.at
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date).
+
+    ``None`` when the header is missing or unreadable; never negative.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=timezone.utc)
+    current = now or datetime.now(timezone.utc)
+    return max(0.0, (when - current).total_seconds())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, honouring ``Retry-After``.
+
+    The n-th pause (n from 0) is ``min(backoff_max, backoff_base * 2**n)`` scaled by a random
+    factor in ``[1 - jitter, 1]``, so concurrent clients do not retry in lockstep. A server's
+    ``Retry-After`` replaces the computed pause.
+    """
+
+    max_retries: int = 2
+    backoff_base: float = 0.1
+    backoff_max: float = 2.0
+    jitter: float = 0.5
+    retry_statuses: frozenset[int] = field(default=RETRY_STATUSES)
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.backoff_base < 0 or self.backoff_max < 0:
+            raise ValueError("backoff_base and backoff_max must be >= 0")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ValueError(f"jitter must be between 0 and 1, got {self.jitter}")
+
+    def is_retryable(self, error: ExperienceAPIError) -> bool:
+        """Whether another attempt may succeed where this one failed."""
+        if isinstance(error, RequestTimeout):
+            return False  # the attempt was given the whole remaining budget
+        if isinstance(error, ConnectionFailed):
+            return True
+        return error.status is not None and error.status in self.retry_statuses
+
+    def pause(self, retry: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (0 for the first retry)."""
+        if retry_after is not None:
+            return max(0.0, retry_after)
+        ceiling = min(self.backoff_max, self.backoff_base * (2.0**retry))
+        return ceiling * (1.0 - self.jitter * random.random())
+
+
+def call_with_retries(
+    attempt: Callable[[Deadline], T],
+    policy: RetryPolicy,
+    deadline: Deadline,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``attempt`` until it succeeds, fails for good, or the budget or retries run out.
+
+    ``attempt`` gets the deadline (each attempt may only use what is left of it) and raises
+    :class:`ExperienceAPIError`. The last error is raised when giving up. A pause that would
+    end at or after the deadline is not taken: the error is raised at once instead.
+    """
+    retry = 0
+    while True:
+        try:
+            return attempt(deadline)
+        except ExperienceAPIError as error:
+            if retry >= policy.max_retries or not policy.is_retryable(error):
+                raise
+            delay = policy.pause(retry, error.retry_after)
+            if delay >= deadline.remaining():
+                raise
+            if delay > 0:
+                sleep(delay)
+            retry += 1
+
+
+__all__ = [
+    "RETRY_STATUSES",
+    "Deadline",
+    "RetryPolicy",
+    "call_with_retries",
+    "parse_retry_after",
+]

@@ -1,0 +1,134 @@
+"""Send one HTTP request and read its answer within a deadline.
+
+``requests``' read timeout applies to each socket read, so a server that trickles its body a
+byte at a time could hold a call far past its budget. The body is therefore streamed in small
+reads, each given only the time that is left, and the deadline is checked between reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import urllib3.exceptions
+
+from django_experience.api.errors import (
+    ConnectionFailed,
+    MalformedResponse,
+    RequestTimeout,
+    TransportError,
+)
+from django_experience.api.retry import Deadline
+
+# The API answers with small JSON documents; anything this large is not one of them.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """An HTTP answer read in full."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    deadline: Deadline,
+    params: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> RawAnswer:
+    """One request, connected, sent and read within ``deadline``. Raises TransportError."""
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        raise RequestTimeout(f"time budget of {deadline.budget:g}s spent before {method} {url}")
+    try:
+        response = session.request(
+            method,
+            url,
+            params=params,
+            data=body,
+            headers=dict(headers or {}),
+            timeout=(remaining, remaining),
+            stream=True,
+            allow_redirects=False,
+        )
+    except requests.Timeout as exc:
+        raise RequestTimeout(
+            f"no answer to {method} {url} within the time budget of {deadline.budget:g}s"
+        ) from exc
+    except requests.ConnectionError as exc:
+        raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
+    except requests.RequestException as exc:
+        raise TransportError(f"{method} {url} failed: {exc}") from exc
+
+    try:
+        payload = _read_body(response, deadline, f"{method} {url}")
+    except BaseException:
+        response.close()  # a half-read connection must not go back to the pool
+        raise
+    _release(response)
+    return RawAnswer(response.status_code, response.headers, payload)
+
+
+def _read_body(response: requests.Response, deadline: Deadline, what: str) -> bytes:
+    raw: Any = response.raw
+    read = getattr(raw, "read1", None) or raw.read  # read1: return what has arrived
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise RequestTimeout(
+                f"the answer to {what} was not read within the time budget of {deadline.budget:g}s"
+            )
+        _set_socket_timeout(raw, remaining)
+        try:
+            chunk = read(_READ_SIZE)
+        except (TimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
+            raise RequestTimeout(
+                f"the answer to {what} was not read within the time budget of {deadline.budget:g}s"
+            ) from exc
+        except urllib3.exceptions.DecodeError as exc:
+            raise MalformedResponse(f"the answer to {what} could not be decoded: {exc}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ConnectionFailed(f"the connection broke while reading {what}: {exc}") from exc
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise MalformedResponse(f"the answer to {what} is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+
+
+def _set_socket_timeout(raw: Any, seconds: float) -> None:
+    """Give the next socket read only ``seconds`` (best effort: depends on urllib3 internals)."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if not isinstance(sock, socket.socket):
+        buffered = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(buffered, "raw", None), "_sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):  # already closed: the read reports it
+            sock.settimeout(seconds)
+
+
+def _release(response: requests.Response) -> None:
+    """Hand the fully read connection back to the pool for keep-alive."""
+    release = getattr(response.raw, "release_conn", None)
+    if callable(release):
+        release()
+    else:
+        response.close()
+
+
+__all__ = ["MAX_BODY_BYTES", "RawAnswer", "send"]
