@@ -130,8 +130,7 @@ def _parse_options(
             )
         if name not in allowed:
             raise template.TemplateSyntaxError(
-                f"'{tag_name}' got an unknown option {name!r}; "
-                f"allowed: {', '.join(allowed)}"
+                f"'{tag_name}' got an unknown option {name!r}; allowed: {', '.join(allowed)}"
             )
         if name in options:
             raise template.TemplateSyntaxError(f"'{tag_name}' got {name!r} twice")

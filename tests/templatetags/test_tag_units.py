@@ -38,10 +38,7 @@ def render(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], Render]:
     return using
 
 
-HERO = (
-    '{% personalize "hero" %}base{% variant "hero-a" %}A{% variant 2 %}B'
-    "{% endpersonalize %}"
-)
+HERO = '{% personalize "hero" %}base{% variant "hero-a" %}A{% variant 2 %}B{% endpersonalize %}'
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from tests.templatetags import views
+
+urlpatterns = [
+    path("identify/<slug:name>/", views.identify_and_render),
+    path("<slug:name>/", views.render_page),
+]
