@@ -58,6 +58,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # `experience` in templates: the visitor's personalization (lazy).
+                "django_experience.context_processors.experience",
             ],
         },
     }

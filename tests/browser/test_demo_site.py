@@ -1,0 +1,122 @@
+"""The example shop in a real headless Chromium, against the emulator of the Experience API."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.browser.servers import ADA, DemoEmulator, ExampleSite
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+COOKIE = re.compile(r"(?:^|;\s*)ntaid=([^;]+)")
+
+
+def visitor_id(page: Page) -> str:
+    """The profile id as the page's own JavaScript sees it."""
+    match = COOKIE.search(str(page.evaluate("document.cookie")))
+    assert match, "no ntaid cookie readable from JavaScript"
+    return match.group(1)
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/$"))
+
+
+def hero_variant(page: Page) -> str | None:
+    return page.get_attribute("[data-testid=hero]", "data-variant")
+
+
+def test_first_visit_sets_a_cookie_javascript_can_read(page: Page, emulator: DemoEmulator) -> None:
+    response = page.goto("/")
+    assert response is not None and response.status == 200
+    profile_id = visitor_id(page)
+    # The page's script read the same cookie, and the id is a real profile of the API.
+    assert page.inner_text("#visitor-id") == profile_id
+    assert emulator.profile(profile_id) is not None
+    assert hero_variant(page) == "baseline"
+
+
+def test_campaign_link_shows_the_campaign_hero(page: Page) -> None:
+    page.goto("/")
+    assert hero_variant(page) == "baseline"
+    assert "Gear for every trail" in page.inner_text("[data-testid=hero]")
+
+    page.goto("/?utm_campaign=spring-sale&utm_source=newsletter")
+    assert hero_variant(page) == "campaign"
+    assert "off every shell jacket" in page.inner_text("[data-testid=hero]")
+
+
+def test_signing_in_greets_by_first_name(page: Page) -> None:
+    page.goto("/")
+    assert page.locator("[data-testid=greeting]").count() == 0
+
+    sign_in(page, *ADA)
+    assert page.inner_text("[data-testid=greeting]") == "Hi Ada"
+    # Ada's traits put her in the gold audience.
+    assert page.get_attribute("[data-testid=shipping]", "data-variant") == "gold"
+
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile(r"/$"))
+    assert page.locator("[data-testid=greeting]").count() == 0
+    assert page.get_attribute("[data-testid=shipping]", "data-variant") == "baseline"
+
+
+def test_admin_lists_the_signed_in_users_mapping(page: Page) -> None:
+    sign_in(page, *ADA)
+    profile_id = visitor_id(page)
+
+    page.goto("/admin/django_experience/profilemapping/")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() >= 1
+    ada_rows = rows.filter(has_text=profile_id)
+    assert ada_rows.count() == 1
+    assert "ada" in ada_rows.inner_text()
+
+
+def test_add_to_cart_is_tracked_on_the_server(page: Page, emulator: DemoEmulator) -> None:
+    page.goto("/")
+    profile_id = visitor_id(page)
+    page.locator("article", has_text="Enamel Camp Mug").locator("text=Add to cart").click()
+    page.wait_for_url(re.compile(r"/$"))
+    assert "Enamel Camp Mug is in your cart." in page.inner_text(".messages")
+
+    # The event goes through background delivery: wait (bounded) until the API has it.
+    deadline = time.monotonic() + 10
+    tracked: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not tracked:
+        stored = emulator.profile(profile_id) or {}
+        tracked = [
+            event
+            for event in stored.get("events", [])
+            if event.get("type") == "track" and event.get("event") == "Add to cart"
+        ]
+        if not tracked:
+            time.sleep(0.1)
+    assert tracked, "the Add to cart event never reached the API"
+    assert tracked[0]["properties"]["product"] == "camp-mug"
+
+
+def test_page_renders_baseline_while_the_api_is_down(
+    page: Page, emulator: DemoEmulator, site: ExampleSite
+) -> None:
+    emulator.stop()
+    try:
+        response = page.goto("/?utm_campaign=spring-sale")
+        assert response is not None and response.status == 200
+        assert hero_variant(page) == "baseline"
+        assert page.get_attribute("[data-testid=banner]", "data-variant") == "baseline"
+        assert page.inner_text("[data-testid=cta]") == "Shop the collection"
+        assert "cannot be reached" in page.inner_text("[data-testid=status]")
+    finally:
+        emulator.start()
