@@ -29,6 +29,7 @@ from django.template.context import Context
 from django.utils.html import json_script
 from django.utils.safestring import SafeString
 
+from django_experience.merge_tags import format_scalar
 from django_experience.personalization import get_experience
 
 if TYPE_CHECKING:
@@ -139,9 +140,14 @@ def _parse_options(
 
 
 def _render_value(value: Any, context: Context) -> str:
-    """Render a value like ``{{ value }}`` (autoescaped); objects as JSON, nothing for None."""
+    """Render a value like ``{{ value }}`` (autoescaped); objects as JSON, nothing for None.
+
+    Booleans and numbers print as the browser SDKs print them (``true``, ``3``).
+    """
     if value is None:
         return ""
+    if isinstance(value, (bool, int, float)):
+        value = format_scalar(value)
     if isinstance(value, (Mapping, list, tuple)):
         try:
             value = json.dumps(value, ensure_ascii=False, default=str)

@@ -199,3 +199,17 @@ def test_personalize_exposes_its_nodes_to_template_introspection() -> None:
         "x",
         "y",
     ]
+
+
+def test_scalar_changes_print_like_the_browser_sdk(render: Callable[[Any], Render]) -> None:
+    fake = FakeExperience(
+        changes=(
+            variable_change("flag", True),
+            variable_change("price", 3.0),
+            variable_change("label", "<i>x</i>"),
+        )
+    )
+    rendered = render(fake)
+    source = '{% experience_change "flag" %}|{% experience_change "price" %}|'
+    assert rendered(source + '{% experience_change "label" %}') == "true|3|&lt;i&gt;x&lt;/i&gt;"
+    assert rendered('{% experience_change "flag" as f %}{% if f %}on{% endif %}') == "on"
