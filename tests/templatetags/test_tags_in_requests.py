@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from django.conf import settings as django_settings
-from django.http import HttpResponse
 from django.template import Context, Template
 from django.template.loader import get_template
 from django.test import Client, override_settings
 
+from django_experience.conf import conf
 from tests.templatetags.views import PAGE_CONTEXT
 
 pytestmark = pytest.mark.django_db
@@ -96,7 +96,12 @@ PIECE = re.compile(r"^(\w+)=\[(.*)\]$", re.MULTILINE)
 JSON_BLOCK = re.compile(r'<script id="([^"]+)" type="application/json">(.*?)</script>', re.DOTALL)
 
 
-def _pieces(response: HttpResponse) -> dict[str, str]:
+class Response(Protocol):
+    status_code: int
+    content: bytes
+
+
+def _pieces(response: Response) -> dict[str, str]:
     assert response.status_code == 200
     return dict(PIECE.findall(response.content.decode()))
 
@@ -107,14 +112,12 @@ def emulator(experience_emulator: Any) -> Any:
     return experience_emulator
 
 
-def _identified(client: Client, name: str, traits: dict[str, Any] = TRAITS) -> HttpResponse:
-    response = client.get(f"/tags/identify/{name}/", {"traits": json.dumps(traits)})
-    assert isinstance(response, HttpResponse)
-    return response
+def _identified(client: Client, name: str, traits: dict[str, Any] = TRAITS) -> Response:
+    return client.get(f"/tags/identify/{name}/", {"traits": json.dumps(traits)})
 
 
 def _component_events(emulator: Any, client: Client) -> list[dict[str, Any]]:
-    profile_id = client.cookies[django_settings.EXPERIENCE_COOKIE_NAME].value
+    profile_id = client.cookies[conf.COOKIE_NAME].value
     profile = emulator.profile(profile_id)
     assert profile is not None, "the visitor's profile exists in the emulator"
     return [
@@ -222,7 +225,7 @@ def test_experience_json_hands_over_the_profile_safely(emulator: Any, client: Cl
     assert set(blocks) == {"experience-data", "other-id"}
     data = json.loads(blocks["experience-data"])
     assert data == json.loads(blocks["other-id"])
-    assert data["profile"]["id"] == client.cookies[django_settings.EXPERIENCE_COOKIE_NAME].value
+    assert data["profile"]["id"] == client.cookies[conf.COOKIE_NAME].value
     assert data["profile"]["traits"]["firstname"] == HOSTILE
     assert {e["experienceId"]: e["variantIndex"] for e in data["experiences"]} == {
         "exp-hero": 1,
