@@ -1,0 +1,122 @@
+"""Send payloads through a sink: API-sized batches, retries with backoff, failure reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from django_experience.delivery.counters import counters
+from django_experience.delivery.settings import delivery_settings
+from django_experience.delivery.sinks import Payload, Sink
+
+logger = logging.getLogger("django_experience.delivery")
+
+Waiter = Callable[[float], bool]
+"""``wait(seconds) -> bool``: sleeps, returning False when delivery must stop waiting now."""
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return True
+
+
+def payload_size(payload: Payload) -> int:
+    return len(json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8"))
+
+
+def split_by_bytes(batch: list[Payload], max_bytes: int) -> list[list[Payload]]:
+    """Split ``batch`` (order kept) so each part's JSON stays under ``max_bytes``.
+
+    A single payload larger than the limit travels alone; the API decides about it.
+    """
+    parts: list[list[Payload]] = []
+    current: list[Payload] = []
+    size = 16  # the {"events":[]} envelope
+    for payload in batch:
+        item = payload_size(payload) + 1
+        if current and size + item > max_bytes:
+            parts.append(current)
+            current, size = [], 16
+        current.append(payload)
+        size += item
+    if current:
+        parts.append(current)
+    return parts
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter between half and the whole step."""
+    step = min(cap, base * (2 ** (attempt - 1)))
+    return float(step / 2 + random.random() * step / 2)
+
+
+def report_failure(sink: Sink, batch: list[Payload], exc: BaseException, reason: str) -> None:
+    """Count, log and hand a given-up batch to the ``EXPERIENCE_DELIVERY_ON_ERROR`` callback."""
+    counters.add("failed", len(batch))
+    logger.error(
+        "Delivery to %s gave up on %d event(s) (%s): %s", sink.name, len(batch), reason, exc
+    )
+    try:
+        callback = delivery_settings.ON_ERROR
+        if callback is not None:
+            callback(exc, batch, sink.name)
+    except Exception:
+        logger.exception("EXPERIENCE_DELIVERY_ON_ERROR raised")
+
+
+def deliver(sink: Sink, payloads: list[Payload], *, wait: Waiter = _sleep) -> int:
+    """Send ``payloads`` through ``sink``; returns how many were sent. Never raises."""
+    try:
+        batches = [
+            part
+            for planned in sink.plan(payloads)
+            for part in split_by_bytes(planned, delivery_settings.MAX_BATCH_BYTES)
+        ]
+    except Exception as exc:
+        report_failure(sink, payloads, exc, "could not be batched")
+        return 0
+    return sum(send_batch(sink, batch, wait=wait) for batch in batches)
+
+
+def send_batch(sink: Sink, batch: list[Payload], *, wait: Waiter = _sleep) -> int:
+    """Send one request-sized batch with retries; returns how many payloads were sent."""
+    max_retries = delivery_settings.MAX_RETRIES
+    base, cap = delivery_settings.BACKOFF, delivery_settings.BACKOFF_MAX
+    attempt = 0
+    while True:
+        try:
+            sink.send(batch)
+        except Exception as exc:
+            minimum = sink.retry_delay(exc)
+            if minimum is None:
+                if sink.splittable(exc) and len(batch) > 1:
+                    # One bad payload must not take the others down: bisect to isolate it.
+                    middle = len(batch) // 2
+                    return send_batch(sink, batch[:middle], wait=wait) + send_batch(
+                        sink, batch[middle:], wait=wait
+                    )
+                report_failure(sink, batch, exc, "refused")
+                return 0
+            if attempt >= max_retries:
+                report_failure(sink, batch, exc, f"still failing after {attempt} retries")
+                return 0
+            attempt += 1
+            delay = max(minimum, backoff_delay(attempt, base, cap))
+            logger.info(
+                "Delivery to %s: retry %d of %d event(s) in %.2fs after %s",
+                sink.name,
+                attempt,
+                len(batch),
+                delay,
+                exc,
+            )
+            if not wait(delay):
+                report_failure(sink, batch, exc, "out of time while retrying")
+                return 0
+            counters.add("retried", len(batch))
+        else:
+            counters.add("sent", len(batch))
+            return len(batch)

@@ -1,0 +1,128 @@
+"""Where delivered payloads go. A job is (sink name, payload); a sink turns payloads into requests.
+
+The Experience API batch endpoint is the built-in sink (``"experience"``). Other destinations
+(customer-data platforms) register their own with :func:`register_sink`, so the queue, batching,
+retries, counters and task backend serve them unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from django_experience.api import ExperienceClient
+from django_experience.api.batching import plan_batches
+from django_experience.conf import conf
+from django_experience.delivery.settings import delivery_settings
+
+Payload = dict[str, Any]
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class Sink:
+    """Base sink. Subclasses set ``name`` and implement :meth:`send`.
+
+    Errors are judged by their ``status`` attribute (``None`` meaning no answer arrived), the
+    convention of every client in this package; override the hooks for anything else.
+    """
+
+    name: str = ""
+
+    def plan(self, payloads: list[Payload]) -> list[list[Payload]]:
+        """Split payloads into request-sized batches (order kept)."""
+        return [payloads] if payloads else []
+
+    def send(self, batch: list[Payload]) -> None:
+        """Send one batch from the background; raise on failure."""
+        raise NotImplementedError
+
+    def send_now(self, batch: list[Payload]) -> None:
+        """Send one batch in the caller's thread (the ``sync`` backend)."""
+        self.send(batch)
+
+    def retry_delay(self, exc: BaseException) -> float | None:
+        """``None`` when ``exc`` is final; else the minimum wait before retrying (0 = backoff)."""
+        if not hasattr(exc, "status"):
+            return None
+        status = getattr(exc, "status", None)
+        if status is None or status in RETRYABLE_STATUSES or status >= 500:
+            retry_after = getattr(exc, "retry_after", None)
+            return float(retry_after) if isinstance(retry_after, int | float) else 0.0
+        return None
+
+    def splittable(self, exc: BaseException) -> bool:
+        """True when a batch is refused for its content (one bad payload spoils it)."""
+        return getattr(exc, "status", None) in (400, 413, 422)
+
+
+_client_lock = threading.Lock()
+_clients: dict[tuple[str, str, str, float, int], ExperienceClient] = {}
+
+
+def delivery_client() -> ExperienceClient:
+    """A client for background sends: its own timeout, no retries of its own (delivery retries).
+
+    Keyed by process id too, so a forked child never shares the parent's pooled connections.
+    """
+    key = (
+        conf.ORGANIZATION_ID,
+        conf.ENVIRONMENT,
+        conf.API_URL,
+        delivery_settings.TIMEOUT,
+        os.getpid(),
+    )
+    client = _clients.get(key)
+    if client is None:
+        with _client_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = ExperienceClient(
+                    key[0], environment=key[1], base_url=key[2], timeout=key[3], max_retries=0
+                )
+                _clients[key] = client
+    return client
+
+
+class ExperienceSink(Sink):
+    """Events for the Experience API's batch endpoint (``POST .../events``)."""
+
+    name = "experience"
+
+    def plan(self, payloads: list[Payload]) -> list[list[Payload]]:
+        return plan_batches(payloads)
+
+    def send(self, batch: list[Payload]) -> None:
+        delivery_client().upsert_profiles(batch)
+
+    def send_now(self, batch: list[Payload]) -> None:
+        from django_experience.clients import experience_client
+
+        experience_client().upsert_profiles(batch)
+
+
+_sinks: dict[str, Sink] = {}
+
+
+def register_sink(sink: Sink) -> None:
+    """Make ``sink`` available under ``sink.name`` (replacing a sink of the same name)."""
+    if not sink.name:
+        raise ValueError("A delivery sink needs a name")
+    _sinks[sink.name] = sink
+
+
+def get_sink(name: str) -> Sink:
+    try:
+        return _sinks[name]
+    except KeyError:
+        raise LookupError(
+            f"No delivery sink named {name!r}; registered: {', '.join(sorted(_sinks))}"
+        ) from None
+
+
+def sink_names() -> list[str]:
+    return sorted(_sinks)
+
+
+register_sink(ExperienceSink())

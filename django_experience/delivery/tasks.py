@@ -1,0 +1,51 @@
+"""The ``tasks`` backend: one Django Task per batch, run by whatever task backend the site uses.
+
+``django.tasks`` on Django 6, the ``django-tasks`` backport before it. The in-process queue
+still collects events into batches; the task only carries (sink name, payloads), which are JSON,
+so database, Celery or RQ task backends can store it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django_experience.delivery.sender import deliver, report_failure, split_by_bytes
+from django_experience.delivery.settings import delivery_settings
+from django_experience.delivery.sinks import Payload, get_sink
+
+
+def _task_module() -> Any:
+    """``django.tasks`` on Django 6+, else the ``django_tasks`` backport."""
+    try:
+        return importlib.import_module("django.tasks")
+    except ImportError:
+        return importlib.import_module("django_tasks")
+
+
+logger = logging.getLogger("django_experience.delivery")
+
+
+def deliver_batch(sink_name: str, payloads: list[Payload]) -> dict[str, int]:
+    """Task body: send one batch with retries; returns how many were sent and failed."""
+    sent = deliver(get_sink(sink_name), payloads)
+    return {"sent": sent, "failed": len(payloads) - sent}
+
+
+deliver_batch_task: Any = _task_module().task()(deliver_batch)
+
+
+def task_dispatcher(sink_name: str, payloads: list[Payload], wait: Callable[[float], bool]) -> None:
+    """Enqueue one task per request-sized batch."""
+    sink = get_sink(sink_name)
+    for planned in sink.plan(payloads):
+        for batch in split_by_bytes(planned, delivery_settings.MAX_BATCH_BYTES):
+            try:
+                deliver_batch_task.using(
+                    queue_name=delivery_settings.TASK_QUEUE,
+                    backend=delivery_settings.TASK_BACKEND,
+                ).enqueue(sink_name, batch)
+            except Exception as exc:
+                report_failure(sink, batch, exc, "could not be enqueued as a task")

@@ -1,0 +1,203 @@
+"""The in-process queue and its consumer thread (backends ``thread`` and ``tasks``).
+
+``enqueue`` only appends to a bounded deque under a lock: it never blocks on the network and
+never waits for room (a full queue drops by policy). One daemon thread per process takes jobs in
+rounds: it waits for up to ``FLUSH_INTERVAL`` after the first job of a round, or until
+``BATCH_SIZE`` jobs are there, or a flush is asked for, then hands the round to a dispatcher
+(send now with retries, or one Django Task per batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple
+
+from django_experience.delivery.counters import counters
+from django_experience.delivery.sender import deliver
+from django_experience.delivery.settings import delivery_settings
+from django_experience.delivery.sinks import Payload, get_sink
+
+logger = logging.getLogger("django_experience.delivery")
+
+
+class Job(NamedTuple):
+    sink: str
+    payload: Payload
+
+
+Dispatcher = Callable[[str, list[Payload], Callable[[float], bool]], None]
+
+
+def group_by_sink(jobs: list[Job]) -> dict[str, list[Payload]]:
+    """Payloads per sink, each list in enqueue order."""
+    groups: dict[str, list[Payload]] = {}
+    for job in jobs:
+        groups.setdefault(job.sink, []).append(job.payload)
+    return groups
+
+
+def send_dispatcher(sink_name: str, payloads: list[Payload], wait: Callable[[float], bool]) -> None:
+    deliver(get_sink(sink_name), payloads, wait=wait)
+
+
+class QueueWorker:
+    """A bounded queue plus the thread that empties it. One per process and backend."""
+
+    def __init__(self, dispatch: Dispatcher, name: str = "experience-delivery") -> None:
+        self._dispatch = dispatch
+        self._name = name
+        self._jobs: deque[Job] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = 0  # queued + in flight
+        self._flush_requested = False
+        self._stopping = False
+        self._deadline: float | None = None  # set while flushing at exit
+        self._thread: threading.Thread | None = None
+
+    # producer side ---------------------------------------------------------------------------
+    def put(self, job: Job) -> None:
+        """Queue ``job``; when full, drop the oldest or this one by policy. Never blocks."""
+        maxsize, policy = delivery_settings.QUEUE_SIZE, delivery_settings.DROP
+        dropped = 0
+        with self._cond:
+            if len(self._jobs) >= maxsize:
+                if policy == "newest":
+                    dropped = 1
+                else:
+                    while len(self._jobs) >= maxsize:
+                        self._jobs.popleft()
+                        self._pending -= 1
+                        dropped += 1
+            if not dropped or policy != "newest":
+                self._jobs.append(job)
+                self._pending += 1
+                counters.add("queued")
+            self._cond.notify_all()
+            self._ensure_thread()
+        if dropped:
+            counters.add("dropped", dropped)
+            logger.warning(
+                "Delivery queue full (%d): dropped %d %s event(s)", maxsize, dropped, policy
+            )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued now; True when the queue drained within ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if not self._pending:
+                return True
+            self._flush_requested = True
+            self._cond.notify_all()
+            if not self._ensure_thread():
+                return self._drain_here(deadline)
+            while self._pending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def pending(self) -> int:
+        with self._cond:
+            return self._pending
+
+    def shutdown(self, timeout: float) -> bool:
+        """Flush with a time bound (retry waits end at the deadline), then stop the thread."""
+        self._deadline = time.monotonic() + timeout
+        drained = self.flush(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if not drained:
+            logger.warning("Delivery stopped with %d event(s) not sent", self.pending())
+        return drained
+
+    def discard(self) -> None:
+        """Forget queued jobs and stop the thread after its current round (for tests)."""
+        with self._cond:
+            self._pending -= len(self._jobs)
+            self._jobs.clear()
+            self._stopping = True
+            self._deadline = time.monotonic()
+            self._cond.notify_all()
+
+    # consumer side ---------------------------------------------------------------------------
+    def _ensure_thread(self) -> bool:
+        """Start the consumer when it is not running (called with the lock held)."""
+        if self._thread is not None and self._thread.is_alive():
+            return True
+        if self._stopping:
+            return False
+        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: no new threads
+            return False
+        self._thread = thread
+        return True
+
+    def _take_round(self) -> list[Job] | None:
+        """Block until a round of jobs is ready; None when stopping with nothing left."""
+        batch_size = delivery_settings.BATCH_SIZE
+        with self._cond:
+            while not self._jobs:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            round_ends = time.monotonic() + delivery_settings.FLUSH_INTERVAL
+            while len(self._jobs) < batch_size and not self._flush_requested and not self._stopping:
+                remaining = round_ends - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            count = min(batch_size, len(self._jobs))
+            return [self._jobs.popleft() for _ in range(count)]
+
+    def _finish(self, count: int) -> None:
+        with self._cond:
+            self._pending -= count
+            if not self._pending:
+                self._flush_requested = False
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            jobs = self._take_round()
+            if jobs is None:
+                return
+            try:
+                self._dispatch_round(jobs)
+            finally:
+                self._finish(len(jobs))
+
+    def _dispatch_round(self, jobs: list[Job]) -> None:
+        for sink_name, payloads in group_by_sink(jobs).items():
+            try:
+                self._dispatch(sink_name, payloads, self._wait)
+            except Exception:  # a dispatcher bug must not kill the thread
+                counters.add("failed", len(payloads))
+                logger.exception("Delivery to %s failed unexpectedly", sink_name)
+
+    def _wait(self, seconds: float) -> bool:
+        if self._deadline is not None and time.monotonic() + seconds > self._deadline:
+            return False
+        time.sleep(seconds)
+        return True
+
+    def _drain_here(self, deadline: float | None) -> bool:
+        """Send in the calling thread (no thread can be started); called with the lock held."""
+        jobs = list(self._jobs)
+        self._jobs.clear()
+        self._cond.release()
+        try:
+            if deadline is not None and self._deadline is None:
+                self._deadline = deadline
+            self._dispatch_round(jobs)
+        finally:
+            self._cond.acquire()
+            self._pending -= len(jobs)
+        return not self._pending

@@ -1,0 +1,58 @@
+"""Helpers shared by the delivery tests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tests.stub_server import RecordedRequest, StubServer
+
+EVENTS_PATH = "/v2/organizations/test-org/environments/main/events"
+
+
+def track(profile_id: str, name: str = "Clicked", **properties: Any) -> dict[str, Any]:
+    """A batch-endpoint track event, as the event builders produce them."""
+    return {
+        "type": "track",
+        "event": name,
+        "properties": properties,
+        "anonymousId": profile_id,
+        "messageId": str(uuid.uuid4()),
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "channel": "server",
+        "context": {"library": {"name": "django-experience", "version": "0.1.0"}, "locale": "en"},
+    }
+
+
+def batch_requests(stub: StubServer) -> list[RecordedRequest]:
+    return [r for r in stub.requests if r.method == "POST" and r.path == EVENTS_PATH]
+
+
+def sent_events(stub: StubServer) -> list[dict[str, Any]]:
+    return [event for request in batch_requests(stub) for event in request.json()["events"]]
+
+
+def profiles_answer(request: RecordedRequest) -> dict[str, Any]:
+    """The batch endpoint's answer: one profile per anonymousId of the request."""
+    ids = list(dict.fromkeys(event["anonymousId"] for event in request.json()["events"]))
+    return {
+        "profiles": [
+            {
+                "id": profile_id,
+                "stableId": profile_id,
+                "random": 0.5,
+                "audiences": [],
+                "traits": {},
+                "location": {},
+                "session": {
+                    "id": "s",
+                    "isReturningVisitor": False,
+                    "landingPage": {},
+                    "count": 1,
+                    "activeSessionLength": 0,
+                    "averageSessionLength": 0,
+                },
+            }
+            for profile_id in ids
+        ]
+    }

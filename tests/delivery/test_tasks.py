@@ -1,0 +1,85 @@
+"""EXPERIENCE_DELIVERY = "tasks": one Django Task per batch (django-tasks before Django 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pytest_django.fixtures import Settings as SettingsWrapper
+
+from django_experience import delivery
+from tests.delivery.helpers import batch_requests, sent_events, track
+from tests.stub_server import StubServer
+
+pytest.importorskip("django_tasks")
+import django_tasks.signals  # (resets task backends when TASKS changes)
+
+IMMEDIATE = "django_tasks.backends.immediate.ImmediateBackend"
+DUMMY = "django_tasks.backends.dummy.DummyBackend"
+
+
+def use_tasks(settings: SettingsWrapper, backend: str) -> Any:
+    settings.EXPERIENCE_DELIVERY = "tasks"
+    settings.TASKS = {"default": {"BACKEND": backend}}
+    from django_tasks import task_backends
+
+    return task_backends["default"]
+
+
+def test_immediate_backend_sends_each_batch(api: StubServer, settings: SettingsWrapper) -> None:
+    use_tasks(settings, IMMEDIATE)
+    events = [track(f"p{n}", n=n) for n in range(5)]
+    for event in events:
+        delivery.enqueue(event)
+    assert delivery.flush(timeout=10)
+    assert sent_events(api) == events
+    assert delivery.counters()["sent"] == 5
+
+
+EVENTS = [track(f"profile-{n % 120}", n=n) for n in range(240)]
+
+
+def _enqueue_and_flush_many() -> None:
+    for event in EVENTS:
+        delivery.enqueue(event)
+    assert delivery.flush(timeout=10)
+
+
+def test_one_task_per_api_sized_batch(api: StubServer, settings: SettingsWrapper) -> None:
+    use_tasks(settings, DUMMY)
+    settings.EXPERIENCE_DELIVERY_BATCH_SIZE = 1000
+    settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 5
+    enqueued: list[Any] = []
+
+    def record(sender: object, task_result: Any, **kwargs: object) -> None:
+        enqueued.append(task_result)
+
+    # The dummy backend keeps results per thread; the signal sees every enqueue.
+    django_tasks.signals.task_enqueued.connect(record, weak=False)
+    try:
+        _enqueue_and_flush_many()
+    finally:
+        django_tasks.signals.task_enqueued.disconnect(record)
+    assert batch_requests(api) == []  # enqueued as tasks, not sent here
+    results = enqueued
+
+    assert len(results) >= 3  # 120 profiles need at least three requests of <= 50 profiles
+    for result in results:
+        sink_name, batch = result.args
+        assert sink_name == "experience"
+        assert len({e["anonymousId"] for e in batch}) <= 50
+    # A worker runs them (here: in order, in this process).
+    outcomes = [result.task.call(*result.args) for result in results]
+    assert sum(outcome["sent"] for outcome in outcomes) == 240
+    assert sorted(e["messageId"] for e in sent_events(api)) == sorted(
+        e["messageId"] for e in EVENTS
+    )
+
+
+def test_task_failure_is_reported_in_its_result(api: StubServer, settings: SettingsWrapper) -> None:
+    from django_experience.delivery.tasks import deliver_batch
+
+    settings.EXPERIENCE_DELIVERY_MAX_RETRIES = 1
+    api.stop()
+    outcome = deliver_batch("experience", [track("p1")])
+    assert outcome == {"sent": 0, "failed": 1}
