@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=.venv/bin/python
+# The shop has its own settings, whatever another project exported.
+unset DJANGO_SETTINGS_MODULE
 MANAGE=(env PYTHONUNBUFFERED=1 "$PY" example_project/manage.py)
 if [ ! -x "$PY" ]; then
   echo "No virtualenv at .venv: run 'make demo' from the repository root." >&2
