@@ -1,0 +1,252 @@
+"""Every endpoint over real HTTP: method, path, query string, headers and body."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from django_experience.api import ExperienceClient, ProfileResult
+from django_experience.api.errors import InvalidData
+from django_experience.api.events import identify_event, page_event, track_event
+from tests.api.conftest import FAST_RETRIES
+from tests.api.payloads import batch_answer, profile_answer
+from tests.stub_server import StubServer, ok_envelope
+
+PREFIX = "/v2/organizations/org-1/environments/env-1"
+
+
+def test_create_profile_sends_events_as_text_plain_json(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    stub.responder = profile_answer
+    event = page_event("https://shop.example/?utm_campaign=spring", title="Home")
+    result = client.create_profile([event])
+
+    request = stub.requests[-1]
+    assert request.method == "POST"
+    assert request.path == f"{PREFIX}/profiles"
+    assert request.query == {}
+    assert request.header("Content-Type") == "text/plain"
+    assert request.header("X-Force-IP") is None
+    assert request.json() == {"events": [event]}
+    assert isinstance(result, ProfileResult)
+
+
+def test_create_profile_options_preflight_locale_and_ip(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    stub.responder = profile_answer
+    client.create_profile(
+        [track_event("Signed up")],
+        preflight=True,
+        locale="de",
+        features=["location", "ip-enrichment"],
+        location={"city": "Berlin", "countryCode": "DE"},
+        ip="203.0.113.7",
+    )
+    request = stub.requests[-1]
+    assert request.query == {"type": ["preflight"], "locale": ["de"]}
+    assert request.header("X-Force-IP") == "203.0.113.7"
+    assert request.json()["options"] == {
+        "features": ["location", "ip-enrichment"],
+        "location": {"city": "Berlin", "countryCode": "DE"},
+    }
+
+
+def test_options_leave_out_empty_features(stub: StubServer, client: ExperienceClient) -> None:
+    stub.responder = profile_answer
+    client.create_profile([track_event("a")], features=[])
+    assert "options" not in stub.requests[-1].json()
+    client.update_profile("p-1", [track_event("a")], features=[], location={"city": "Rome"})
+    assert stub.requests[-1].json()["options"] == {"location": {"city": "Rome"}}
+
+
+def test_update_profile_path_and_options(stub: StubServer, client: ExperienceClient) -> None:
+    stub.responder = profile_answer
+    event = identify_event("user-7", {"tier": "gold"})
+    client.update_profile("p-1", [event], locale="fr", features=["location"], ip="198.51.100.1")
+    request = stub.requests[-1]
+    assert request.method == "POST"
+    assert request.path == f"{PREFIX}/profiles/p-1"
+    assert request.query == {"locale": ["fr"]}
+    assert request.header("Content-Type") == "text/plain"
+    assert request.header("X-Force-IP") == "198.51.100.1"
+    assert request.json() == {"events": [event], "options": {"features": ["location"]}}
+
+
+def test_update_profile_preflight(stub: StubServer, client: ExperienceClient) -> None:
+    stub.responder = profile_answer
+    client.update_profile("p-1", [track_event("a")], preflight=True)
+    assert stub.requests[-1].query == {"type": ["preflight"]}
+
+
+def test_profile_id_is_escaped_in_the_path(stub: StubServer, client: ExperienceClient) -> None:
+    stub.responder = profile_answer
+    client.get_profile("a/b c")
+    assert stub.requests[-1].path == f"{PREFIX}/profiles/a%2Fb%20c"
+
+
+def test_get_profile(stub: StubServer, client: ExperienceClient) -> None:
+    stub.responder = profile_answer
+    result = client.get_profile("p-1", locale="en")
+    request = stub.requests[-1]
+    assert (request.method, request.path, request.query) == (
+        "GET",
+        f"{PREFIX}/profiles/p-1",
+        {"locale": ["en"]},
+    )
+    assert request.body == b""
+    # Typed results, not raw dicts.
+    assert result.profile.id == "p-1"
+    assert result.profile.stable_id == "p-1"
+    assert result.profile.audiences == ("aud-1",)
+    assert result.profile.traits == {"favAnimal": "fox"}
+    assert result.profile.location["city"] == "Berlin"
+    assert result.profile.session is not None and result.profile.session.id == "sess-1"
+    (experience,) = result.experiences
+    assert (experience.experience_id, experience.variant_index, experience.sticky) == (
+        "exp-1",
+        1,
+        True,
+    )
+    assert experience.variants == {"entryA": "entryB"}
+    (change,) = result.changes
+    assert (change.key, change.type, change.value) == ("heroTitle", "Variable", "Welcome back!")
+    assert change.meta == {"experienceId": "exp-2", "variantIndex": 1}
+
+
+def test_delete_profile(stub: StubServer, client: ExperienceClient) -> None:
+    client.delete_profile("p-9")
+    request = stub.requests[-1]
+    assert (request.method, request.path, request.body) == ("DELETE", f"{PREFIX}/profiles/p-9", b"")
+
+
+def test_upsert_profiles_sends_json_and_returns_profiles(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    stub.responder = batch_answer
+    events = [
+        track_event("a", anonymous_id="anon-1"),
+        identify_event("u-2", {"x": 1}, anonymous_id="anon-2"),
+    ]
+    profiles = client.upsert_profiles(events, locale="it")
+    request = stub.requests[-1]
+    assert (request.method, request.path) == ("POST", f"{PREFIX}/events")
+    assert request.query == {"locale": ["it"]}
+    assert request.header("Content-Type") == "application/json"
+    assert request.json() == {"events": events}  # no options on batch endpoints
+    assert [p.id for p in profiles] == ["anon-1", "anon-2"]
+
+
+def test_upsert_profiles_latest_answer_wins(stub: StubServer, client: ExperienceClient) -> None:
+    answered = iter(range(100))
+
+    def numbered(request: object) -> object:
+        n = next(answered)
+        return ok_envelope({"profiles": [{"id": "anon-1", "traits": {"answer": n}}]})
+
+    stub.responder = numbered  # type: ignore[assignment]
+    events = [track_event("a", anonymous_id="anon-1") for _ in range(450)]
+    profiles = client.upsert_profiles(events)
+    assert len(stub.requests) == 3
+    assert [p.traits for p in profiles] == [{"answer": 2}]
+
+
+def test_import_events(stub: StubServer, client: ExperienceClient) -> None:
+    stub.responder = lambda request: ok_envelope({"message": "Events accepted."})
+    events = [track_event("a", anonymous_id="anon-1")]
+    client.import_events(events, locale="en")
+    request = stub.requests[-1]
+    assert (request.method, request.path) == ("POST", f"{PREFIX}/import/events")
+    assert request.query == {"locale": ["en"]}
+    assert request.header("Content-Type") == "application/json"
+    assert request.json() == {"events": events}
+
+
+def test_empty_batches_send_nothing(stub: StubServer, client: ExperienceClient) -> None:
+    assert client.upsert_profiles([]) == []
+    client.import_events([])
+    assert stub.requests == []
+
+
+def test_single_profile_endpoints_refuse_empty_or_bad_events(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    with pytest.raises(InvalidData, match="must not be empty"):
+        client.create_profile([])
+    with pytest.raises(InvalidData, match=r"events\[1\]"):
+        client.update_profile("p-1", [track_event("a"), "nope"])  # type: ignore[list-item]
+    with pytest.raises(InvalidData, match="profile_id"):
+        client.get_profile("")
+    with pytest.raises(InvalidData, match="JSON"):
+        client.create_profile([{"type": "track", "event": "a", "properties": {"x": object()}}])
+    assert stub.requests == []
+
+
+def test_base_url_keeps_its_path_prefix(stub: StubServer) -> None:
+    stub.responder = profile_answer
+    with ExperienceClient("org-1", base_url=f"{stub.url}/proxy/experience/") as client:
+        client.get_profile("p-1")
+        client.delete_profile("p-1")
+    assert [r.path for r in stub.requests] == [
+        "/proxy/experience/v2/organizations/org-1/environments/main/profiles/p-1"
+    ] * 2
+
+
+def test_default_base_url_and_environment() -> None:
+    client = ExperienceClient("org-1")
+    assert client.url("/profiles") == (
+        "https://experience.ninetailed.co/v2/organizations/org-1/environments/main/profiles"
+    )
+    assert client.timeout > 0 and client.max_retries >= 0
+
+
+def test_constructor_refuses_bad_configuration() -> None:
+    with pytest.raises(ValueError, match="organization_id"):
+        ExperienceClient("")
+    with pytest.raises(ValueError, match="base_url"):
+        ExperienceClient("org", base_url="experience.example")
+    with pytest.raises(ValueError, match="timeout"):
+        ExperienceClient("org", timeout=0)
+
+
+def test_pool_is_sized_for_threaded_servers_and_shared_between_threads(stub: StubServer) -> None:
+    stub.responder = profile_answer
+    client = ExperienceClient("org-1", base_url=stub.url, retry_policy=FAST_RETRIES)
+    adapter = client.session.get_adapter(stub.url)
+    assert adapter._pool_maxsize >= 32  # type: ignore[attr-defined]
+
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                assert client.get_profile("p-1").profile.id == "p-1"
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert failures == []
+    assert len(stub.requests) == 80
+    client.close()
+
+
+def test_api_package_never_imports_django() -> None:
+    code = (
+        "import sys\n"
+        "import django_experience.api, django_experience.api.client, django_experience.api.events\n"
+        "import django_experience.api.batching, django_experience.api.scheduling\n"
+        "assert not [m for m in sys.modules if m == 'django' or m.startswith('django.')], "
+        "sorted(m for m in sys.modules if m.startswith('django'))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
