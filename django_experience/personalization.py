@@ -129,11 +129,22 @@ class Personalization:
             return
         await asyncio.get_running_loop().run_in_executor(_loop_offload, self._load)
 
-    def _set_result(self, result: ProfileResult) -> None:
+    def adopt(self, result: ProfileResult) -> None:
+        """Use ``result`` from now on (an identify answered with the visitor's profile)."""
+        if self._source is None:
+            return
         with self._lock:
             self._result = result
             self._resolved = True
             self._used = True
+
+    def forget(self) -> None:
+        """Drop what was resolved (sign-out): the next read resolves a fresh profile."""
+        if self._source is None:
+            return
+        with self._lock:
+            self._result = None
+            self._resolved = False
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -221,7 +232,7 @@ class Personalization:
             logger.exception("Experience identify failed")
             return
         if result is not None:
-            self._set_result(result)
+            self.adopt(result)
 
     def component_viewed(
         self,

@@ -23,6 +23,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_experience.middleware.ExperienceMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 

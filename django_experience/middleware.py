@@ -1,0 +1,126 @@
+"""``ExperienceMiddleware``: attach ``request.experience``, write the cookie and cache headers.
+
+Thin on purpose. On the way in it decides cheaply whether the request is personalized at all
+(excluded paths, methods other than GET/HEAD, bots, browser prefetches) and attaches a lazy
+``Personalization``; no API call happens here. On the way out it lets the visitor queue the
+unsent page view and write the cookie, and marks responses that used personalization private.
+Works under WSGI and ASGI.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponseBase
+from django.utils.cache import patch_cache_control, patch_vary_headers
+
+from django_experience.conf import conf
+from django_experience.personalization import NULL_PERSONALIZATION, Personalization
+from django_experience.visitor import VISITOR_ATTRIBUTE, Visitor
+
+logger = logging.getLogger("django_experience")
+
+EXCLUDED = "excluded"  # no personalization at all: the null object
+PASSIVE = "passive"  # track/identify work, but no page is personalized (POST and friends)
+PERSONALIZED = "personalized"
+
+_BOTS = re.compile(
+    r"bot\b|bot/|crawl|spider|slurp|facebookexternalhit|mediapartners|bingpreview|"
+    r"pingdom|uptimerobot|lighthouse|python-requests|curl/|wget/",
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _compile_exclusions(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for the ``EXPERIENCE_EXCLUDE_PATHS`` value (compiled once per value)."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns))
+
+
+def classify(request: HttpRequest) -> str:
+    """``excluded``, ``passive`` or ``personalized``; cheap, no I/O."""
+    meta = request.META
+    if meta.get("HTTP_SEC_PURPOSE", "").startswith("prefetch") or (
+        meta.get("HTTP_PURPOSE") == "prefetch" or meta.get("HTTP_X_MOZ") == "prefetch"
+    ):
+        return EXCLUDED
+    exclusions = _compile_exclusions(tuple(conf.EXCLUDE_PATHS))
+    if exclusions is not None and exclusions.search(request.path_info):
+        return EXCLUDED
+    if _BOTS.search(meta.get("HTTP_USER_AGENT", "")):
+        return EXCLUDED
+    if request.method not in ("GET", "HEAD"):
+        return PASSIVE
+    return PERSONALIZED
+
+
+class ExperienceMiddleware:
+    """Personalization for every request that should have it; never breaks a page."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(
+        self,
+        get_response: Callable[[HttpRequest], HttpResponseBase]
+        | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+    ) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(
+        self, request: HttpRequest
+    ) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.async_mode:
+            return self.__acall__(request)
+        self.process_request(request)
+        response = self.get_response(request)
+        assert isinstance(response, HttpResponseBase)
+        return self.process_response(request, response)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        visitor = self.process_request(request)
+        result = self.get_response(request)
+        assert not isinstance(result, HttpResponseBase)
+        response = await result
+        if visitor.has_response_work:
+            # Consent callables, the ORM and synchronous delivery must not run on the loop.
+            return await sync_to_async(self.process_response)(request, response)
+        return self.process_response(request, response)
+
+    def process_request(self, request: HttpRequest) -> Visitor:
+        kind = classify(request)
+        visitor = Visitor(request, personalized=kind == PERSONALIZED)
+        setattr(request, VISITOR_ATTRIBUTE, visitor)
+        request.experience = (  # type: ignore[attr-defined]
+            NULL_PERSONALIZATION if kind == EXCLUDED else Personalization(visitor)
+        )
+        return visitor
+
+    def process_response(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        visitor = getattr(request, VISITOR_ATTRIBUTE, None)
+        if not isinstance(visitor, Visitor) or not visitor.has_response_work:
+            return response
+        experience = getattr(request, "experience", None)
+        if isinstance(experience, Personalization) and experience.used:
+            # A shared cache must never serve one visitor's variant to another.
+            patch_cache_control(response, private=True)
+            patch_vary_headers(response, ("Cookie",))
+        try:
+            visitor.finish(response)
+        except Exception:
+            logger.exception("Experience middleware could not finish the response")
+        return response
+
+
+__all__ = ["ExperienceMiddleware", "classify"]

@@ -1,0 +1,659 @@
+"""Who the visitor is, what is sent for them, and what their response must carry.
+
+One ``Visitor`` per request (the middleware attaches it). It knows the profile id from the cookie
+(validated), the signed-in user's mapped profile, consent, location headers and the client IP;
+it makes the request's API call (at most one, plus one recovery call when the cookie's profile
+no longer exists), identifies visitors, hands events that need no answer to background
+delivery, and finally writes the cookie on the response.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any
+from urllib.parse import unquote
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
+
+from django_experience.api.errors import (
+    ExperienceAPIError,
+    NamespaceMismatch,
+    ProfileNotFound,
+    ServerError,
+    TransportError,
+)
+from django_experience.api.types import ProfileResult
+from django_experience.breaker import breaker
+from django_experience.conf import conf, import_callable
+
+logger = logging.getLogger("django_experience")
+
+SDK_COOKIE_NAME = "ctfl-opt-aid"
+"""The cookie the newer official SDK writes; read as a fallback, never written."""
+
+VISITOR_ATTRIBUTE = "experience_visitor"
+"""The request attribute holding the request's ``Visitor``."""
+
+_PROFILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+# -- small pure helpers --------------------------------------------------------------------
+
+
+def valid_profile_id(value: object) -> str | None:
+    """``value`` when it is an acceptable profile id (charset ``[A-Za-z0-9_-]``, 1-64 chars)."""
+    if isinstance(value, str) and _PROFILE_ID.fullmatch(value):
+        return value
+    return None
+
+
+def short_id(profile_id: str | None) -> str:
+    """A log-safe prefix of a profile id (never the whole id)."""
+    return "-" if not profile_id else profile_id[:6] + "…"
+
+
+def cookie_profile_id(cookies: Mapping[str, str]) -> str | None:
+    """The valid profile id in the configured cookie, else in the newer SDK's cookie."""
+    for name in (conf.COOKIE_NAME, SDK_COOKIE_NAME):
+        profile_id = valid_profile_id(cookies.get(name))
+        if profile_id:
+            return profile_id
+    return None
+
+
+def _header(meta: Mapping[str, Any], name: str) -> str | None:
+    value = meta.get("HTTP_" + name.upper().replace("-", "_"))
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if value and len(value) <= 100 else None
+
+
+# Geo headers of the CDNs we know, as (location key, header) pairs per provider. The first
+# provider with a usable country code or city wins; values are never mixed across providers.
+_GEO_PROVIDERS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (  # Cloudflare (CF-IPCountry always; the rest with "Add visitor location headers")
+        ("countryCode", "CF-IPCountry"),
+        ("city", "CF-IPCity"),
+        ("region", "CF-Region"),
+        ("regionCode", "CF-Region-Code"),
+        ("continent", "CF-IPContinent"),
+        ("postalCode", "CF-Postal-Code"),
+        ("timezone", "CF-Timezone"),
+        ("latitude", "CF-IPLatitude"),
+        ("longitude", "CF-IPLongitude"),
+    ),
+    (  # Amazon CloudFront (headers enabled in the origin request policy)
+        ("countryCode", "CloudFront-Viewer-Country"),
+        ("country", "CloudFront-Viewer-Country-Name"),
+        ("regionCode", "CloudFront-Viewer-Country-Region"),
+        ("region", "CloudFront-Viewer-Country-Region-Name"),
+        ("city", "CloudFront-Viewer-City"),
+        ("postalCode", "CloudFront-Viewer-Postal-Code"),
+        ("timezone", "CloudFront-Viewer-Time-Zone"),
+        ("latitude", "CloudFront-Viewer-Latitude"),
+        ("longitude", "CloudFront-Viewer-Longitude"),
+    ),
+    (  # Vercel (city is URL-encoded)
+        ("countryCode", "X-Vercel-IP-Country"),
+        ("regionCode", "X-Vercel-IP-Country-Region"),
+        ("city", "X-Vercel-IP-City"),
+        ("continent", "X-Vercel-IP-Continent"),
+        ("postalCode", "X-Vercel-IP-Postal-Code"),
+        ("timezone", "X-Vercel-IP-Timezone"),
+        ("latitude", "X-Vercel-IP-Latitude"),
+        ("longitude", "X-Vercel-IP-Longitude"),
+    ),
+    (  # Fastly (geo variables copied into headers by VCL, named by convention)
+        ("countryCode", "Fastly-Geo-Country-Code"),
+        ("country", "Fastly-Geo-Country-Name"),
+        ("city", "Fastly-Geo-City"),
+        ("region", "Fastly-Geo-Region"),
+        ("continent", "Fastly-Geo-Continent-Code"),
+        ("postalCode", "Fastly-Geo-Postal-Code"),
+        ("latitude", "Fastly-Geo-Latitude"),
+        ("longitude", "Fastly-Geo-Longitude"),
+    ),
+    (  # Generic edge headers (Fastly and others)
+        ("countryCode", "X-Geo-Country"),
+        ("city", "X-Geo-City"),
+        ("region", "X-Geo-Region"),
+        ("continent", "X-Geo-Continent"),
+        ("postalCode", "X-Geo-Postal-Code"),
+        ("latitude", "X-Geo-Latitude"),
+        ("longitude", "X-Geo-Longitude"),
+    ),
+)
+_UNKNOWN_COUNTRIES = frozenset({"XX", "T1", "ZZ", "--", "A1", "A2"})
+
+
+def geo_location(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``options.location`` from CDN geo headers, or ``None`` when there are none."""
+    for provider in _GEO_PROVIDERS:
+        found: dict[str, Any] = {}
+        for key, header in provider:
+            value = _header(meta, header)
+            if value is None:
+                continue
+            if key == "countryCode":
+                value = value.upper()
+                if len(value) != 2 or not value.isalpha() or value in _UNKNOWN_COUNTRIES:
+                    continue
+            elif key in ("city", "region", "country"):
+                value = unquote(value)
+            found[key] = value
+        latitude, longitude = found.pop("latitude", None), found.pop("longitude", None)
+        if "countryCode" not in found and "city" not in found:
+            continue
+        try:
+            if latitude is not None and longitude is not None:
+                found["coordinates"] = {
+                    "latitude": float(latitude),
+                    "longitude": float(longitude),
+                }
+        except ValueError:
+            pass
+        return found
+    return None
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The visitor's public IP: the trusted proxy header (its last address) or REMOTE_ADDR.
+
+    Private, loopback and otherwise non-global addresses are never returned: those belong to
+    the server or its proxies, and the API would locate the data centre instead of the visitor.
+    """
+    header = conf.TRUSTED_IP_HEADER
+    raw = request.META.get(header) if header else request.META.get("REMOTE_ADDR")
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    candidate = raw.split(",")[-1].strip()
+    try:
+        address = ipaddress.ip_address(candidate)
+    except ValueError:
+        return None
+    return str(address) if address.is_global else None
+
+
+def request_locale(request: HttpRequest) -> str | None:
+    """``request.LANGUAGE_CODE`` as ``en-US`` when i18n is on, else ``None``."""
+    if not getattr(settings, "USE_I18N", False):
+        return None
+    code = getattr(request, "LANGUAGE_CODE", None)
+    if not isinstance(code, str) or not code:
+        return None
+    language, _, region = code.replace("_", "-").partition("-")
+    if not language.isalpha():
+        return None
+    return f"{language.lower()}-{region.upper()}" if region else language.lower()
+
+
+def build_page_event(request: HttpRequest) -> dict[str, Any]:
+    """The page event of this request (URL, referrer, user agent, locale, utm campaign)."""
+    from django_experience.api.events import page_event
+
+    referrer = request.META.get("HTTP_REFERER", "")
+    return page_event(
+        request.build_absolute_uri(),
+        referrer=referrer if isinstance(referrer, str) else "",
+        user_agent=request.META.get("HTTP_USER_AGENT") or None,
+        locale=request_locale(request),
+    )
+
+
+def user_id_for(user: Any) -> str:
+    """The user id sent with identify: ``EXPERIENCE_USER_ID(user)`` or the primary key."""
+    path = conf.USER_ID
+    value = import_callable(path)(user) if path else user.pk
+    return str(value)
+
+
+def traits_for(user: Any) -> dict[str, Any]:
+    """The traits sent when ``user`` is identified (``EXPERIENCE_USER_TRAITS(user)``)."""
+    path = conf.USER_TRAITS
+    if not path:
+        return {}
+    traits = import_callable(path)(user)
+    if not isinstance(traits, Mapping):
+        raise TypeError(
+            f"EXPERIENCE_USER_TRAITS must return a dict of traits, got {type(traits).__name__}"
+        )
+    return dict(traits)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ExperienceAPIError):
+        parts = [type(exc).__name__]
+        if exc.status is not None:
+            parts.append(f"status={exc.status}")
+        if exc.code:
+            parts.append(f"code={exc.code}")
+        return " ".join(parts)
+    return type(exc).__name__
+
+
+def _counts_against_breaker(exc: BaseException) -> bool:
+    return isinstance(exc, (TransportError, ServerError))
+
+
+def guarded_call(
+    operation: str, call: Callable[[], ProfileResult], profile_id: str | None
+) -> ProfileResult | None:
+    """Run an API call behind the breaker; ``None`` (after one log line) when it fails."""
+    if not breaker.allow():
+        logger.debug("Experience API %s skipped: circuit open; serving baseline", operation)
+        return None
+    try:
+        result = call()
+    except Exception as exc:
+        if _counts_against_breaker(exc):
+            opened = breaker.record_failure()
+        else:  # the API answered (404, 429, 400...): it is up
+            opened = False
+            breaker.record_success()
+        logger.warning(
+            "Experience API %s failed for profile %s (%s); serving baseline%s",
+            operation,
+            short_id(profile_id),
+            _describe(exc),
+            f"; circuit open for {conf.BREAKER_COOLDOWN:g}s" if opened else "",
+        )
+        return None
+    breaker.record_success()
+    return result
+
+
+# -- ProfileMapping ------------------------------------------------------------------------
+
+
+def _namespace() -> dict[str, str]:
+    return {"organization_id": conf.ORGANIZATION_ID, "environment": conf.ENVIRONMENT}
+
+
+def mapped_profile_id(user: Any) -> str | None:
+    """The profile id mapped to a signed-in user, or ``None``."""
+    from django_experience.models import ProfileMapping
+
+    if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
+        return None
+    return (
+        ProfileMapping.objects.filter(user=user, **_namespace())
+        .values_list("profile_id", flat=True)
+        .first()
+    )
+
+
+def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None = None) -> str:
+    """Record ``profile_id`` for a user and/or external id; the profile id now mapped.
+
+    Safe against concurrent first sign-ins of one user: the row that was written first wins and
+    its profile id is returned; the losing writer never raises.
+    """
+    from django.db import IntegrityError, transaction
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from django_experience.models import ProfileMapping
+
+    namespace = _namespace()
+    has_user = user is not None and getattr(user, "pk", None) is not None
+    owner = Q(user=user) if has_user else Q(pk__in=[])
+    if external_id:
+        owner |= Q(external_id=external_id)
+    lost_race = False
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                mapping = (
+                    ProfileMapping.objects.select_for_update()
+                    .filter(owner, **namespace)
+                    .order_by("-user_id")
+                    .first()
+                )
+                if mapping is not None and lost_race:
+                    return mapping.profile_id
+                holder = ProfileMapping.objects.filter(profile_id=profile_id, **namespace)
+                if mapping is not None:
+                    holder = holder.exclude(pk=mapping.pk)
+                other = holder.first()
+                if other is not None:
+                    if other.user_id is not None or (
+                        other.external_id and other.external_id != external_id
+                    ):
+                        # Somebody else's profile: never steal it.
+                        return mapping.profile_id if mapping is not None else profile_id
+                    other.delete()  # an anonymous row for this very profile: absorb it
+                now = timezone.now()
+                if mapping is None:
+                    ProfileMapping.objects.create(
+                        profile_id=profile_id,
+                        user=user if has_user else None,
+                        external_id=external_id or None,
+                        last_seen_at=now,
+                        **namespace,
+                    )
+                else:
+                    mapping.profile_id = profile_id
+                    if has_user:
+                        mapping.user = user
+                    if external_id:
+                        mapping.external_id = external_id
+                    mapping.last_seen_at = now
+                    mapping.save()
+            return profile_id
+        except IntegrityError:
+            lost_race = True  # a concurrent sign-in wrote first: read its row and keep it
+    return profile_id
+
+
+def profile_owned_by_someone_else(profile_id: str, user: Any, external_id: str) -> bool:
+    """Whether a mapping ties ``profile_id`` to a different user or external id."""
+    from django_experience.models import ProfileMapping
+
+    row = (
+        ProfileMapping.objects.filter(profile_id=profile_id, **_namespace())
+        .values("user_id", "external_id")
+        .first()
+    )
+    if row is None:
+        return False
+    if user is not None and row["user_id"] is not None:
+        return bool(row["user_id"] != user.pk)
+    return bool(row["external_id"] and row["external_id"] != external_id)
+
+
+# -- the request's visitor -----------------------------------------------------------------
+
+
+class Visitor:
+    """One request's visitor. ``personalized=False``: no page resolution (track/identify only)."""
+
+    def __init__(self, request: HttpRequest, *, personalized: bool) -> None:
+        self.request = request
+        self.personalized = personalized
+        self.profile_id: str | None = None  # the id the response's cookie must carry
+        self.page_sent = False
+        self.signed_out = False
+        self._lock = threading.Lock()
+
+    # state derived from the request, computed on first use
+
+    @cached_property
+    def mode(self) -> str:
+        return conf.MODE
+
+    @cached_property
+    def cookie_id(self) -> str | None:
+        return cookie_profile_id(self.request.COOKIES)
+
+    @cached_property
+    def consent(self) -> bool:
+        path = conf.CONSENT
+        if not path:
+            return True
+        try:
+            return bool(import_callable(path)(self.request))
+        except Exception:
+            logger.exception("EXPERIENCE_CONSENT failed; treating the visitor as not consenting")
+            return False
+
+    @cached_property
+    def _mapped_id(self) -> str | None:
+        if self.signed_out or not self.consent:
+            return None
+        return mapped_profile_id(getattr(self.request, "user", None))
+
+    def known_id(self) -> str | None:
+        """The profile id to use for this visitor, if there is one already."""
+        if self.profile_id:
+            return self.profile_id
+        if not self.consent or self.signed_out:
+            return None
+        return self._mapped_id or self.cookie_id
+
+    def anonymous_id(self) -> str:
+        """The visitor's id for events sent without an answer (a fresh UUID if there is none)."""
+        with self._lock:
+            known = self.known_id()
+            if known:
+                return known
+            fresh = str(uuid.uuid4())
+            if self.consent:
+                self.profile_id = fresh  # the batch endpoint creates it; the cookie keeps it
+            return fresh
+
+    def _options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"locale": request_locale(self.request)}
+        if self.consent:
+            features = list(conf.FEATURES)
+            if features:
+                options["features"] = features
+            location = geo_location(self.request.META)
+            if location:
+                options["location"] = location
+            if "location" in features:
+                options["ip"] = client_ip(self.request)
+        return options
+
+    def _page_events(self) -> list[dict[str, Any]]:
+        if not self.personalized or self.page_sent:
+            return []
+        return [build_page_event(self.request)]
+
+    def _call(
+        self, operation: str, target: str | None, events: list[dict[str, Any]], preflight: bool
+    ) -> ProfileResult | None:
+        """One call (plus one recovery call when ``target`` no longer exists)."""
+        from django_experience.clients import experience_client
+
+        client = experience_client()
+        options = self._options()
+        started = time.monotonic()
+
+        def call() -> ProfileResult:
+            if target is None:
+                return client.create_profile(events, preflight=preflight, **options)
+            try:
+                return client.update_profile(target, events, preflight=preflight, **options)
+            except (ProfileNotFound, NamespaceMismatch):
+                if time.monotonic() - started > conf.TIMEOUT / 2:
+                    raise
+                mapped = self._mapped_id
+                if mapped and mapped != target:
+                    try:
+                        return client.update_profile(mapped, events, preflight=preflight, **options)
+                    except (ProfileNotFound, NamespaceMismatch):
+                        pass
+                if preflight:
+                    fresh = str(uuid.uuid4())
+                    return client.update_profile(fresh, events, preflight=True, **options)
+                return client.create_profile(events, **options)
+
+        return guarded_call(operation, call, target)
+
+    # PersonalizationSource ---------------------------------------------------------------
+
+    def resolve(self) -> ProfileResult | None:
+        if not self.personalized:
+            return None
+        preflight = self.mode == "preflight"
+        target = self.known_id()
+        if preflight and target is None:
+            target = str(uuid.uuid4())  # the browser SDK creates this profile later
+        # In preflight mode the page event is evaluated (utm audiences) but not stored.
+        events = [build_page_event(self.request)] if preflight else self._page_events()
+        if not events and target is not None:
+            result = self._get(target)  # the page view was already sent with an identify
+        else:
+            events = events or [build_page_event(self.request)]
+            operation = "preflight" if preflight else "update"
+            result = self._call(operation, target, events, preflight)
+        if result is not None:
+            if not preflight:
+                self.page_sent = True
+            if self.consent:
+                self.profile_id = result.profile.id
+        return result
+
+    def _get(self, target: str) -> ProfileResult | None:
+        from django_experience.clients import experience_client
+
+        client = experience_client()
+        locale = request_locale(self.request)
+        return guarded_call("get", lambda: client.get_profile(target, locale=locale), target)
+
+    def identify(
+        self, user_id: str, traits: dict[str, Any], user: Any = None
+    ) -> ProfileResult | None:
+        if not self.consent:
+            logger.debug("Experience identify skipped: no consent")
+            return None
+        from django.db.models import Q
+
+        from django_experience.api.events import identify_event
+        from django_experience.models import ProfileMapping
+        from django_experience.signals import profile_identified
+
+        if user is None:
+            request_user = getattr(self.request, "user", None)
+            if request_user is not None and getattr(request_user, "is_authenticated", False):
+                try:
+                    if user_id_for(request_user) == user_id:
+                        user = request_user
+                except Exception:
+                    logger.exception("EXPERIENCE_USER_ID failed")
+        owner = Q(external_id=user_id)
+        if user is not None:
+            owner |= Q(user=user)
+        mapping = ProfileMapping.objects.filter(owner, **_namespace()).order_by("-user_id").first()
+        target = None if self.signed_out else (self.profile_id or self.cookie_id)
+        if target and profile_owned_by_someone_else(target, user, user_id):
+            target = None  # the device's profile belongs to another person: do not merge it
+        if target is None and mapping is not None:
+            target = mapping.profile_id
+        self.__dict__["_mapped_id"] = mapping.profile_id if mapping is not None else None
+        events = [*self._page_events(), identify_event(user_id, traits)]
+        result = self._call("identify", target, events, preflight=False)
+        if result is None:
+            if mapping is not None:
+                self.profile_id = mapping.profile_id
+            return None
+        self.page_sent = self.page_sent or self.personalized
+        self.signed_out = False
+        self.profile_id = store_mapping(result.profile.id, user=user, external_id=user_id)
+        self.__dict__["_mapped_id"] = self.profile_id
+        profile_identified.send(
+            sender=Visitor, user_id=user_id, traits=traits, profile_id=self.profile_id, user=user
+        )
+        return result
+
+    def send(self, event: dict[str, Any]) -> None:
+        if not self.consent and event.get("type") != "page":
+            return
+        from django_experience import delivery
+
+        delivery.enqueue({**event, "anonymousId": self.anonymous_id()})
+
+    def tracks_component_views(self) -> bool:
+        return conf.TRACK_COMPONENT_VIEWS and self.consent
+
+    # sign-in, sign-out --------------------------------------------------------------------
+
+    def sign_in(self, user: Any) -> ProfileResult | None:
+        return self.identify(user_id_for(user), traits_for(user) if self.consent else {}, user)
+
+    def sign_out(self) -> None:
+        """Forget the profile: the next request starts a fresh anonymous one."""
+        self.signed_out = True
+        self.profile_id = None
+        self.__dict__["_mapped_id"] = None
+
+    # the response ------------------------------------------------------------------------
+
+    def finish(self, response: HttpResponseBase) -> None:
+        """Queue the page view nobody sent (update mode), then write or delete the cookie.
+
+        That is the page view of a request that never asked for personalization, or whose call
+        failed: background delivery retries it, the visitor does not wait.
+        """
+        if self.personalized and self.mode == "update" and not self.page_sent:
+            try:
+                self.send(build_page_event(self.request))
+                self.page_sent = True
+            except Exception:
+                logger.exception("Experience page event could not be queued")
+        self.write_cookie(response)
+
+    def write_cookie(self, response: HttpResponseBase) -> None:
+        name = conf.COOKIE_NAME
+        current = self.request.COOKIES.get(name)
+        if not self.consent:
+            for cookie in (name, SDK_COOKIE_NAME):
+                if cookie in self.request.COOKIES:
+                    self._delete_cookie(response, cookie)
+            return
+        if self.profile_id:
+            if self.profile_id != current:
+                response.set_cookie(
+                    name,
+                    self.profile_id,
+                    max_age=conf.COOKIE_AGE,
+                    path="/",
+                    domain=conf.COOKIE_DOMAIN,
+                    secure=self._secure(),
+                    httponly=False,
+                    samesite="Lax",
+                )
+        elif current is not None and (self.signed_out or valid_profile_id(current) is None):
+            self._delete_cookie(response, name)
+        if self.signed_out and SDK_COOKIE_NAME in self.request.COOKIES:
+            self._delete_cookie(response, SDK_COOKIE_NAME)
+
+    def _secure(self) -> bool:
+        secure = conf.COOKIE_SECURE
+        return self.request.is_secure() if secure is None else secure
+
+    def _delete_cookie(self, response: HttpResponseBase, name: str) -> None:
+        response.delete_cookie(name, path="/", domain=conf.COOKIE_DOMAIN, samesite="Lax")
+
+    @property
+    def has_response_work(self) -> bool:
+        """Whether ``finish`` may have anything to do (cheap; no I/O)."""
+        return self.personalized or self.profile_id is not None or self.signed_out
+
+
+def visitor_for(request: HttpRequest) -> Visitor:
+    """The request's visitor (a non-personalizing one when the middleware is not installed)."""
+    visitor = getattr(request, VISITOR_ATTRIBUTE, None)
+    if isinstance(visitor, Visitor):
+        return visitor
+    visitor = Visitor(request, personalized=False)
+    setattr(request, VISITOR_ATTRIBUTE, visitor)
+    return visitor
+
+
+__all__ = [
+    "SDK_COOKIE_NAME",
+    "VISITOR_ATTRIBUTE",
+    "Visitor",
+    "build_page_event",
+    "client_ip",
+    "cookie_profile_id",
+    "geo_location",
+    "guarded_call",
+    "mapped_profile_id",
+    "request_locale",
+    "store_mapping",
+    "traits_for",
+    "user_id_for",
+    "valid_profile_id",
+    "visitor_for",
+]
