@@ -1,0 +1,178 @@
+"""The six Experience API operations over the store, as plain functions of validated input."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django_experience.emulator.config import EmulatorConfig
+from django_experience.emulator.errors import namespace_mismatch, profile_not_found
+from django_experience.emulator.profiles import StoredProfile
+from django_experience.emulator.selection import evaluate_audiences, select
+from django_experience.emulator.store import LockSet, ProfileStore
+
+
+@dataclass
+class Namespace:
+    organization: str
+    environment: str
+
+
+@dataclass
+class Transaction:
+    """The profiles one request reads and changes; committed at the end unless preflight.
+
+    Every lock the request needs (its profiles, the user ids it identifies, and the profiles
+    those user ids already belong to) is taken before the first event is applied, so a request
+    that cannot get them within the wait answers 429 without having changed anything.
+    """
+
+    store: ProfileStore
+    config: EmulatorConfig
+    namespace: Namespace
+    preflight: bool
+    locks: LockSet
+    working: dict[str, StoredProfile] = field(default_factory=dict)
+    redirect: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    users: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    events_added: int = 0
+
+    # -- preparation (all checks and locks) ---------------------------------------------
+
+    def prepare(self, profile_ids: list[str], events: list[dict[str, Any]], *,
+                create: bool) -> None:
+        for profile_id in profile_ids:
+            self._load(profile_id, create=create)
+        user_ids = sorted({
+            e["userId"] for e in events if e.get("type") == "identify" and e.get("userId")
+        })
+        for user_id in user_ids:
+            ns = self.namespace
+            self.locks.acquire(f"user\0{ns.organization}\0{ns.environment}\0{user_id}")
+            owner = self.store.owner_of(ns.organization, ns.environment, user_id)
+            if owner and owner not in self.working and self.store.get(owner) is not None:
+                self._load(owner, create=False)
+
+    def _load(self, profile_id: str, *, create: bool) -> StoredProfile:
+        if profile_id in self.working:
+            return self.working[profile_id]
+        self.locks.acquire(f"profile\0{profile_id}", profile_id)
+        if profile_id in self.store.removed:
+            raise profile_not_found(profile_id)
+        existing = self.store.get(profile_id)
+        ns = self.namespace
+        if existing is None:
+            if not create:
+                raise profile_not_found(profile_id)
+            profile = StoredProfile.new(profile_id, ns.organization, ns.environment)
+        elif (existing.organization, existing.environment) != (ns.organization, ns.environment):
+            raise namespace_mismatch(profile_id)
+        else:
+            profile = existing.clone() if self.preflight else existing
+        self.working[profile_id] = profile
+        return profile
+
+    # -- applying events ----------------------------------------------------------------
+
+    def current(self, profile_id: str) -> StoredProfile:
+        while profile_id in self.redirect:
+            profile_id = self.redirect[profile_id]
+        return self.working[profile_id]
+
+    def apply(self, profile_id: str, event: dict[str, Any]) -> None:
+        profile = self.current(profile_id)
+        user_id = event.get("userId") if event.get("type") == "identify" else None
+        if isinstance(user_id, str) and user_id:
+            ns = self.namespace
+            key = (ns.organization, ns.environment, user_id)
+            owner = self.users.get(key) or self.store.owner_of(*key)
+            if owner and owner != profile.id and owner in self.working:
+                survivor = self.working[owner]
+                if profile.apply(event):
+                    self.events_added += 1
+                self._merge(profile, survivor)
+                survivor.user_id = user_id
+                return
+            self.users[key] = profile.id
+            profile.user_id = user_id
+        if profile.apply(event):
+            self.events_added += 1
+
+    def _merge(self, visitor: StoredProfile, survivor: StoredProfile) -> None:
+        survivor.absorb(visitor)
+        del self.working[visitor.id]
+        self.redirect[visitor.id] = survivor.id
+        self.removed.append(visitor.id)
+        for key, owner in list(self.users.items()):
+            if owner == visitor.id:
+                self.users[key] = survivor.id
+
+    # -- results ------------------------------------------------------------------------
+
+    def finish(self, options: dict[str, Any] | None = None,
+               location_for: str | None = None) -> None:
+        if options and isinstance(options.get("location"), dict) and location_for is not None:
+            self.current(location_for).location = dict(options["location"])
+        for profile in self.working.values():
+            profile.audiences = evaluate_audiences(self.config, profile)
+
+    def result(self, profile_id: str) -> dict[str, Any]:
+        profile = self.current(profile_id)
+        experiences, changes = select(self.config, profile, pin=not self.preflight)
+        return {"profile": profile.to_api_json(), "experiences": experiences, "changes": changes}
+
+    def commit(self) -> None:
+        if self.preflight:
+            return
+        self.store.commit(list(self.working.values()), self.removed, self.users,
+                          self.events_added)
+
+
+def create_profile(tx: Transaction, events: list[dict[str, Any]],
+                   options: dict[str, Any]) -> dict[str, Any]:
+    profile_id = str(uuid.uuid4())
+    return _mutate(tx, profile_id, events, options)
+
+
+def update_profile(tx: Transaction, profile_id: str, events: list[dict[str, Any]],
+                   options: dict[str, Any]) -> dict[str, Any]:
+    return _mutate(tx, profile_id, events, options)
+
+
+def _mutate(tx: Transaction, profile_id: str, events: list[dict[str, Any]],
+            options: dict[str, Any]) -> dict[str, Any]:
+    tx.prepare([profile_id], events, create=True)
+    for event in events:
+        tx.apply(profile_id, event)
+    tx.finish(options, profile_id)
+    result = tx.result(profile_id)
+    tx.commit()
+    return result
+
+
+def get_profile(tx: Transaction, profile_id: str) -> dict[str, Any]:
+    tx.prepare([profile_id], [], create=False)
+    tx.finish()
+    return tx.result(profile_id)
+
+
+def delete_profile(tx: Transaction, profile_id: str) -> None:
+    tx.prepare([profile_id], [], create=False)
+    tx.store.delete(profile_id)
+
+
+def upsert_profiles(tx: Transaction, anonymous_ids: list[str],
+                    events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    tx.prepare(anonymous_ids, events, create=True)
+    for event in events:
+        tx.apply(event["anonymousId"], event)
+    tx.finish()
+    profiles: dict[str, dict[str, Any]] = {}
+    for anonymous_id in anonymous_ids:
+        profile = tx.current(anonymous_id)
+        if profile.id not in profiles:
+            profiles[profile.id] = profile.to_api_json()
+    tx.commit()
+    return list(profiles.values())
