@@ -6,4 +6,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("tags/", include("tests.templatetags.urls")),
+    path("mw/", include("tests.middleware.urls")),
 ]

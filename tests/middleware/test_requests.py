@@ -1,0 +1,208 @@
+"""Personalized requests through the test client against the emulator: cookie, modes, laziness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from django_experience.emulator.handle import EmulatorHandle
+
+pytestmark = pytest.mark.django_db
+
+
+def _json(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def test_first_visit_creates_a_profile_and_sets_the_cookie(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    response = client.get("/mw/page/?utm_campaign=spring", HTTP_USER_AGENT="Mozilla/5.0 Test")
+    data = _json(response)
+    assert data["hero"] == "hero-new" and data["degraded"] is False
+    cookie = response.cookies["ntaid"]
+    assert cookie.value == data["profile"]
+    assert cookie["path"] == "/"
+    assert cookie["max-age"] == 365 * 24 * 60 * 60
+    assert cookie["samesite"] == "Lax"
+    assert not cookie["httponly"]
+    assert not cookie["secure"]
+    assert emulator.stats()["requests"] == {"create": {"200": 1}}
+    stored = emulator.profile(data["profile"])
+    assert stored is not None
+    (page,) = stored["events"]
+    assert page["type"] == "page"
+    assert page["context"]["campaign"] == {"name": "spring"}
+    assert page["context"]["userAgent"] == "Mozilla/5.0 Test"
+    assert page["context"]["page"]["url"] == "http://testserver/mw/page/?utm_campaign=spring"
+
+
+def test_returning_visitor_updates_the_same_profile_without_a_new_cookie(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    first = _json(client.get("/mw/page/"))
+    response = client.get("/mw/page/", HTTP_REFERER="https://search.example/")
+    second = _json(response)
+    assert second["profile"] == first["profile"]
+    assert "ntaid" not in response.cookies
+    assert emulator.request_count("update") == 1
+    stored = emulator.profile(first["profile"])
+    assert stored is not None and len(stored["events"]) == 2
+    assert stored["events"][1]["context"]["page"]["referrer"] == "https://search.example/"
+
+
+def test_secure_cookie_on_https_and_configured_domain(
+    client: Client, emulator: EmulatorHandle, settings: Any
+) -> None:
+    settings.EXPERIENCE_COOKIE_DOMAIN = ".example.com"
+    settings.EXPERIENCE_COOKIE_AGE = 3600
+    response = client.get("/mw/page/", secure=True)
+    cookie = response.cookies["ntaid"]
+    assert cookie["secure"] and cookie["domain"] == ".example.com" and cookie["max-age"] == 3600
+
+
+def test_configured_cookie_name_and_the_newer_sdk_cookie(
+    client: Client, emulator: EmulatorHandle, settings: Any
+) -> None:
+    profile_id = _json(client.get("/mw/page/"))["profile"]
+    fresh = Client()
+    fresh.cookies["ctfl-opt-aid"] = profile_id
+    response = fresh.get("/mw/page/")
+    assert _json(response)["profile"] == profile_id
+    assert response.cookies["ntaid"].value == profile_id  # written under our own name
+    settings.EXPERIENCE_COOKIE_NAME = "visitor"
+    other = Client()
+    other.cookies["visitor"] = profile_id
+    assert _json(other.get("/mw/page/"))["profile"] == profile_id
+
+
+def test_lazy_no_call_until_asked_and_at_most_one_per_request(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    response = client.get("/mw/plain/")
+    assert response.status_code == 200
+    # The page view still went out, through background delivery (the batch endpoint).
+    assert emulator.stats()["requests"] == {"batch": {"200": 1}}
+    profile_id = response.cookies["ntaid"].value
+    stored = emulator.profile(profile_id)
+    assert stored is not None and [e["type"] for e in stored["events"]] == ["page"]
+    assert "Cache-Control" not in response
+    _json(client.get("/mw/page/"))  # reads profile, variant, change, merge tag, degraded
+    assert emulator.request_count("update") == 1 and emulator.request_count("create") == 0
+
+
+def test_preflight_mode(client: Client, emulator: EmulatorHandle, settings: Any) -> None:
+    settings.EXPERIENCE_MODE = "preflight"
+    response = client.get("/mw/plain/")
+    assert emulator.request_count() == 0  # unused: no call, no page view
+    assert "ntaid" not in response.cookies
+    response = client.get("/mw/page/?utm_campaign=spring")
+    data = _json(response)
+    assert data["hero"] == "hero-new"
+    assert response.cookies["ntaid"].value == data["profile"]  # a fresh id for the browser SDK
+    assert emulator.stats()["requests"] == {"update": {"200": 1}}
+    assert emulator.profiles() == []  # nothing stored
+    again = client.get("/mw/page/")
+    assert _json(again)["profile"] == data["profile"]
+    assert "ntaid" not in again.cookies
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    ["../../etc/passwd", "a" * 65, "", "id with spaces", "p%2F1", "<script>", "é"],
+)
+def test_tampered_cookies_are_ignored_replaced_and_never_sent(
+    client: Client, emulator: EmulatorHandle, cookie: str
+) -> None:
+    client.cookies["ntaid"] = cookie
+    response = client.get("/mw/page/")
+    data = _json(response)
+    assert response.cookies["ntaid"].value == data["profile"] != cookie
+    assert emulator.stats()["requests"] == {"create": {"200": 1}}
+
+
+def test_deleted_profile_recovers_in_the_same_request(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    first = _json(client.get("/mw/page/"))["profile"]
+    emulator.client().delete_profile(first)
+    response = client.get("/mw/page/")
+    data = _json(response)
+    assert data["degraded"] is False and data["profile"] != first
+    assert response.cookies["ntaid"].value == data["profile"]
+    requests = emulator.stats()["requests"]
+    assert requests["update"] == {"404": 1} and requests["create"] == {"200": 2}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/mw/excluded/page/", {}),
+        ("/static/app.css", {}),
+        ("/mw/page/", {"HTTP_USER_AGENT": "Mozilla/5.0 (compatible; Googlebot/2.1)"}),
+        ("/mw/page/", {"HTTP_SEC_PURPOSE": "prefetch;prerender"}),
+        ("/mw/page/", {"HTTP_PURPOSE": "prefetch"}),
+    ],
+)
+def test_excluded_requests_cost_nothing(
+    client: Client, emulator: EmulatorHandle, settings: Any, path: str, headers: dict[str, str]
+) -> None:
+    settings.EXPERIENCE_EXCLUDE_PATHS = [r"^/mw/excluded/", r"^/static/"]
+    response = client.get(path, **headers)  # type: ignore[arg-type]
+    assert response.status_code in (200, 404)
+    if response.status_code == 200:
+        assert _json(response)["degraded"] is True
+    assert emulator.request_count() == 0
+    assert "ntaid" not in response.cookies
+
+
+def test_post_requests_are_not_personalized_but_track(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    response = client.post("/mw/track/")
+    assert response.status_code == 200
+    assert emulator.stats()["requests"] == {"batch": {"200": 1}}
+    profile_id = response.cookies["ntaid"].value
+    stored = emulator.profile(profile_id)
+    assert stored is not None
+    assert [(e["type"], e.get("event")) for e in stored["events"]] == [("track", "Added to cart")]
+
+
+def test_track_on_a_known_visitor_uses_the_cookie_profile(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    profile_id = _json(client.get("/mw/page/"))["profile"]
+    response = client.post("/mw/track/")
+    assert "ntaid" not in response.cookies
+    stored = emulator.profile(profile_id)
+    assert stored is not None and stored["events"][-1]["event"] == "Added to cart"
+
+
+def test_cache_headers_only_when_personalization_was_used(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    response = client.get("/mw/cached/")
+    cache_control = {part.strip() for part in response["Cache-Control"].split(",")}
+    assert "private" in cache_control and "max-age=60" in cache_control
+    assert "public" not in cache_control
+    vary = {part.strip() for part in response["Vary"].split(",")}
+    assert vary == {"Accept-Language", "Cookie"}
+    plain = client.get("/mw/plain/")
+    assert not plain.has_header("Cache-Control")
+
+
+def test_locale_from_i18n(client: Client, emulator: EmulatorHandle, settings: Any) -> None:
+    settings.USE_I18N = True
+    settings.LANGUAGES = [("en-us", "English"), ("de", "German")]
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE[:1],
+        "django.middleware.locale.LocaleMiddleware",
+        *settings.MIDDLEWARE[1:],
+    ]
+    profile_id = _json(client.get("/mw/page/", HTTP_ACCEPT_LANGUAGE="de"))["profile"]
+    stored = emulator.profile(profile_id)
+    assert stored is not None and stored["events"][0]["context"]["locale"] == "de"

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from tests.middleware import views
+
+urlpatterns = [
+    path("page/", views.page),
+    path("plain/", views.plain),
+    path("cached/", views.cached),
+    path("track/", views.track),
+    path("identify/", views.identify),
+    path("sign-in/", views.sign_in),
+    path("magic-link/", views.sign_in_and_render),
+    path("sign-out/", views.sign_out),
+    path("async/", views.async_page),
+    path("async-sync-read/", views.async_sync_read),
+    path("async-plain/", views.async_plain),
+    path("excluded/page/", views.page),
+]

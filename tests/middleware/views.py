@@ -1,0 +1,90 @@
+"""Views the middleware tests request through Django's test client."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth import authenticate, login, logout
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from django_experience.personalization import get_experience
+
+
+def _summary(request: HttpRequest) -> dict[str, object]:
+    experience = get_experience(request)
+    variant = experience.variant("hero-default")
+    profile = experience.profile
+    return {
+        "hero": variant.entry_id if variant else "hero-default",
+        "cta": experience.change("ctaColor", "blue"),
+        "name": experience.merge_tag("traits.firstname", "friend"),
+        "degraded": experience.degraded,
+        "profile": profile.id if profile else None,
+    }
+
+
+def page(request: HttpRequest) -> JsonResponse:
+    """A personalized page."""
+    return JsonResponse(_summary(request))
+
+
+def plain(request: HttpRequest) -> HttpResponse:
+    """A page that never asks for personalization."""
+    return HttpResponse("plain")
+
+
+def cached(request: HttpRequest) -> JsonResponse:
+    response = JsonResponse(_summary(request))
+    response["Cache-Control"] = "public, max-age=60"
+    response["Vary"] = "Accept-Language"
+    return response
+
+
+def track(request: HttpRequest) -> HttpResponse:
+    get_experience(request).track("Added to cart", {"sku": "shoe-1"})
+    return HttpResponse("tracked")
+
+
+def identify(request: HttpRequest) -> JsonResponse:
+    body = json.loads(request.body or b"{}")
+    get_experience(request).identify(body["user_id"], body.get("traits"))
+    return JsonResponse(_summary(request))
+
+
+def sign_in(request: HttpRequest) -> HttpResponse:
+    user = authenticate(request, username=request.POST["username"], password="pw")
+    assert user is not None
+    login(request, user)
+    return HttpResponse("signed in")
+
+
+def sign_in_and_render(request: HttpRequest) -> JsonResponse:
+    """Sign in on a GET (a magic link) and render personalized content in the same request."""
+    user = authenticate(request, username=request.GET["username"], password="pw")
+    assert user is not None
+    login(request, user)
+    return JsonResponse(_summary(request))
+
+
+def sign_out(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return HttpResponse("signed out")
+
+
+async def async_page(request: HttpRequest) -> JsonResponse:
+    experience = get_experience(request)
+    await experience.aload()
+    variant = experience.variant("hero-default")
+    return JsonResponse(
+        {"hero": variant.entry_id if variant else "hero-default", "degraded": experience.degraded}
+    )
+
+
+async def async_sync_read(request: HttpRequest) -> JsonResponse:
+    """Reads personalization synchronously on the event loop (it must still work)."""
+    experience = get_experience(request)
+    return JsonResponse({"cta": experience.change("ctaColor", "blue")})
+
+
+async def async_plain(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("plain")
