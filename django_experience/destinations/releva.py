@@ -189,7 +189,10 @@ def _custom(value: Any, name: str) -> dict[str, list[dict[str, Any]]]:
             key = entry["key"]
             if not isinstance(key, str) or not key:
                 raise InvalidRecord(f"{where}.key must be a non-empty string", field=name)
-            values = _string_list(entry["values"], f"{where}.values")
+            try:
+                values = _string_list(entry["values"], f"{where}.values")
+            except InvalidRecord as problem:
+                raise InvalidRecord(problem.message, field=name) from None
             checked.append({"key": key, "values": values})
         result[kind] = checked
     return result

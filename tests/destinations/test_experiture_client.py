@@ -408,7 +408,9 @@ def test_record_from_traits_with_fields_renames_and_selects() -> None:
         record_from_traits(traits, {"email": ""})
 
 
-def test_profile_schema_from_json_refuses_nonsense() -> None:
-    for body in (None, [], {"data": {"fields": 3}}, {"fields": [{"type": "string"}]}):
-        with pytest.raises(ValueError):
-            ProfileSchema.from_json(body)
+@pytest.mark.parametrize(
+    "body", [None, [], {"data": {"fields": 3}}, {"fields": [{"type": "string"}]}, {"data": 1}]
+)
+def test_profile_schema_from_json_refuses_nonsense(body: Any) -> None:
+    with pytest.raises(ValueError):
+        ProfileSchema.from_json(body)
