@@ -36,8 +36,9 @@ def _error_code(error: object) -> tuple[bool, str | None]:
 
 
 def _summary(body: bytes) -> str:
-    text = body[:200].decode("utf-8", errors="replace").strip()
-    return text or "an empty body"
+    text = body[:200].decode("utf-8", errors="replace")
+    text = "".join(c if c.isprintable() else "?" for c in text).strip()
+    return repr(text) if text else "an empty body"
 
 
 def unwrap(answer: RawAnswer, what: str) -> Any:

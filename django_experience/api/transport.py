@@ -94,7 +94,7 @@ def _read_body(response: requests.Response, deadline: Deadline, what: str) -> by
             )
         _set_socket_timeout(raw, remaining)
         try:
-            chunk = read(_READ_SIZE)
+            chunk = read(_READ_SIZE, decode_content=True)  # gunzip like requests does
         except (TimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
             raise RequestTimeout(
                 f"the answer to {what} was not read within the time budget of {deadline.budget:g}s"

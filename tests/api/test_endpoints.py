@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import subprocess
 import sys
 import threading
@@ -12,8 +14,8 @@ from django_experience.api import ExperienceClient, ProfileResult
 from django_experience.api.errors import InvalidData
 from django_experience.api.events import identify_event, page_event, track_event
 from tests.api.conftest import FAST_RETRIES
-from tests.api.payloads import batch_answer, profile_answer
-from tests.stub_server import StubServer, ok_envelope
+from tests.api.payloads import batch_answer, profile_answer, profile_result_json
+from tests.stub_server import StubResponse, StubServer, ok_envelope
 
 PREFIX = "/v2/organizations/org-1/environments/env-1"
 
@@ -250,3 +252,11 @@ def test_api_package_never_imports_django() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def test_compressed_answers_are_decoded(stub: StubServer, client: ExperienceClient) -> None:
+    body = json.dumps({"data": profile_result_json("p-gz"), "error": None}).encode()
+    stub.responder = lambda request: StubResponse(
+        200, gzip.compress(body), headers={"Content-Encoding": "gzip"}
+    )
+    assert client.get_profile("p-gz").profile.id == "p-gz"
