@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import json
 import threading
 import uuid
@@ -87,13 +88,15 @@ class DestinationStore:
     faults: dict[str, _Fault] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def reset(self) -> None:
-        """Forget stored records, configuration and scripted errors."""
+    def reset(self, platform: str | None = None) -> None:
+        """Forget stored records, configuration and scripted errors (of one platform, or of
+        both). Configuration is shared, so it returns to the defaults either way."""
         with self.lock:
             self.config = DestinationConfig()
-            self.experiture.clear()
-            self.releva.clear()
-            self.faults.clear()
+            for name, records in (("experiture", self.experiture), ("releva", self.releva)):
+                if platform in (None, name):
+                    records.clear()
+                    self.faults.pop(name, None)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Copies of what each platform stored: ``{"experiture": [...], "releva": [...]}``."""
@@ -410,6 +413,29 @@ store = DestinationStore()
 experiture_app: WSGIApp = ExperitureApp(store)
 releva_app: WSGIApp = RelevaApp(store)
 MOUNTS: dict[str, WSGIApp] = {"/experiture/": experiture_app, "/releva/": releva_app}
+
+
+def _platform_snapshot(platform: str) -> list[dict[str, Any]]:
+    return store.snapshot()[platform]
+
+
+def _register_mounts() -> None:
+    """Serve both platforms in every emulator server, each with its own reset and snapshot
+    (so the control API shows ``{"experiture": [...], "releva": [...]}``)."""
+    try:
+        from django_experience.emulator.mounts import register_mount
+    except ImportError:  # the emulator server is not installed: the apps still work alone
+        return
+    for platform, prefix in (("experiture", "/experiture/"), ("releva", "/releva/")):
+        register_mount(
+            prefix,
+            MOUNTS[prefix],
+            reset=functools.partial(store.reset, platform),
+            snapshot=functools.partial(_platform_snapshot, platform),
+        )
+
+
+_register_mounts()
 
 
 def reset() -> None:
