@@ -13,6 +13,7 @@ from django.template.loader import get_template
 from django.test import Client, override_settings
 
 from django_experience.conf import conf
+from django_experience.emulator.handle import EmulatorHandle
 from tests.templatetags.views import PAGE_CONTEXT
 
 pytestmark = pytest.mark.django_db
@@ -107,7 +108,7 @@ def _pieces(response: Response) -> dict[str, str]:
 
 
 @pytest.fixture
-def emulator(experience_emulator: Any) -> Any:
+def emulator(experience_emulator: EmulatorHandle) -> EmulatorHandle:
     experience_emulator.configure(CONFIG)
     return experience_emulator
 
@@ -116,7 +117,7 @@ def _identified(client: Client, name: str, traits: dict[str, Any] = TRAITS) -> R
     return client.get(f"/tags/identify/{name}/", {"traits": json.dumps(traits)})
 
 
-def _component_events(emulator: Any, client: Client) -> list[dict[str, Any]]:
+def _component_events(emulator: EmulatorHandle, client: Client) -> list[dict[str, Any]]:
     profile_id = client.cookies[conf.COOKIE_NAME].value
     profile = emulator.profile(profile_id)
     assert profile is not None, "the visitor's profile exists in the emulator"
@@ -142,7 +143,7 @@ def _event(
 
 
 def test_personalize_renders_the_selected_branch_in_every_form(
-    emulator: Any, client: Client
+    emulator: EmulatorHandle, client: Client
 ) -> None:
     assert _pieces(client.get("/tags/personalize/")) == {
         "literal": "gold",
@@ -157,14 +158,16 @@ def test_personalize_renders_the_selected_branch_in_every_form(
     }
 
 
-def test_personalize_follows_audiences(emulator: Any, client: Client) -> None:
+def test_personalize_follows_audiences(emulator: EmulatorHandle, client: Client) -> None:
     assert _pieces(client.get("/tags/personalize/"))["audience"] == "baseline"
     assert _pieces(_identified(client, "personalize"))["audience"] == "gold offer"
     # The next request is served from the same, now gold, profile.
     assert _pieces(client.get("/tags/personalize/"))["audience"] == "gold offer"
 
 
-def test_experience_entry_gives_the_selected_entry_id(emulator: Any, client: Client) -> None:
+def test_experience_entry_gives_the_selected_entry_id(
+    emulator: EmulatorHandle, client: Client
+) -> None:
     assert _pieces(client.get("/tags/entry/")) == {
         "literal": "hero-gold",
         "variable": "hero-gold",
@@ -174,7 +177,9 @@ def test_experience_entry_gives_the_selected_entry_id(emulator: Any, client: Cli
     }
 
 
-def test_experience_change_values_defaults_and_objects(emulator: Any, client: Client) -> None:
+def test_experience_change_values_defaults_and_objects(
+    emulator: EmulatorHandle, client: Client
+) -> None:
     assert _pieces(client.get("/tags/change/")) == {
         "literal": "orange",
         "variable": "orange",
@@ -185,7 +190,7 @@ def test_experience_change_values_defaults_and_objects(emulator: Any, client: Cl
     }
 
 
-def test_merge_tag_paths_fallbacks_and_escaping(emulator: Any, client: Client) -> None:
+def test_merge_tag_paths_fallbacks_and_escaping(emulator: EmulatorHandle, client: Client) -> None:
     escaped = (
         "&lt;b&gt;Ann&lt;/b&gt;&lt;/script&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
     )
@@ -208,13 +213,17 @@ def test_merge_tag_paths_fallbacks_and_escaping(emulator: Any, client: Client) -
     }
 
 
-def test_merge_tag_falls_back_for_an_anonymous_visitor(emulator: Any, client: Client) -> None:
+def test_merge_tag_falls_back_for_an_anonymous_visitor(
+    emulator: EmulatorHandle, client: Client
+) -> None:
     pieces = _pieces(client.get("/tags/merge/"))
     assert pieces["dotted"] == "friend"
     assert pieces["as"] == "Hello friend"
 
 
-def test_experience_json_hands_over_the_profile_safely(emulator: Any, client: Client) -> None:
+def test_experience_json_hands_over_the_profile_safely(
+    emulator: EmulatorHandle, client: Client
+) -> None:
     response = _identified(client, "json")
     html = response.content.decode()
     # The hostile trait cannot close the script element or open another one.
@@ -288,7 +297,7 @@ def _assert_baseline(pieces_by_page: dict[str, dict[str, str]]) -> None:
     ids=["5xx", "429", "malformed", "dropped"],
 )
 def test_degraded_api_renders_baseline(
-    emulator: Any, client: Client, faults: dict[str, Any]
+    emulator: EmulatorHandle, client: Client, faults: dict[str, Any]
 ) -> None:
     emulator.faults(**faults)
     _assert_baseline({name: _pieces(client.get(f"/tags/{name}/")) for name in BASELINE_PAGES})
@@ -302,7 +311,9 @@ def test_degraded_api_renders_baseline(
     assert _pieces(response)["degraded"] == "yes"
 
 
-def test_without_the_middleware_tags_render_baseline(emulator: Any, client: Client) -> None:
+def test_without_the_middleware_tags_render_baseline(
+    emulator: EmulatorHandle, client: Client
+) -> None:
     middleware = [m for m in django_settings.MIDDLEWARE if "django_experience" not in m]
     with override_settings(MIDDLEWARE=middleware):
         _assert_baseline({name: _pieces(client.get(f"/tags/{name}/")) for name in BASELINE_PAGES})
@@ -312,7 +323,7 @@ def test_without_the_middleware_tags_render_baseline(emulator: Any, client: Clie
     assert emulator.request_count() == 0
 
 
-def test_outside_a_request_tags_render_baseline(emulator: Any) -> None:
+def test_outside_a_request_tags_render_baseline(emulator: EmulatorHandle) -> None:
     pieces = {
         name: dict(PIECE.findall(get_template(f"tags/{name}.html").render(PAGE_CONTEXT)))
         for name in BASELINE_PAGES
@@ -333,7 +344,7 @@ def test_outside_a_request_tags_render_baseline(emulator: Any) -> None:
 
 
 def test_component_views_are_recorded_once_per_component_per_request(
-    emulator: Any, client: Client
+    emulator: EmulatorHandle, client: Client
 ) -> None:
     pieces = _pieces(client.get("/tags/repeat/"))
     assert pieces == {
@@ -355,20 +366,24 @@ def test_component_views_are_recorded_once_per_component_per_request(
     assert _component_events(emulator, client) == once + once
 
 
-def test_hidden_variants_are_recorded_under_their_baseline(emulator: Any, client: Client) -> None:
+def test_hidden_variants_are_recorded_under_their_baseline(
+    emulator: EmulatorHandle, client: Client
+) -> None:
     client.get("/tags/entry/")
     events = _component_events(emulator, client)
     assert _event("promo-default", "Entry", "exp-promo", 1) in events
     assert _event("banner-b", "Entry", "exp-banner", 2) in events
 
 
-def test_component_views_can_be_turned_off(emulator: Any, client: Client, settings: Any) -> None:
+def test_component_views_can_be_turned_off(
+    emulator: EmulatorHandle, client: Client, settings: Any
+) -> None:
     settings.EXPERIENCE_TRACK_COMPONENT_VIEWS = False
     assert _pieces(client.get("/tags/repeat/"))["one"] == "gold"
     assert _component_events(emulator, client) == []
 
 
-def test_a_viewed_variant_stays_sticky(emulator: Any, client: Client) -> None:
+def test_a_viewed_variant_stays_sticky(emulator: EmulatorHandle, client: Client) -> None:
     assert _pieces(client.get("/tags/personalize/"))["literal"] == "gold"
     # Everyone now falls into the baseline, except a visitor whose view pinned the variant.
     hero_for_nobody = _experience("exp-hero", [_entry("hero-default", "hero-gold")], variant=0)
