@@ -12,6 +12,8 @@ failures, up to ``max_retries`` times, with exponential backoff and jitter or th
 from __future__ import annotations
 
 import json
+import os
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -116,7 +118,22 @@ class ExperienceClient:
             f"{self.base_url}/v2/organizations/{quote(organization_id, safe='')}"
             f"/environments/{quote(environment, safe='')}"
         )
-        self.session = session if session is not None else self._new_session(pool_size)
+        self._pool_size = pool_size
+        self._owns_session = session is None
+        self._session = session if session is not None else self._new_session(pool_size)
+        self._session_pid = os.getpid()
+        self._session_lock = threading.Lock()
+
+    @property
+    def session(self) -> requests.Session:
+        """The HTTP session; a process forked after first use gets a fresh connection pool."""
+        if self._owns_session and self._session_pid != os.getpid():
+            with self._session_lock:
+                if self._session_pid != os.getpid():
+                    # Sockets inherited from the parent must not be shared with it.
+                    self._session = self._new_session(self._pool_size)
+                    self._session_pid = os.getpid()
+        return self._session
 
     @staticmethod
     def _new_session(pool_size: int) -> requests.Session:

@@ -52,6 +52,8 @@ def send(
     remaining = deadline.remaining()
     if remaining <= 0:
         raise RequestTimeout(f"time budget of {deadline.budget:g}s spent before {method} {url}")
+    # ``total``: the wait for the answer gets only what connecting left of the budget.
+    timeout: Any = urllib3.Timeout(connect=remaining, read=remaining, total=remaining)
     try:
         response = session.request(
             method,
@@ -59,7 +61,7 @@ def send(
             params=params,
             data=body,
             headers=dict(headers or {}),
-            timeout=(remaining, remaining),
+            timeout=timeout,
             stream=True,
             allow_redirects=False,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -260,3 +261,24 @@ def test_compressed_answers_are_decoded(stub: StubServer, client: ExperienceClie
         200, gzip.compress(body), headers={"Content-Encoding": "gzip"}
     )
     assert client.get_profile("p-gz").profile.id == "p-gz"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_process_gets_its_own_connection_pool(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    stub.responder = profile_answer
+    client.get_profile("p-1")  # the parent's pool now holds a kept-alive connection
+    parent_session = client.session
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            fresh = client.session is not parent_session
+            code = 0 if fresh and client.get_profile("p-1").profile.id == "p-1" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert client.session is parent_session
+    assert len(stub.requests) == 2
