@@ -1,0 +1,138 @@
+"""``manage.py experience_import``: bring existing customers into the Experience API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO, cast
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_experience.sync.checkpoint import CheckpointError
+from django_experience.sync.runner import ImportConfig, describe, run_import
+from django_experience.sync.sources import SourceError
+from django_experience.sync.targets import target_names
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Import people (Django users, or a .jsonl/.csv file) into profiles: one identify event "
+        "per row, sent in batches. Exits non-zero when any row was rejected or failed."
+    )
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--users", action="store_true", help="Import the Django users.")
+        source.add_argument(
+            "--file",
+            metavar="PATH",
+            help="A .jsonl file (one {'id', 'traits'} object per line) or a .csv file (an 'id' "
+            "column, every other column a trait); '-' reads standard input (needs --format).",
+        )
+        parser.add_argument("--format", choices=("jsonl", "csv"), help="Format of --file.")
+        parser.add_argument(
+            "--destination",
+            default="experience",
+            help=f"Where to send the rows ({', '.join(target_names())}; default experience).",
+        )
+        parser.add_argument(
+            "--async",
+            dest="asynchronous",
+            action="store_true",
+            help="Use the asynchronous import endpoint (no profile ids come back, so no "
+            "mappings are stored).",
+        )
+        parser.add_argument(
+            "--workers", type=_positive_int, default=1, help="Concurrent requests (default 1)."
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=_positive_int,
+            default=50,
+            help="Rows per batch (default 50, the API's identify limit per request).",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Validate and count; send nothing."
+        )
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="Continue a previous run from its checkpoint, skipping completed batches.",
+        )
+        parser.add_argument("--checkpoint", metavar="PATH", help="Checkpoint file to use.")
+        parser.add_argument(
+            "--errors", metavar="FILE", help="Write every bad or failed row to FILE (JSON lines)."
+        )
+        parser.add_argument(
+            "--retries",
+            type=int,
+            default=8,
+            help="Retries of a batch after 429, 5xx or connection errors (default 8).",
+        )
+        parser.add_argument(
+            "--backoff", type=float, default=0.5, help="First retry delay in seconds (doubles)."
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=30.0, help="Seconds per request (default 30)."
+        )
+        parser.add_argument(
+            "--progress-interval",
+            type=float,
+            default=None,
+            help="Seconds between progress updates (default 0.2 on a terminal, 5 otherwise).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["destination"] not in target_names():
+            raise CommandError(
+                f"unknown --destination {options['destination']!r}: "
+                f"choose from {', '.join(target_names())}"
+            )
+        if options["file"] == "-" and not options["format"]:
+            raise CommandError("reading standard input (--file -) needs --format jsonl or csv")
+        config = ImportConfig(
+            path=options["file"],
+            users=options["users"],
+            format=options["format"],
+            destination=options["destination"],
+            asynchronous=options["asynchronous"],
+            batch_size=options["batch_size"],
+            workers=options["workers"],
+            dry_run=options["dry_run"],
+            resume=options["resume"],
+            checkpoint=options["checkpoint"],
+            errors=options["errors"],
+            max_retries=max(0, options["retries"]),
+            backoff=max(0.0, options["backoff"]),
+            timeout=options["timeout"],
+            progress_interval=options["progress_interval"],
+        )
+        stdin = options.get("stdin") or sys.stdin.buffer
+        stderr = cast(TextIO, self.stderr._out)
+        try:
+            summary = run_import(
+                config,
+                stdout=cast(TextIO, self.stdout._out),
+                stderr=stderr,
+                stdin=stdin,
+                tty=stderr.isatty(),
+            )
+        except (SourceError, CheckpointError, LookupError, OSError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(describe(summary, dry_run=config.dry_run))
+        if summary.interrupted:
+            raise CommandError("import interrupted", returncode=130)
+        if not summary.ok:
+            raise CommandError(
+                f"{summary.rejected} row(s) rejected, {summary.failed} failed"
+                + (f" (see {config.errors})" if config.errors else ""),
+                returncode=1,
+            )

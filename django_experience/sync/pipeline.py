@@ -1,0 +1,301 @@
+"""The import pipeline: stream rows, batch them, send batches concurrently (never two at once
+for the same profile), retry what is worth retrying, record what failed, checkpoint progress.
+
+Only the main thread reads the source and touches the database; worker threads only send.
+At most ``2 * workers`` batches are in flight or waiting, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from django_experience.sync.checkpoint import Checkpoint
+from django_experience.sync.rows import Batch, Rejected, Row
+from django_experience.sync.targets import ImportTarget, Item
+
+logger = logging.getLogger("django_experience.sync")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    batch_size: int = 50
+    workers: int = 1
+    dry_run: bool = False
+    max_retries: int = 8
+    backoff: float = 0.5
+    backoff_max: float = 30.0
+
+
+@dataclass
+class Summary:
+    rows_read: int = 0
+    rows_valid: int = 0
+    sent: int = 0
+    rejected: int = 0
+    failed: int = 0
+    skipped: int = 0  # rows of batches completed by an earlier run (``--resume``)
+    batches: int = 0
+    retries: int = 0
+    interrupted: bool = False
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.rejected or self.failed or self.interrupted)
+
+
+@dataclass
+class Outcome:
+    """What became of one batch."""
+
+    succeeded: list[tuple[list[Item], Any]] = field(default_factory=list)
+    refused: list[tuple[Item, str]] = field(default_factory=list)  # final: the API said no
+    failed: list[tuple[Item, str]] = field(default_factory=list)  # gave up retrying
+    retries: int = 0
+
+
+class ErrorSink:
+    """Reports bad rows: the first few to the console, all of them to the errors file."""
+
+    shown_limit = 20
+
+    def __init__(self, console: TextIO, errors_file: TextIO | None) -> None:
+        self.console = console
+        self.file = errors_file
+        self.shown = 0
+        self.hidden = 0
+
+    def report(self, line: int, reason: str, raw: str, external_id: str | None, kind: str) -> None:
+        if self.shown < self.shown_limit:
+            who = f" (id {external_id})" if external_id else ""
+            self.console.write(f"line {line}{who}: {kind}: {reason}\n")
+            self.shown += 1
+        else:
+            self.hidden += 1
+        if self.file is not None:
+            record = {"line": line, "id": external_id, "kind": kind, "reason": reason, "row": raw}
+            self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.file.flush()
+
+
+class Stop:
+    """Set on Ctrl-C: retry waits end at once and no new batch starts."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep; False when stopping."""
+        return not self.event.wait(seconds)
+
+
+def _backoff(attempt: int, base: float, cap: float) -> float:
+    step = min(cap, base * (2.0 ** (attempt - 1)))
+    return float(step / 2 + random.random() * step / 2)
+
+
+def deliver(
+    target: ImportTarget, items: list[Item], options: PipelineOptions, stop: Stop
+) -> Outcome:
+    """Send one batch (worker thread): retries with backoff, bisect to isolate refused rows."""
+    outcome = Outcome()
+    _send(target, items, options, stop, outcome, recovered=False)
+    return outcome
+
+
+def _send(
+    target: ImportTarget,
+    items: list[Item],
+    options: PipelineOptions,
+    stop: Stop,
+    outcome: Outcome,
+    *,
+    recovered: bool,
+) -> None:
+    attempt = 0
+    while True:
+        try:
+            answer = target.send(items)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            minimum = target.retry_delay(exc)
+            if minimum is None:
+                if len(items) > 1 and target.splittable(exc):
+                    middle = len(items) // 2
+                    _send(target, items[:middle], options, stop, outcome, recovered=recovered)
+                    _send(target, items[middle:], options, stop, outcome, recovered=recovered)
+                    return
+                replacement = None if recovered else target.recover(items[0], exc)
+                if len(items) == 1 and replacement is not None:
+                    _send(target, [replacement], options, stop, outcome, recovered=True)
+                    return
+                outcome.refused.extend((item, reason) for item in items)
+                return
+            if attempt >= options.max_retries:
+                outcome.failed.extend(
+                    (item, f"{reason} (after {attempt} retries)") for item in items
+                )
+                return
+            attempt += 1
+            delay = max(minimum, _backoff(attempt, options.backoff, options.backoff_max))
+            if not stop.wait(delay):
+                outcome.failed.extend((item, f"{reason} (interrupted)") for item in items)
+                return
+            outcome.retries += 1
+        else:
+            outcome.succeeded.append((items, answer))
+            return
+
+
+class Pipeline:
+    """Runs one import; :meth:`run` returns the :class:`Summary`."""
+
+    def __init__(
+        self,
+        source: Iterable[Row | Rejected],
+        target: ImportTarget,
+        options: PipelineOptions,
+        *,
+        errors: ErrorSink,
+        checkpoint: Checkpoint | None = None,
+        on_progress: Callable[[Summary, bool], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.options = options
+        self.errors = errors
+        self.checkpoint = checkpoint
+        self.on_progress = on_progress or (lambda summary, force: None)
+        self.summary = Summary()
+        self.stop = Stop()
+        self._inflight: dict[Future[Outcome], Batch] = {}
+        self._keys: Counter[str] = Counter()
+        self._batch_keys: dict[int, set[str]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def run(self) -> Summary:
+        started = time.monotonic()
+        try:
+            try:
+                self._read_all()
+            except KeyboardInterrupt:
+                self._interrupt()
+            while True:
+                try:
+                    self._drain()
+                    break
+                except KeyboardInterrupt:
+                    self._interrupt()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self.summary.elapsed = time.monotonic() - started
+            self.on_progress(self.summary, True)
+        return self.summary
+
+    def _interrupt(self) -> None:
+        """Ctrl-C: stop reading and retrying; batches in flight finish or give up quickly."""
+        self.summary.interrupted = True
+        self.stop.event.set()
+
+    # reading ---------------------------------------------------------------------------
+    def _read_all(self) -> None:
+        batch = Batch(0)
+        for item in self.source:
+            self.summary.rows_read += 1
+            if isinstance(item, Rejected):
+                self._reject(item, "rejected")
+            else:
+                self.summary.rows_valid += 1
+                batch.rows.append(item)
+                if len(batch.rows) >= self.options.batch_size:
+                    self._dispatch(batch)
+                    batch = Batch(batch.index + 1)
+            self._collect(block=False)
+            self.on_progress(self.summary, False)
+        if batch.rows:
+            self._dispatch(batch)
+
+    def _reject(self, item: Rejected, kind: str) -> None:
+        self.summary.rejected += 1
+        self.errors.report(item.line, item.reason, item.raw, item.external_id, kind)
+
+    # sending ---------------------------------------------------------------------------
+    def _dispatch(self, batch: Batch) -> None:
+        self.summary.batches += 1
+        if self.checkpoint is not None and self.checkpoint.is_done(batch.index):
+            self.summary.skipped += len(batch.rows)
+            return
+        if self.options.dry_run:
+            return
+        keys = {key for row in batch.rows for key in self.target.keys(row)}
+        window = 2 * max(1, self.options.workers)
+        # Wait for room, and for any batch still carrying one of these profiles.
+        while len(self._inflight) >= window or any(self._keys[key] for key in keys):
+            self._collect(block=True)
+        items, rejected = self.target.prepare(batch)
+        for item in rejected:
+            self._reject(item, "rejected")
+        if not items:
+            self._mark_done(batch.index)
+            return
+        future = self._executor_submit(items)
+        self._inflight[future] = batch
+        self._batch_keys[batch.index] = keys
+        self._keys.update(keys)
+
+    def _executor_submit(self, items: list[Item]) -> Future[Outcome]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=max(1, self.options.workers), thread_name_prefix="experience-import"
+            )
+        return self._pool.submit(deliver, self.target, items, self.options, self.stop)
+
+    def _collect(self, *, block: bool) -> None:
+        if not self._inflight:
+            return
+        done, _ = wait(
+            list(self._inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED
+        )
+        for future in done:
+            batch = self._inflight.pop(future)
+            self._keys.subtract(self._batch_keys.pop(batch.index))
+            self._finish(batch, future.result())
+
+    def _finish(self, batch: Batch, outcome: Outcome) -> None:
+        self.summary.retries += outcome.retries
+        for items, answer in outcome.succeeded:
+            self.target.complete(items, answer)
+            self.summary.sent += len(items)
+        for item, reason in outcome.refused:
+            self._reject(
+                Rejected(item.row.line, reason, item.row.canonical(), item.row.external_id),
+                "refused",
+            )
+        for item, reason in outcome.failed:
+            self.summary.failed += 1
+            self.errors.report(
+                item.row.line, reason, item.row.canonical(), item.row.external_id, "failed"
+            )
+        if not outcome.failed:
+            # Refused rows would be refused again: only retryable failures keep a batch open.
+            self._mark_done(batch.index)
+        self.on_progress(self.summary, False)
+
+    def _mark_done(self, index: int) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.mark_done(index)
+            self.checkpoint.save()
+
+    def _drain(self) -> None:
+        while self._inflight:
+            self._collect(block=True)

@@ -1,0 +1,243 @@
+"""Where an import sends its rows. ``experience`` (the Experience API) is built in; other
+destinations register an :class:`ImportTarget` factory under their name with
+:func:`register_target`, and get the same streaming, retries, resume, errors file and summary.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass
+class Item:
+    """A row and the payload built for it."""
+
+    row: Row
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """What the command line says that targets may care about."""
+
+    asynchronous: bool = False
+    timeout: float = 30.0
+    locale: str | None = None
+
+
+class ImportTarget:
+    """One destination of an import. ``prepare``/``complete`` run in the main thread (they may
+    use the database); ``send`` runs in worker threads (HTTP only) and raises on failure."""
+
+    name = ""
+
+    def keys(self, row: Row) -> set[str]:
+        """Rows sharing a key are never in flight at the same time (one profile each)."""
+        return {row.external_id}
+
+    def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
+        raise NotImplementedError
+
+    def send(self, items: Sequence[Item]) -> Any:
+        raise NotImplementedError
+
+    def complete(self, items: Sequence[Item], answer: Any) -> None:
+        """Record a successful send (e.g. profile mappings)."""
+
+    def retry_delay(self, exc: BaseException) -> float | None:
+        """``None`` when ``exc`` is final, else the minimum wait before retrying."""
+        if not hasattr(exc, "status"):
+            return None
+        status = getattr(exc, "status", None)
+        if status is None or status in RETRYABLE_STATUSES or status >= 500:
+            retry_after = getattr(exc, "retry_after", None)
+            return float(retry_after) if isinstance(retry_after, int | float) else 0.0
+        return None
+
+    def splittable(self, exc: BaseException) -> bool:
+        """True when one bad row may have spoiled the whole batch (so bisect to find it)."""
+        return getattr(exc, "status", None) in (400, 413, 422)
+
+    def recover(self, item: Item, exc: BaseException) -> Item | None:
+        """A replacement for a single refused item worth one more try, or None."""
+        return None
+
+
+class ExperienceTarget(ImportTarget):
+    """Identify events to the batch endpoint: ``upsert_profiles`` (storing a ProfileMapping per
+    row) or, asynchronously, ``import_events``."""
+
+    name = "experience"
+
+    def __init__(self, options: TargetOptions) -> None:
+        from django.conf import settings
+
+        from django_experience.api import ExperienceClient
+        from django_experience.conf import conf
+
+        self.options = options
+        self.organization_id = conf.ORGANIZATION_ID
+        self.environment = conf.ENVIRONMENT
+        self._secret = str(settings.SECRET_KEY)
+        # Retries are the import's (with backoff and resume); the client sends once.
+        self.client = ExperienceClient(
+            self.organization_id,
+            environment=self.environment,
+            base_url=conf.API_URL,
+            timeout=options.timeout,
+            max_retries=0,
+        )
+
+    def _namespace(self) -> dict[str, str]:
+        return {"organization_id": self.organization_id, "environment": self.environment}
+
+    def _mapped_ids(self, rows: Sequence[Row]) -> tuple[dict[str, str], dict[Any, str]]:
+        from django.db.models import Q
+
+        from django_experience.models import ProfileMapping
+
+        external_ids = [row.external_id for row in rows]
+        user_pks = [row.user_pk for row in rows if row.user_pk is not None]
+        owner = Q(external_id__in=external_ids)
+        if user_pks:
+            owner |= Q(user_id__in=user_pks)
+        by_external: dict[str, str] = {}
+        by_user: dict[Any, str] = {}
+        for external_id, user_id, profile_id in ProfileMapping.objects.filter(
+            owner, **self._namespace()
+        ).values_list("external_id", "user_id", "profile_id"):
+            if external_id:
+                by_external[external_id] = profile_id
+            if user_id is not None:
+                by_user[user_id] = profile_id
+        return by_external, by_user
+
+    def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
+        from django_experience.api.events import identify_event
+
+        by_external, by_user = self._mapped_ids(batch.rows)
+        items: list[Item] = []
+        rejected: list[Rejected] = []
+        for row in batch.rows:
+            profile_id = (by_user.get(row.user_pk) if row.user_pk is not None else None) or (
+                by_external.get(row.external_id)
+            )
+            if profile_id is None:
+                profile_id = derived_profile_id(
+                    self._secret, self.organization_id, self.environment, row.external_id
+                )
+            try:
+                event = identify_event(
+                    row.external_id,
+                    row.traits,
+                    message_id=row.message_id(),
+                    anonymous_id=profile_id,
+                )
+            except ValueError as exc:
+                rejected.append(Rejected(row.line, str(exc), row.canonical(), row.external_id))
+                continue
+            items.append(Item(row, event))
+        return items, rejected
+
+    def send(self, items: Sequence[Item]) -> Any:
+        events = [item.payload for item in items]
+        if self.options.asynchronous:
+            self.client.import_events(events, locale=self.options.locale)
+            return None
+        return self.client.upsert_profiles(events, locale=self.options.locale)
+
+    def splittable(self, exc: BaseException) -> bool:
+        # A stale mapping (profile deleted or merged away) is found the same way as a bad row.
+        return super().splittable(exc) or getattr(exc, "status", None) == 404
+
+    def recover(self, item: Item, exc: BaseException) -> Item | None:
+        if getattr(exc, "status", None) != 404:
+            return None
+        # The mapped/derived profile no longer exists: start the person a fresh profile.
+        payload = {**item.payload, "anonymousId": str(uuid.uuid4())}
+        return Item(item.row, payload)
+
+    def complete(self, items: Sequence[Item], answer: Any) -> None:
+        if self.options.asynchronous or not answer:
+            return
+        sent_ids = list(dict.fromkeys(item.payload["anonymousId"] for item in items))
+        returned = [profile.id for profile in answer]
+        by_sent: dict[str, str] = {pid: pid for pid in sent_ids if pid in set(returned)}
+        if len(returned) == len(sent_ids):
+            # One profile per anonymousId, in request order (an identify may have merged a
+            # profile into the one already holding that user id).
+            by_sent = dict(zip(sent_ids, returned, strict=True))
+        self._store(
+            [
+                (item.row, by_sent[item.payload["anonymousId"]])
+                for item in items
+                if item.payload["anonymousId"] in by_sent
+            ]
+        )
+
+    def _store(self, pairs: Sequence[tuple[Row, str]]) -> None:
+        from django.db import IntegrityError, transaction
+        from django.db.models import Q
+        from django.utils import timezone
+
+        from django_experience.models import ProfileMapping
+
+        now = timezone.now()
+        namespace = self._namespace()
+        with transaction.atomic():
+            for row, profile_id in pairs:
+                owner = Q(external_id=row.external_id)
+                if row.user_pk is not None:
+                    owner |= Q(user_id=row.user_pk)
+                mapping = (
+                    ProfileMapping.objects.filter(owner, **namespace).order_by("-user_id").first()
+                )
+                try:
+                    with transaction.atomic():
+                        if mapping is None:
+                            ProfileMapping.objects.create(
+                                profile_id=profile_id,
+                                external_id=row.external_id,
+                                user_id=row.user_pk,
+                                last_seen_at=now,
+                                **namespace,
+                            )
+                        elif mapping.profile_id != profile_id or (
+                            mapping.external_id != row.external_id
+                        ):
+                            mapping.profile_id = profile_id
+                            mapping.external_id = row.external_id
+                            mapping.save(update_fields=["profile_id", "external_id", "updated_at"])
+                except IntegrityError:
+                    # The profile is mapped to somebody else already: leave that mapping alone.
+                    continue
+
+
+TargetFactory = Callable[[TargetOptions], ImportTarget]
+_targets: dict[str, TargetFactory] = {"experience": ExperienceTarget}
+
+
+def register_target(name: str, factory: TargetFactory) -> None:
+    """Make ``--destination name`` available."""
+    _targets[name] = factory
+
+
+def target_names() -> list[str]:
+    return sorted(_targets)
+
+
+def build_target(name: str, options: TargetOptions) -> ImportTarget:
+    try:
+        factory = _targets[name]
+    except KeyError:
+        raise LookupError(
+            f"unknown destination {name!r}: choose from {', '.join(target_names())}"
+        ) from None
+    return factory(options)
