@@ -390,3 +390,39 @@ def test_a_viewed_variant_stays_sticky(emulator: EmulatorHandle, client: Client)
     emulator.configure({**CONFIG, "experiences": [hero_for_nobody, *CONFIG["experiences"][1:]]})
     assert _pieces(client.get("/tags/personalize/"))["literal"] == "gold"
     assert _pieces(Client().get("/tags/personalize/"))["literal"] == "baseline"
+
+
+def test_unreachable_api_renders_baseline(emulator: EmulatorHandle, client: Client) -> None:
+    emulator.stop()
+    try:
+        _assert_baseline({name: _pieces(client.get(f"/tags/{name}/")) for name in BASELINE_PAGES})
+    finally:
+        emulator.start()
+
+
+def test_an_api_slower_than_the_budget_renders_baseline(
+    emulator: EmulatorHandle, client: Client, settings: Any
+) -> None:
+    settings.EXPERIENCE_TIMEOUT = 0.3
+    emulator.faults(latency_ms=1500)
+    assert _pieces(client.get("/tags/personalize/")) == BASELINE_PAGES["personalize"]
+
+
+def test_the_context_processor_asks_the_api_only_when_a_template_reads_it(
+    emulator: EmulatorHandle, client: Client, settings: Any
+) -> None:
+    # Preflight mode sends nothing for a request that never used personalization.
+    settings.EXPERIENCE_MODE = "preflight"
+    assert _pieces(client.get("/tags/plain/")) == {"page": "no personalization here"}
+    assert emulator.request_count() == 0
+    assert _pieces(client.get("/tags/personalize/"))["literal"] == "gold"
+    assert emulator.request_count() == 1
+
+
+def test_preflight_mode_records_no_component_views_by_default(
+    emulator: EmulatorHandle, client: Client, settings: Any
+) -> None:
+    settings.EXPERIENCE_MODE = "preflight"
+    assert _pieces(client.get("/tags/repeat/"))["one"] == "gold"
+    assert emulator.request_count("batch") == 0
+    assert emulator.stats()["events"] == 0
