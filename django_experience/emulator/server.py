@@ -155,9 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         if self.close_connection:
             self.send_header("Connection", "close")
-        self._headers_buffer.append(b"\r\n")
-        head = b"".join(self._headers_buffer)
-        self._headers_buffer = []
+        buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+        head = b"".join([*buffered, b"\r\n"])
+        buffered.clear()
         return head
 
     def _drop(self) -> None:
