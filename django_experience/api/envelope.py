@@ -35,10 +35,10 @@ def _error_code(error: object) -> tuple[bool, str | None]:
     return bool(error), None
 
 
-def _summary(body: bytes) -> str:
-    text = body[:200].decode("utf-8", errors="replace")
-    text = "".join(c if c.isprintable() else "?" for c in text).strip()
-    return repr(text) if text else "an empty body"
+def _summary(answer: RawAnswer) -> str:
+    # Describe the body without quoting it: it may carry a visitor's traits, and errors get logged.
+    content_type = answer.headers.get("Content-Type") or "no content type"
+    return f"{len(answer.body)} bytes of {content_type}" if answer.body else "an empty body"
 
 
 def unwrap(answer: RawAnswer, what: str) -> Any:
@@ -55,12 +55,12 @@ def unwrap(answer: RawAnswer, what: str) -> Any:
                 status,
                 None,
                 f"{what} answered HTTP {status} with a body that is not the JSON envelope: "
-                f"{_summary(answer.body)}",
+                f"{_summary(answer)}",
                 retry_after=retry_after,
             )
         raise MalformedResponse(
             f"{what} answered HTTP {status} with a body that is not the JSON envelope: "
-            f"{_summary(answer.body)}",
+            f"{_summary(answer)}",
             status=status,
         )
 

@@ -155,3 +155,14 @@ def test_string_form_of_an_error() -> None:
     error = ProfileNotFound("gone", status=404, code="ERR_PROFILE_NOT_FOUND")
     assert str(error) == "gone (status=404, code=ERR_PROFILE_NOT_FOUND)"
     assert str(TransportError()) == TransportError.default_message
+
+
+def test_error_messages_do_not_quote_the_body(stub: StubServer, client: ExperienceClient) -> None:
+    # A truncated answer can carry a visitor's traits; error messages end up in logs.
+    stub.responder = lambda request: StubResponse(
+        200, b'{"data": {"profile": {"traits": {"email": "jane@example.com"'
+    )
+    with pytest.raises(MalformedResponse) as caught:
+        client.get_profile("p-1")
+    assert "jane@example.com" not in str(caught.value)
+    assert "bytes of application/json" in str(caught.value)
