@@ -1,9 +1,10 @@
 """Typed errors of the destination clients (Experiture and Releva).
 
 Every error derives from :class:`DestinationError` and carries the HTTP ``status`` (``None`` when
-nothing was sent or no answer came back), the platform's ``code`` (Experiture's
-``CDP_ETL....`` codes; Releva documents none), its ``message`` and the ``correlation_id`` the
-platform returned, if any. ``retryable`` says whether trying again later may succeed.
+no answer came back; for refusals before sending, the status the API documents for them), the
+platform's ``code`` (Experiture's ``CDP_ETL....`` codes; Releva documents none), its ``message``
+and the ``correlation_id`` the platform returned, if any. ``retryable`` says whether trying
+again later may succeed; ``local`` that the client refused it before sending.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class DestinationError(Exception):
 
     default_message = "The destination refused the request"
     retryable = False
+    local = False  # True when refused by the client itself, before sending
 
     def __init__(
         self,
@@ -114,16 +116,24 @@ class TransportError(DestinationError):
 class InvalidRecord(DestinationError, ValueError):
     """Refused before sending: the record would fail the platform's documented validation.
 
-    ``field`` names the offending field (``None`` for the record as a whole). Also a
+    ``field`` names the offending field (``None`` for the record as a whole). ``status`` and
+    ``code`` are those the API documents for the refusal (400 ``REQUEST_INVALID``), so code
+    that judges errors by status treats it as final; ``local`` tells it was never sent. Also a
     ``ValueError``, since it is raised for bad input.
     """
 
     default_message = "The record is invalid"
+    local = True
 
     def __init__(
-        self, message: str, *, field: str | None = None, code: str | None = REQUEST_INVALID
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        status: int = 400,
+        code: str | None = REQUEST_INVALID,
     ) -> None:
-        super().__init__(message, code=code)
+        super().__init__(message, status=status, code=code)
         self.field = field
 
 
@@ -131,7 +141,7 @@ class UnknownField(InvalidRecord):
     """Refused before sending: a field the loaded profile schema does not have (the API's 422)."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message, field=field, code=SCHEMA_MISMATCH)
+        super().__init__(message, field=field, status=422, code=SCHEMA_MISMATCH)
 
 
 BY_CODE: dict[str, type[DestinationError]] = {

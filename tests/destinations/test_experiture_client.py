@@ -128,6 +128,7 @@ def test_naive_datetimes_are_refused_naming_the_field(
     assert caught.value.field == field
     assert field in str(caught.value)
     assert caught.value.code == "CDP_ETL.VALIDATION.REQUEST_INVALID"
+    assert (caught.value.status, caught.value.local, caught.value.retryable) == (400, True, False)
     assert stub.requests == []
 
 
@@ -202,6 +203,7 @@ def test_a_loaded_schema_refuses_unknown_fields_before_sending(
         experiture.upsert_profile({"email": "a@b.c", "tier": "gold", "shoe_size": 42})
     assert caught.value.field == "shoe_size"
     assert caught.value.code == "CDP_ETL.VALIDATION.SCHEMA_MISMATCH"
+    assert (caught.value.status, caught.value.local) == (422, True)
     with pytest.raises(UnknownField):
         experiture.upsert_profile({"email": "a@b.c"}, match_key="customer_id")
     assert len(stub.requests) == 1  # only the schema request
@@ -245,6 +247,7 @@ def test_each_documented_error_code_is_raised_with_its_correlation_id(
     assert (error.status, error.code, error.message) == (status, code, "what went wrong")
     assert error.correlation_id == CORRELATION
     assert not error.retryable
+    assert not error.local
     assert len(stub.requests) == 1  # never retried
 
 
