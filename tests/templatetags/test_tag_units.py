@@ -213,3 +213,15 @@ def test_scalar_changes_print_like_the_browser_sdk(render: Callable[[Any], Rende
     source = '{% experience_change "flag" %}|{% experience_change "price" %}|'
     assert rendered(source + '{% experience_change "label" %}') == "true|3|&lt;i&gt;x&lt;/i&gt;"
     assert rendered('{% experience_change "flag" as f %}{% if f %}on{% endif %}') == "on"
+
+
+def test_options_take_strings_with_spaces_filters_and_translations(
+    render: Callable[[Any], Render],
+) -> None:
+    rendered = render(FakeExperience())
+    source = (
+        '{% experience_change "none" default="Shop the collection" %}|'
+        '{% merge_tag "traits.name" fallback=_("dear visitor") %}|'
+        "{% merge_tag 'traits.name' fallback=who|upper %}"
+    )
+    assert rendered(source, who="guest") == "Shop the collection|dear visitor|GUEST"
