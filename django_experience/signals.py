@@ -16,6 +16,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db.models.signals import pre_delete
 from django.dispatch import Signal, receiver
 from django.http import HttpRequest
+from django.test.signals import setting_changed
 
 from django_experience.conf import conf
 
@@ -23,6 +24,15 @@ logger = logging.getLogger("django_experience")
 
 profile_identified = Signal()
 """Sent with ``user_id``, ``traits``, ``profile_id`` and ``user`` after an identify succeeded."""
+
+
+@receiver(setting_changed, dispatch_uid="django_experience.settings_changed")
+def reset_breaker_on_new_settings(sender: Any, setting: str = "", **kwargs: Any) -> None:
+    """New ``EXPERIENCE_*`` settings (tests, reconfiguration) start with a closed breaker."""
+    if setting.startswith("EXPERIENCE_"):
+        from django_experience.breaker import breaker
+
+        breaker.reset()
 
 
 @receiver(user_logged_in, dispatch_uid="django_experience.identify_on_login")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 SECRET_KEY = "tests-only-not-secret"
@@ -29,7 +31,19 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "tests.urls"
 
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",
+        # A file, not shared-cache memory: concurrent writers (threaded tests) then wait for
+        # each other's locks instead of failing at once with "database table is locked".
+        # One file per test process, so parallel runs never share it.
+        "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"experience-tests-{os.getpid()}.db")},
+        # Writers take the lock when their transaction begins, so two of them never deadlock
+        # upgrading read locks (SQLite would answer "database is locked" at once).
+        "OPTIONS": {"transaction_mode": "IMMEDIATE"},
+    }
+}
 
 TEMPLATES = [
     {

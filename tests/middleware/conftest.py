@@ -10,6 +10,9 @@ import pytest
 from django_experience.breaker import breaker
 from django_experience.emulator.handle import EmulatorHandle
 
+# Range [0, 0] for the baseline: every visitor gets variant 1.
+ALWAYS_VARIANT_1 = [{"index": 0, "start": 0, "end": 0}, {"index": 1, "start": 0, "end": 1}]
+
 CONFIG: dict[str, Any] = {
     "audiences": [
         {"id": "aud-gold", "name": "Gold", "rules": {"trait": "tier", "equals": "gold"}},
@@ -22,7 +25,7 @@ CONFIG: dict[str, Any] = {
             "type": "nt_personalization",
             "trafficAllocation": 1,
             "sticky": False,
-            "distribution": [{"index": 0, "start": 0, "end": 0}, {"index": 1, "start": 0, "end": 1}],
+            "distribution": ALWAYS_VARIANT_1,
             "components": [
                 {
                     "type": "EntryReplacement",
@@ -38,7 +41,7 @@ CONFIG: dict[str, Any] = {
             "audience": {"id": "aud-gold"},
             "trafficAllocation": 1,
             "sticky": False,
-            "distribution": [{"index": 0, "start": 0, "end": 0}, {"index": 1, "start": 0, "end": 1}],
+            "distribution": ALWAYS_VARIANT_1,
             "components": [
                 {
                     "type": "InlineVariable",

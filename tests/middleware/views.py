@@ -88,3 +88,24 @@ async def async_sync_read(request: HttpRequest) -> JsonResponse:
 
 async def async_plain(request: HttpRequest) -> HttpResponse:
     return HttpResponse("plain")
+
+
+def user_traits(user: object) -> dict[str, object]:
+    """EXPERIENCE_USER_TRAITS of the tests: first name, and gold for staff."""
+    return {
+        "firstname": getattr(user, "first_name", ""),
+        "tier": "gold" if getattr(user, "is_staff", False) else "basic",
+    }
+
+
+def user_id(user: object) -> str:
+    """EXPERIENCE_USER_ID of the tests."""
+    return f"user-{getattr(user, 'pk', '')}"
+
+
+def no_consent(request: HttpRequest) -> bool:
+    return False
+
+
+def consent_from_cookie(request: HttpRequest) -> bool:
+    return request.COOKIES.get("consent") == "yes"

@@ -1,0 +1,243 @@
+"""Sign-in, second device, sign-out, explicit identify, merged profiles, concurrent sign-ins."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from django_experience.emulator.handle import EmulatorHandle
+from django_experience.models import ProfileMapping
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def identity_settings(settings: Any) -> None:
+    settings.EXPERIENCE_USER_TRAITS = "tests.middleware.views.user_traits"
+    settings.EXPERIENCE_USER_ID = "tests.middleware.views.user_id"
+
+
+@pytest.fixture
+def ada() -> User:
+    return User.objects.create_user("ada", password="pw", first_name="Ada", is_staff=True)
+
+
+def _page(client: Client) -> dict[str, Any]:
+    response = client.get("/mw/page/")
+    assert response.status_code == 200
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def _sign_in(client: Client, username: str = "ada") -> Any:
+    response = client.post("/mw/sign-in/", {"username": username})
+    assert response.status_code == 200
+    return response
+
+
+def test_sign_in_identifies_the_device_profile_and_maps_it(
+    client: Client, emulator: EmulatorHandle, ada: User
+) -> None:
+    anonymous = _page(client)
+    assert anonymous["name"] == "friend" and anonymous["cta"] == "blue"
+    response = _sign_in(client)
+    mapping = ProfileMapping.objects.get(user=ada)
+    assert mapping.profile_id == anonymous["profile"]
+    assert mapping.external_id == f"user-{ada.pk}"
+    assert (mapping.organization_id, mapping.environment) == ("test-org", "main")
+    assert "ntaid" not in response.cookies  # the id did not change
+    stored = emulator.profile(mapping.profile_id)
+    assert stored is not None
+    identify = stored["events"][-1]
+    assert identify["type"] == "identify" and identify["userId"] == f"user-{ada.pk}"
+    assert identify["traits"] == {"firstname": "Ada", "tier": "gold"}
+    signed_in = _page(client)
+    assert signed_in["name"] == "Ada" and signed_in["cta"] == "gold"
+    assert signed_in["profile"] == mapping.profile_id
+
+
+def test_second_device_merges_into_the_mapped_profile(
+    emulator: EmulatorHandle, ada: User
+) -> None:
+    laptop, phone = Client(), Client()
+    _page(laptop)
+    _sign_in(laptop)
+    mapped = ProfileMapping.objects.get(user=ada).profile_id
+    phone_anonymous = _page(phone)["profile"]
+    assert phone_anonymous != mapped
+    response = _sign_in(phone)
+    assert response.cookies["ntaid"].value == mapped  # the answer's id, not the sent one
+    assert emulator.profile(phone_anonymous) is None  # merged away
+    assert ProfileMapping.objects.filter(user=ada).count() == 1
+    data = _page(phone)
+    assert data["profile"] == mapped and data["name"] == "Ada"
+
+
+def test_signed_in_user_is_served_from_the_mapping_whatever_the_cookie(
+    client: Client, emulator: EmulatorHandle, ada: User
+) -> None:
+    _page(client)
+    _sign_in(client)
+    mapped = ProfileMapping.objects.get(user=ada).profile_id
+    client.cookies["ntaid"] = "some-other-device-id"
+    response = client.get("/mw/page/")
+    assert response.json()["profile"] == mapped
+    assert response.cookies["ntaid"].value == mapped
+
+
+def test_sign_out_starts_a_fresh_anonymous_profile(
+    client: Client, emulator: EmulatorHandle, ada: User
+) -> None:
+    _page(client)
+    _sign_in(client)
+    mapped = ProfileMapping.objects.get(user=ada).profile_id
+    response = client.post("/mw/sign-out/")
+    assert response.cookies["ntaid"].value == ""
+    assert response.cookies["ntaid"]["max-age"] == 0
+    data = _page(client)
+    assert data["profile"] != mapped and data["name"] == "friend" and data["cta"] == "blue"
+    assert ProfileMapping.objects.get(user=ada).profile_id == mapped  # the mapping stays
+
+
+def test_sign_in_on_a_get_renders_the_identified_profile_with_one_call(
+    client: Client, emulator: EmulatorHandle, ada: User
+) -> None:
+    response = client.get("/mw/magic-link/?username=ada")
+    data = response.json()
+    assert data["name"] == "Ada" and data["cta"] == "gold"
+    assert emulator.stats()["requests"] == {"create": {"200": 1}}
+    stored = emulator.profile(data["profile"])
+    assert stored is not None
+    assert [e["type"] for e in stored["events"]] == ["page", "identify"]
+    assert response.cookies["ntaid"].value == data["profile"]
+
+
+def test_explicit_identify_of_someone_who_is_not_a_user(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    first = _page(client)["profile"]
+    response = client.post(
+        "/mw/identify/",
+        {"user_id": "crm-77", "traits": {"firstname": "Grace", "tier": "gold"}},
+        content_type="application/json",
+    )
+    data = response.json()
+    assert data["name"] == "Grace" and data["cta"] == "gold" and data["profile"] == first
+    mapping = ProfileMapping.objects.get(external_id="crm-77")
+    assert mapping.user is None and mapping.profile_id == first
+
+
+def test_a_previous_users_profile_is_never_merged_into_the_next(
+    emulator: EmulatorHandle, ada: User
+) -> None:
+    bob = User.objects.create_user("bob", password="pw", first_name="Bob")
+    shared = Client()
+    _page(shared)
+    _sign_in(shared, "ada")
+    ada_profile = ProfileMapping.objects.get(user=ada).profile_id
+    _sign_in(shared, "bob")  # no sign-out in between
+    bob_profile = ProfileMapping.objects.get(user=bob).profile_id
+    assert bob_profile != ada_profile
+    assert _page(shared)["name"] == "Bob"
+    stored = emulator.profile(ada_profile)
+    assert stored is not None and stored["traits"]["firstname"] == "Ada"
+
+
+def test_merged_cookie_profile_recovers_in_the_same_request(
+    emulator: EmulatorHandle, ada: User
+) -> None:
+    laptop, phone = Client(), Client()
+    _page(laptop)
+    _sign_in(laptop)
+    stale = _page(phone)["profile"]
+    # The phone's profile is merged elsewhere (say, by the browser SDK identifying it).
+    from django_experience.api.events import identify_event
+
+    emulator.client().update_profile(stale, [identify_event(f"user-{ada.pk}", {})])
+    response = phone.get("/mw/page/")
+    data = response.json()
+    assert data["degraded"] is False and data["profile"] not in (stale, None)
+    assert response.cookies["ntaid"].value == data["profile"]
+
+
+def test_remote_delete_when_a_user_is_deleted(
+    client: Client, emulator: EmulatorHandle, ada: User, settings: Any
+) -> None:
+    _page(client)
+    _sign_in(client)
+    mapped = ProfileMapping.objects.get(user=ada).profile_id
+    settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
+    ada.delete()
+    assert emulator.profile(mapped) is None
+    assert not ProfileMapping.objects.filter(profile_id=mapped).exists()
+
+
+def test_no_remote_delete_by_default(client: Client, emulator: EmulatorHandle, ada: User) -> None:
+    _page(client)
+    _sign_in(client)
+    mapped = ProfileMapping.objects.get(user=ada).profile_id
+    ada.delete()
+    assert emulator.profile(mapped) is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_sign_ins_create_one_mapping(emulator: EmulatorHandle) -> None:
+    ada = User.objects.create_user("ada", password="pw", first_name="Ada")
+    devices = [Client() for _ in range(6)]
+    for device in devices:
+        _page(device)
+    start = threading.Barrier(len(devices))
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def sign_in(device: Client) -> None:
+        try:
+            start.wait(timeout=5)
+            statuses.append(device.post("/mw/sign-in/", {"username": "ada"}).status_code)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign_in, args=(d,)) for d in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and statuses == [200] * len(devices)
+    mappings = list(ProfileMapping.objects.filter(user=ada))
+    assert len(mappings) == 1
+    for device in devices:
+        assert _page(device)["profile"] == mappings[0].profile_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_mapping_writes_never_raise_or_duplicate() -> None:
+    from django.db import connection
+
+    from django_experience.visitor import store_mapping
+
+    ada = User.objects.create_user("ada", password="pw")
+    start = threading.Barrier(8)
+    returned: list[str] = []
+    errors: list[BaseException] = []
+
+    def write(index: int) -> None:
+        try:
+            start.wait(timeout=5)
+            returned.append(store_mapping(f"profile-{index}", user=ada, external_id="ext-ada"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and len(returned) == 8
+    (mapping,) = ProfileMapping.objects.filter(user=ada)
+    assert mapping.external_id == "ext-ada" and mapping.profile_id in returned
