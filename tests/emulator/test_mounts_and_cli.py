@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from django_experience.emulator import EmulatorServer, Mount
-from django_experience.emulator.mounts import normalize_prefix
+from django_experience.emulator.mounts import WSGIApp, normalize_prefix
 
 
 class RecordingApp:
@@ -44,7 +44,8 @@ class RecordingApp:
 def test_mounts_get_their_prefix_reset_and_snapshot() -> None:
     experiture = RecordingApp()
     releva = RecordingApp()
-    mounts = {"/experiture/": experiture, "releva": Mount("/releva/", releva, releva.reset)}
+    mounts: dict[str, WSGIApp | Mount] = {
+        "/experiture/": experiture, "releva": Mount("/releva/", releva, releva.reset)}
     with EmulatorServer(mounts=mounts) as server:
         response = requests.post(server.url + "/experiture/public/v1/profiles/upsert", json={},
                                  timeout=5)
