@@ -69,33 +69,28 @@ def get_json(url: str) -> Any:
 
 
 class DemoEmulator:
-    """The emulator with the example project's experiences, on a port that survives restarts.
+    """The emulator with the example project's experiences and audiences.
 
-    ``stop()`` makes the port refuse connections (an outage); ``start()`` brings a fresh
-    emulator back on the same port, so the site's settings stay valid.
+    ``stop()`` makes its port refuse connections (an outage); ``start()`` serves the same state
+    on the same port again, so the site's settings stay valid.
     """
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.config: dict[str, Any] = json.loads(EMULATOR_CONFIG.read_text())
-        self._server: EmulatorServer | None = None
+    def __init__(self) -> None:
+        self.server = EmulatorServer(port=0, config=EMULATOR_CONFIG)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.url
 
     def start(self) -> DemoEmulator:
-        if self._server is None:
-            self._server = EmulatorServer(port=self.port, config=self.config).start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        self.server.stop()
 
     def profile(self, profile_id: str) -> dict[str, Any] | None:
-        """What the emulator stored for a profile (with its events), or ``None``."""
+        """What the control API shows of a profile (with its events), or ``None``."""
         try:
             data = get_json(f"{self.url}/__emulator__/profiles/{profile_id}")
         except urllib.error.HTTPError as error:
@@ -103,7 +98,7 @@ class DemoEmulator:
                 return None
             raise
         if isinstance(data, dict) and isinstance(data.get("data"), dict):
-            data = data["data"]  # tolerate an enveloped answer
+            data = data["data"]  # the control API answers in the API's envelope
         return data if isinstance(data, dict) else None
 
 
