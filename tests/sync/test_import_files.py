@@ -21,7 +21,12 @@ from tests.sync.helpers import (
 
 
 def mappings() -> dict[str, str]:
-    return dict(ProfileMapping.objects.values_list("external_id", "profile_id"))
+    return {
+        str(external_id): profile_id
+        for external_id, profile_id in ProfileMapping.objects.values_list(
+            "external_id", "profile_id"
+        )
+    }
 
 
 def test_jsonl_import_creates_one_profile_and_mapping_per_row(

@@ -1,0 +1,87 @@
+"""The pipeline's streaming window and the progress display."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from django_experience.sync.pipeline import ErrorSink, Pipeline, PipelineOptions
+from django_experience.sync.progress import Progress
+from django_experience.sync.rows import Batch, Rejected, Row
+from django_experience.sync.targets import ImportTarget, Item
+
+
+class CountingSource:
+    """Yields rows lazily and counts how many were pulled."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[Row | Rejected]:
+        for n in range(self.count):
+            self.pulled += 1
+            yield Row(n + 1, f"id-{n}", {"n": n})
+
+
+class HeldTarget(ImportTarget):
+    """A destination whose sends wait until released (to freeze the pipeline mid-run)."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.sent: list[str] = []
+        self.lock = threading.Lock()
+
+    def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
+        return [Item(row, {"id": row.external_id}) for row in batch.rows], []
+
+    def send(self, items: Sequence[Item]) -> Any:
+        assert self.release.wait(10)
+        with self.lock:
+            self.sent.extend(item.row.external_id for item in items)
+        return None
+
+
+def test_reading_stays_within_the_in_flight_window() -> None:
+    source = CountingSource(10_000)
+    target = HeldTarget()
+    options = PipelineOptions(batch_size=10, workers=2)
+    pipeline = Pipeline(source, target, options, errors=ErrorSink(io.StringIO(), None))
+    runner = threading.Thread(target=pipeline.run)
+    runner.start()
+    try:
+        threading.Event().wait(0.3)
+        # 2 workers -> at most 4 batches in flight or waiting, plus the batch being built.
+        assert source.pulled <= (4 + 1) * 10 + 1
+    finally:
+        target.release.set()
+        runner.join(30)
+    assert source.pulled == 10_000
+    assert sorted(target.sent) == sorted(f"id-{n}" for n in range(10_000))
+    assert pipeline.summary.sent == 10_000
+
+
+def test_progress_bar_on_a_terminal_shows_rate_and_eta() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream, total=1000, unit="bytes", tty=True, interval=0)
+    progress.update(position=250, rows=50, sent=40)
+    progress.close()
+    text = stream.getvalue()
+    assert text.startswith("\r[")
+    assert "25.0%" in text and "rows/s" in text and "ETA" in text
+    assert text.endswith("\n")
+
+
+def test_progress_lines_without_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream, total=None, unit="rows", tty=False, interval=0)
+    progress.update(position=5, rows=5, sent=5)
+    progress.update(position=9, rows=9, sent=9)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith("9 rows read, 9 sent")
+    assert "\r" not in stream.getvalue()
