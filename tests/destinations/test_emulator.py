@@ -392,3 +392,25 @@ def test_bad_input_never_causes_a_server_error(
         response = post(url, body)
         assert response.status_code in (200, 202, 400, 422), (url, body, response.text)
         response.json()
+
+
+def test_one_client_shared_by_threads(destination_server: DestinationServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    experiture_client = experiture(destination_server)
+    releva_client = releva(destination_server, batch_size=5)
+
+    def work(worker: int) -> None:
+        for n in range(10):
+            experiture_client.upsert_profile({"email": f"w{worker}-{n}@x.io", "n": n})
+        assert releva_client.upsert_profiles(
+            [{"email": f"w{worker}-{n}@x.io"} for n in range(10)]
+        ).ok
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(work, range(8)))
+    stored = destinations.snapshot()
+    expected = {f"w{worker}-{n}@x.io" for worker in range(8) for n in range(10)}
+    assert {record["email"] for record in stored["experiture"]} == expected
+    assert {profile["email"] for profile in stored["releva"]} == expected
+    assert len(stored["experiture"]) == len(stored["releva"]) == 80
