@@ -90,7 +90,7 @@ def test_official_client_accepts_every_answer(server: EmulatorServer) -> None:
 def test_selection_matches_the_official_sdk_for_many_profiles(server: EmulatorServer,
                                                               api: Api) -> None:
     rng = random.Random(1234)
-    config = {
+    config: dict[str, Any] = {
         "audiences": [
             {"id": "gold", "rules": {"trait": "tier", "equals": "gold"}},
             {"id": "buyers", "rules": {"event": "bought"}},
