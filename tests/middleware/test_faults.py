@@ -1,0 +1,195 @@
+"""Never break a page: every fault of the emulator, the circuit breaker, ASGI requests."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient, Client
+
+from django_experience import delivery
+from django_experience.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, breaker
+from django_experience.emulator.handle import EmulatorHandle
+
+pytestmark = pytest.mark.django_db
+
+BUDGET = 0.3
+MARGIN = 0.5  # Django, the test client and a loaded machine
+BASELINE = {"hero": "hero-default", "cta": "blue", "name": "friend", "degraded": True}
+
+
+@pytest.fixture
+def tight_budget(settings: Any) -> Iterator[None]:
+    settings.EXPERIENCE_TIMEOUT = BUDGET
+    # Page views of failed requests go to the background queue, which the visitor never waits
+    # for; the queue is discarded after the test so nothing reaches the next one.
+    settings.EXPERIENCE_DELIVERY = "thread"
+    yield
+    delivery.reset()
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.name == "django_experience" and r.levelno >= logging.WARNING
+    ]
+
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "latency beyond the budget": {"latency_ms": 2000},
+    "500": {"error_rate": 1.0, "error_status": 500},
+    "503": {"error_rate": 1.0, "error_status": 503},
+    "429 overload": {"overload_rate": 1.0},
+    "dropped connection": {"drop_rate": 1.0},
+    "malformed JSON": {"malformed_rate": 1.0},
+    "slow body": {"slow_body_ms": 2000},
+}
+
+
+@pytest.mark.parametrize("fault", [*FAULTS, "refused connection"])
+@pytest.mark.parametrize("returning", [False, True], ids=["new", "returning"])
+def test_every_fault_serves_baseline_within_the_budget(
+    client: Client,
+    emulator: EmulatorHandle,
+    tight_budget: None,
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
+    returning: bool,
+) -> None:
+    profile_id = None
+    if returning:
+        profile_id = client.get("/mw/page/").json()["profile"]
+    if fault == "refused connection":
+        emulator.stop()
+    else:
+        emulator.faults(**FAULTS[fault])
+    caplog.clear()
+    queued_before = delivery.counters()["queued"]
+    started = time.monotonic()
+    response = client.get("/mw/page/")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    data = response.json()
+    assert {k: data[k] for k in BASELINE} == BASELINE
+    assert elapsed < BUDGET + MARGIN
+    (line,) = _warnings(caplog)
+    message = line.getMessage()
+    if profile_id:
+        assert profile_id not in message
+    assert "serving baseline" in message
+    # The page view is not lost: it waits in the background queue.
+    assert delivery.counters()["queued"] == queued_before + 1
+    assert response["Cache-Control"] == "private"
+
+
+def test_the_breaker_stops_calling_a_failing_api_then_probes(
+    client: Client,
+    emulator: EmulatorHandle,
+    tight_budget: None,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings.EXPERIENCE_BREAKER_THRESHOLD = 2
+    settings.EXPERIENCE_BREAKER_COOLDOWN = 0.2
+    emulator.faults(error_rate=1.0, error_status=500)
+    for _ in range(2):
+        assert client.get("/mw/page/").json()["degraded"] is True
+    assert breaker.state == OPEN
+    assert "circuit open" in _warnings(caplog)[-1].getMessage()
+    calls = emulator.request_count("create")
+    caplog.clear()
+    for _ in range(3):
+        started = time.monotonic()
+        assert client.get("/mw/page/").json()["degraded"] is True
+        assert time.monotonic() - started < 0.2
+    assert emulator.request_count("create") == calls  # no call while open
+    assert _warnings(caplog) == []  # and no log flood
+    emulator.clear_faults()
+    time.sleep(0.25)
+    assert breaker.state == HALF_OPEN
+    assert client.get("/mw/page/").json()["degraded"] is False  # the probe succeeds
+    assert breaker.state == CLOSED
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_lets_one_probe_at_a_time_and_reopens_when_it_fails() -> None:
+    clock = FakeClock()
+    unit = CircuitBreaker(threshold=lambda: 3, cooldown=lambda: 10.0, clock=clock)
+    for _ in range(2):
+        assert unit.allow()
+        assert unit.record_failure() is False
+    assert unit.allow() and unit.record_failure() is True
+    assert unit.state == OPEN and not unit.allow()
+    clock.now = 10.0
+    assert unit.state == HALF_OPEN
+    assert unit.allow()  # the probe
+    assert not unit.allow()  # nobody else while it runs
+    assert unit.record_failure() is True  # failed probe: open again
+    assert not unit.allow()
+    clock.now = 20.0
+    assert unit.allow()
+    unit.record_success()
+    assert unit.state == CLOSED and unit.allow() and unit.allow()
+
+
+def test_success_resets_the_failure_count() -> None:
+    unit = CircuitBreaker(threshold=lambda: 2, cooldown=lambda: 10.0, clock=FakeClock())
+    unit.record_failure()
+    unit.record_success()
+    assert unit.record_failure() is False and unit.state == CLOSED
+
+
+def test_answers_that_are_not_outages_do_not_trip_the_breaker(
+    client: Client, emulator: EmulatorHandle, tight_budget: None, settings: Any
+) -> None:
+    settings.EXPERIENCE_BREAKER_THRESHOLD = 1
+    emulator.faults(overload_rate=1.0)
+    client.get("/mw/page/")
+    assert breaker.state == CLOSED
+
+
+# -- ASGI --------------------------------------------------------------------------------
+
+
+def test_async_view_through_the_asgi_handler(emulator: EmulatorHandle) -> None:
+    client = AsyncClient()
+    response = async_to_sync(client.get)("/mw/async/")
+    assert response.status_code == 200
+    assert response.json() == {"hero": "hero-new", "degraded": False}
+    profile_id = response.cookies["ntaid"].value
+    assert emulator.profile(profile_id) is not None
+    assert response["Cache-Control"] == "private"
+    assert emulator.stats()["requests"] == {"create": {"200": 1}}
+
+
+def test_async_view_reading_synchronously_on_the_loop(emulator: EmulatorHandle) -> None:
+    response = async_to_sync(AsyncClient().get)("/mw/async-sync-read/")
+    assert response.status_code == 200 and response.json() == {"cta": "blue"}
+    assert emulator.request_count("create") == 1
+
+
+def test_async_untouched_page_goes_to_delivery(emulator: EmulatorHandle) -> None:
+    response = async_to_sync(AsyncClient().get)("/mw/async-plain/")
+    assert response.status_code == 200
+    profile_id = response.cookies["ntaid"].value
+    stored = emulator.profile(profile_id)
+    assert stored is not None and [e["type"] for e in stored["events"]] == ["page"]
+
+
+def test_async_fault_serves_baseline(
+    emulator: EmulatorHandle, tight_budget: None
+) -> None:
+    emulator.faults(error_rate=1.0, error_status=500)
+    response = async_to_sync(AsyncClient().get)("/mw/async/")
+    assert response.status_code == 200
+    assert response.json() == {"hero": "hero-default", "degraded": True}
