@@ -72,7 +72,9 @@ class StubServer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -82,6 +84,12 @@ class StubServer:
     def enqueue(self, *responses: StubResponse) -> None:
         with self._lock:
             self._queue.extend(responses)
+
+    def clear(self) -> None:
+        """Forget recorded requests and scripted responses (to reuse one server across tests)."""
+        with self._lock:
+            self.requests.clear()
+            self._queue.clear()
 
     def start(self) -> StubServer:
         self._thread.start()
