@@ -80,6 +80,8 @@ def test_task_failure_is_reported_in_its_result(api: StubServer, settings: Setti
     from django_experience.delivery.tasks import deliver_batch
 
     settings.EXPERIENCE_DELIVERY_MAX_RETRIES = 1
-    api.stop()
+    with StubServer() as down:
+        settings.EXPERIENCE_API_URL = down.url
+    # the port now refuses connections
     outcome = deliver_batch("experience", [track("p1")])
     assert outcome == {"sent": 0, "failed": 1}
