@@ -22,6 +22,8 @@ import socket, sys
 
 def free(port: int) -> int:
     with socket.socket() as sock:
+        # Like the servers themselves: a port in TIME_WAIT after a previous run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         return sock.getsockname()[1]
 
@@ -90,7 +92,7 @@ fi
 
 "${MANAGE[@]}" runserver --noreload "127.0.0.1:$SITE_PORT" &
 PIDS+=("$!")
-if ! wait_for "$SITE/"; then
+if ! wait_for "$SITE/static/shop/shop.css"; then
   echo "The site did not start." >&2
   exit 1
 fi
