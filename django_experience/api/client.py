@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 
 from django_experience import __version__
 from django_experience.api.batching import plan_batches
@@ -120,7 +121,7 @@ class ExperienceClient:
         )
         self._pool_size = pool_size
         self._owns_session = session is None
-        self._session = session if session is not None else self._new_session(pool_size)
+        self._session = session if session is not None else self._new_session()
         self._session_pid = os.getpid()
         self._session_lock = threading.Lock()
 
@@ -131,19 +132,24 @@ class ExperienceClient:
             with self._session_lock:
                 if self._session_pid != os.getpid():
                     # Sockets inherited from the parent must not be shared with it.
-                    self._session = self._new_session(self._pool_size)
+                    self._session = self._new_session()
                     self._session_pid = os.getpid()
         return self._session
 
-    @staticmethod
-    def _new_session(pool_size: int) -> requests.Session:
+    def _new_session(self) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._pool_size)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         # The API sets no cookies we need; a shared jar would only leak state between visitors.
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        session.trust_env = True
+        # Read the proxy and CA settings of the environment once, not on every request (reading
+        # them costs more than a loopback round trip).
+        session.proxies.update(get_environ_proxies(self.base_url))
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if ca_bundle:
+            session.verify = ca_bundle
+        session.trust_env = False
         return session
 
     def close(self) -> None:

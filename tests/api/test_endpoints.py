@@ -282,3 +282,17 @@ def test_forked_process_gets_its_own_connection_pool(
     assert os.WEXITSTATUS(status) == 0
     assert client.session is parent_session
     assert len(stub.requests) == 2
+
+
+def test_proxy_from_the_environment_is_used(
+    stub: StubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub.responder = profile_answer
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", stub.url)  # the stub plays the proxy
+    client = ExperienceClient("org-1", base_url="http://experience.invalid/prefix")
+    client.get_profile("p-1")
+    request = stub.requests[-1]
+    assert request.header("Host") == "experience.invalid"
+    assert request.path == "/prefix/v2/organizations/org-1/environments/main/profiles/p-1"
