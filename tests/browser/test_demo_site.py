@@ -87,6 +87,7 @@ def test_admin_lists_the_signed_in_users_mapping(page: Page) -> None:
 def test_add_to_cart_is_tracked_on_the_server(page: Page, emulator: DemoEmulator) -> None:
     page.goto("/")
     profile_id = visitor_id(page)
+    assert page.locator("[data-testid=cart-reminder]").count() == 0
     page.locator("article", has_text="Enamel Camp Mug").locator("text=Add to cart").click()
     page.wait_for_url(re.compile(r"/$"))
     assert "Enamel Camp Mug is in your cart." in page.inner_text(".messages")
@@ -105,6 +106,9 @@ def test_add_to_cart_is_tracked_on_the_server(page: Page, emulator: DemoEmulator
             time.sleep(0.1)
     assert tracked, "the Add to cart event never reached the API"
     assert tracked[0]["properties"]["product"] == "camp-mug"
+    # The event put the visitor in the "Add to cart" audience.
+    page.reload()
+    assert page.locator("[data-testid=cart-reminder]").count() == 1
 
 
 def test_page_renders_baseline_while_the_api_is_down(
