@@ -1,1 +1,171 @@
-"""System checks of django-experience (ids ``django_experience.E001`` ...)."""
+"""System checks of django-experience (ids ``django_experience.E001`` ...).
+
+- E001 ``EXPERIENCE_ORGANIZATION_ID`` is missing.
+- E002 the middleware is placed before ``AuthenticationMiddleware`` (or that one is missing).
+- E003 ``EXPERIENCE_MODE`` is neither ``update`` nor ``preflight``.
+- E004 ``EXPERIENCE_API_URL`` is not an http(s) URL.
+- E005 a dotted path (``EXPERIENCE_USER_TRAITS``, ``EXPERIENCE_USER_ID``, ``EXPERIENCE_CONSENT``)
+  does not import, or is not callable.
+- E006 an ``EXPERIENCE_EXCLUDE_PATHS`` entry is not a valid regular expression.
+- W001 the middleware is not installed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
+
+from django_experience.conf import MODES, conf
+
+MIDDLEWARE_PATH = "django_experience.middleware.ExperienceMiddleware"
+AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+def _is_subclass_of(path: str, base_path: str) -> bool:
+    if path == base_path:
+        return True
+    try:
+        candidate, base = import_string(path), import_string(base_path)
+    except ImportError:
+        return False
+    return isinstance(candidate, type) and isinstance(base, type) and issubclass(candidate, base)
+
+
+def _index(middleware: Sequence[str], base_path: str) -> int | None:
+    for index, path in enumerate(middleware):
+        if _is_subclass_of(path, base_path):
+            return index
+    return None
+
+
+@register()
+def check_organization(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if conf.ORGANIZATION_ID.strip():
+        return []
+    return [
+        Error(
+            "EXPERIENCE_ORGANIZATION_ID is not set.",
+            hint="Set it to the Client ID shown under 'SDK Keys' in Contentful Personalization, "
+            "in the settings or in the environment variable of the same name.",
+            id="django_experience.E001",
+        )
+    ]
+
+
+@register()
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    ours = _index(middleware, MIDDLEWARE_PATH)
+    if ours is None:
+        return [
+            Warning(
+                f"{MIDDLEWARE_PATH} is not in MIDDLEWARE: request.experience will be the null "
+                "object and templates render baseline content.",
+                hint=f"Add it to MIDDLEWARE after {AUTH_MIDDLEWARE_PATH}.",
+                id="django_experience.W001",
+            )
+        ]
+    auth = _index(middleware, AUTH_MIDDLEWARE_PATH)
+    if auth is None or auth > ours:
+        where = "is missing" if auth is None else "comes after it"
+        return [
+            Error(
+                f"{MIDDLEWARE_PATH} needs request.user, but {AUTH_MIDDLEWARE_PATH} {where}.",
+                hint=f"Place {MIDDLEWARE_PATH} after {AUTH_MIDDLEWARE_PATH} in MIDDLEWARE.",
+                id="django_experience.E002",
+            )
+        ]
+    return []
+
+
+@register()
+def check_mode(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if conf.MODE in MODES:
+        return []
+    return [
+        Error(
+            f"EXPERIENCE_MODE is {conf.MODE!r}; it must be one of {', '.join(MODES)}.",
+            id="django_experience.E003",
+        )
+    ]
+
+
+@register()
+def check_api_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    url = conf.API_URL
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        valid = False
+    if valid and not parts.query and not parts.fragment:
+        return []
+    return [
+        Error(
+            f"EXPERIENCE_API_URL {url!r} is not an http(s) URL with a host.",
+            hint="For example https://experience.ninetailed.co (no query string).",
+            id="django_experience.E004",
+        )
+    ]
+
+
+@register()
+def check_callables(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for name, value in (
+        ("EXPERIENCE_USER_TRAITS", conf.USER_TRAITS),
+        ("EXPERIENCE_USER_ID", conf.USER_ID),
+        ("EXPERIENCE_CONSENT", conf.CONSENT),
+    ):
+        if value is None or value == "" or callable(value):
+            continue
+        problem = None
+        try:
+            target = import_string(str(value))
+        except ImportError as exc:
+            problem = f"does not import ({exc})"
+        else:
+            if not callable(target):
+                problem = "is not callable"
+        if problem:
+            errors.append(
+                Error(
+                    f"{name} = {value!r} {problem}.",
+                    hint="Give the dotted path of a function, e.g. 'myapp.experience.traits'.",
+                    id="django_experience.E005",
+                )
+            )
+    return errors
+
+
+@register()
+def check_exclude_paths(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for pattern in conf.EXCLUDE_PATHS:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            errors.append(
+                Error(
+                    f"EXPERIENCE_EXCLUDE_PATHS entry {pattern!r} is not a valid regex: {exc}.",
+                    id="django_experience.E006",
+                )
+            )
+    return errors
+
+
+__all__ = [
+    "check_api_url",
+    "check_callables",
+    "check_exclude_paths",
+    "check_middleware",
+    "check_mode",
+    "check_organization",
+]

@@ -38,9 +38,17 @@ _BOTS = re.compile(
 @functools.lru_cache(maxsize=16)
 def _compile_exclusions(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     """One regex for the ``EXPERIENCE_EXCLUDE_PATHS`` value (compiled once per value)."""
-    if not patterns:
+    valid = []
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error:  # reported by the system check django_experience.E006
+            logger.error("EXPERIENCE_EXCLUDE_PATHS: ignoring the invalid regex %r", pattern)
+            continue
+        valid.append(pattern)
+    if not valid:
         return None
-    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns))
+    return re.compile("|".join(f"(?:{pattern})" for pattern in valid))
 
 
 def classify(request: HttpRequest) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from django_experience.personalization import get_experience
@@ -109,3 +110,7 @@ def no_consent(request: HttpRequest) -> bool:
 
 def consent_from_cookie(request: HttpRequest) -> bool:
     return request.COOKIES.get("consent") == "yes"
+
+
+class SiteAuthenticationMiddleware(AuthenticationMiddleware):
+    """A site's own authentication middleware (the checks accept subclasses)."""

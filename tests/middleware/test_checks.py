@@ -1,0 +1,80 @@
+"""System checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+
+AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+OURS = "django_experience.middleware.ExperienceMiddleware"
+SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
+
+
+def _ids() -> set[str]:
+    return {m.id for m in run_checks() if m.id and m.id.startswith("django_experience.")}
+
+
+def test_the_test_settings_pass() -> None:
+    assert _ids() == set()
+
+
+def test_missing_organization(settings: Any) -> None:
+    settings.EXPERIENCE_ORGANIZATION_ID = ""
+    assert _ids() == {"django_experience.E001"}
+
+
+@pytest.mark.parametrize(
+    ("middleware", "expected"),
+    [
+        ([SESSIONS, OURS, AUTH], {"django_experience.E002"}),
+        ([SESSIONS, OURS], {"django_experience.E002"}),
+        ([SESSIONS, AUTH], {"django_experience.W001"}),
+        ([SESSIONS, AUTH, OURS], set()),
+        (
+            [SESSIONS, "tests.middleware.views.SiteAuthenticationMiddleware", OURS],
+            set(),  # a subclass of AuthenticationMiddleware counts
+        ),
+    ],
+)
+def test_middleware_order(settings: Any, middleware: list[str], expected: set[str]) -> None:
+    settings.MIDDLEWARE = middleware
+    assert _ids() == expected
+
+
+def test_unknown_mode(settings: Any) -> None:
+    settings.EXPERIENCE_MODE = "turbo"
+    assert _ids() == {"django_experience.E003"}
+
+
+@pytest.mark.parametrize(
+    "url", ["experience.ninetailed.co", "ftp://host", "https://", "http://host:port", "https://h?x=1"]
+)
+def test_malformed_api_url(settings: Any, url: str) -> None:
+    settings.EXPERIENCE_API_URL = url
+    assert _ids() == {"django_experience.E004"}
+
+
+def test_good_api_urls(settings: Any) -> None:
+    for url in ("https://experience.ninetailed.co", "http://127.0.0.1:8765/prefix"):
+        settings.EXPERIENCE_API_URL = url
+        assert _ids() == set()
+
+
+@pytest.mark.parametrize("name", ["USER_TRAITS", "USER_ID", "CONSENT"])
+def test_dotted_paths_that_do_not_import(settings: Any, name: str) -> None:
+    setattr(settings, f"EXPERIENCE_{name}", "tests.middleware.views.does_not_exist")
+    messages = [m for m in run_checks() if m.id == "django_experience.E005"]
+    assert len(messages) == 1 and f"EXPERIENCE_{name}" in messages[0].msg
+    setattr(settings, f"EXPERIENCE_{name}", "tests.middleware.views.__doc__")  # not callable
+    assert _ids() == {"django_experience.E005"}
+    setattr(settings, f"EXPERIENCE_{name}", "tests.middleware.views.user_traits")
+    assert _ids() == set()
+    setattr(settings, f"EXPERIENCE_{name}", lambda value: {})
+    assert _ids() == set()
+
+
+def test_invalid_exclude_regex(settings: Any, client: Any) -> None:
+    settings.EXPERIENCE_EXCLUDE_PATHS = ["^/ok/", "([unclosed"]
+    assert _ids() == {"django_experience.E006"}
