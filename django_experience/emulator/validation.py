@@ -14,6 +14,7 @@ MAX_BATCH_EVENTS = 200
 MAX_BATCH_IDENTIFY = 50
 MAX_BATCH_PROFILES = 50
 MAX_PROFILE_ID_LENGTH = 256
+MAX_JSON_DEPTH = 64
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -32,7 +33,22 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise invalid_data("Request body is nested too deeply") from exc
     if not isinstance(data, dict):
         raise invalid_data(f"Request body must be a JSON object, got {_json_type(data)}")
+    if _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise invalid_data(f"Request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return data
+
+
+def _depth_exceeds(value: object, limit: int) -> bool:
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
 
 
 def _json_type(value: object) -> str:

@@ -55,6 +55,13 @@ def test_invalid_bodies_name_the_problem(api: Api, body: Any, names: str) -> Non
     assert names in _error(api.post("/profiles", body))
 
 
+@pytest.mark.parametrize("depth", [70, 900, 5000])
+def test_deeply_nested_bodies_are_refused(api: Api, depth: int) -> None:
+    traits = '{"a":' * depth + "1" + "}" * depth
+    body = '{"events":[{"type":"identify","userId":"u","traits":' + traits + "}]}"
+    assert "nested" in _error(api.post("/profiles", body))
+
+
 def test_events_as_the_official_sdk_builds_them_are_accepted(api: Api) -> None:
     sdk_page = {
         "channel": "web", "messageId": "6b3f8f1e-0000-4000-8000-000000000001",
@@ -154,4 +161,4 @@ def test_fuzzed_profile_ids_never_cause_a_server_error(shared_api: Api, segment:
     from urllib.parse import quote
 
     response = shared_api.session.get(shared_api.base + "/profiles/" + quote(segment, safe=""))
-    assert response.status_code in (400, 404), response.text
+    assert response.status_code in (400, 404, 405), response.text
