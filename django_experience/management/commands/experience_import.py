@@ -41,7 +41,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--destination",
             default="experience",
-            help=f"Where to send the rows ({', '.join(target_names())}; default experience).",
+            help="Where to send the rows: a destination name, a comma-separated list, or "
+            "'all' (default experience). With several, each gets its own checkpoint and "
+            "errors file (FILE.<destination>).",
         )
         parser.add_argument(
             "--async",
@@ -91,25 +93,64 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["destination"] not in target_names():
-            raise CommandError(
-                f"unknown --destination {options['destination']!r}: "
-                f"choose from {', '.join(target_names())}"
-            )
+        destinations = self._destinations(options["destination"])
         if options["file"] == "-" and not options["format"]:
             raise CommandError("reading standard input (--file -) needs --format jsonl or csv")
+        if options["file"] == "-" and len(destinations) > 1:
+            raise CommandError(
+                "standard input can be read once: save it to a file to import it into "
+                "several destinations"
+            )
+        failed = interrupted = False
+        for destination in destinations:
+            if len(destinations) > 1:
+                self.stdout.write(f"== {destination}")
+            summary_ok, was_interrupted = self._import(destination, options)
+            failed = failed or not summary_ok
+            if was_interrupted:
+                interrupted = True
+                break
+        if interrupted:
+            raise CommandError("import interrupted", returncode=130)
+        if failed:
+            raise CommandError(
+                "some rows were rejected or failed"
+                + (f" (see {options['errors']})" if options["errors"] else ""),
+                returncode=1,
+            )
+
+    @staticmethod
+    def _destinations(value: str) -> list[str]:
+        """``name``, ``a,b`` or ``all`` (every registered destination)."""
+        known = target_names()
+        if value == "all":
+            return ["experience", *[name for name in known if name != "experience"]]
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise CommandError(
+                f"unknown --destination {value!r}: choose from {', '.join([*known, 'all'])}"
+            )
+        return list(dict.fromkeys(names))
+
+    def _import(self, destination: str, options: dict[str, Any]) -> tuple[bool, bool]:
+        errors, checkpoint = options["errors"], options["checkpoint"]
+        if destination != self._destinations(options["destination"])[0]:
+            # One errors file and one checkpoint per destination.
+            errors = f"{errors}.{destination}" if errors else None
+            checkpoint = f"{checkpoint}.{destination}" if checkpoint else None
         config = ImportConfig(
             path=options["file"],
             users=options["users"],
             format=options["format"],
-            destination=options["destination"],
+            destination=destination,
             asynchronous=options["asynchronous"],
             batch_size=options["batch_size"],
             workers=options["workers"],
             dry_run=options["dry_run"],
             resume=options["resume"],
-            checkpoint=options["checkpoint"],
-            errors=options["errors"],
+            checkpoint=checkpoint,
+            errors=errors,
             max_retries=max(0, options["retries"]),
             backoff=max(0.0, options["backoff"]),
             timeout=options["timeout"],
@@ -128,11 +169,4 @@ class Command(BaseCommand):
         except (SourceError, CheckpointError, LookupError, OSError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(describe(summary, dry_run=config.dry_run))
-        if summary.interrupted:
-            raise CommandError("import interrupted", returncode=130)
-        if not summary.ok:
-            raise CommandError(
-                f"{summary.rejected} row(s) rejected, {summary.failed} failed"
-                + (f" (see {config.errors})" if config.errors else ""),
-                returncode=1,
-            )
+        return summary.ok, summary.interrupted
