@@ -6,6 +6,7 @@ Nothing in this package imports Django: use it from scripts, Celery workers or o
 from django_experience.api import errors
 from django_experience.api.client import ExperienceClient
 from django_experience.api.errors import ExperienceAPIError
+from django_experience.api.retry import RetryPolicy
 from django_experience.api.types import Change, Experience, Profile, ProfileResult, Session
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "ExperienceClient",
     "Profile",
     "ProfileResult",
+    "RetryPolicy",
     "Session",
     "errors",
 ]
