@@ -26,7 +26,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if not text.strip():
         raise invalid_data("Request body is empty; expected a JSON object with 'events'")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise invalid_data(f"Request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
@@ -36,6 +36,10 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if _depth_exceeds(data, MAX_JSON_DEPTH):
         raise invalid_data(f"Request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _depth_exceeds(value: object, limit: int) -> bool:

@@ -26,6 +26,8 @@ def _error(response: requests.Response) -> str:
     ("body", "names"),
     [
         (b"{not json", "not valid JSON"),
+        (b'{"events": [{"type": "track", "event": "x", "properties": {"v": NaN}}]}',
+         "not valid JSON"),
         (b"", "empty"),
         (b"[1, 2]", "JSON object"),
         (b"\xff\xfe", "UTF-8"),
