@@ -102,6 +102,14 @@ class ExperienceSink(Sink):
         experience_client().upsert_profiles(batch)
 
 
+def _after_fork() -> None:
+    global _client_lock
+    _client_lock = threading.Lock()  # another thread of the parent may have held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
 _sinks: dict[str, Sink] = {}
 
 

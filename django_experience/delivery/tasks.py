@@ -28,13 +28,16 @@ def _task_module() -> Any:
 logger = logging.getLogger("django_experience.delivery")
 
 
+# A worker imports the task by the module path of its function, so the module-level name
+# ``deliver_batch`` must be the Task itself.
+_task: Callable[[Callable[..., Any]], Any] = _task_module().task()
+
+
+@_task
 def deliver_batch(sink_name: str, payloads: list[Payload]) -> dict[str, int]:
     """Task body: send one batch with retries; returns how many were sent and failed."""
     sent = deliver(get_sink(sink_name), payloads)
     return {"sent": sent, "failed": len(payloads) - sent}
-
-
-deliver_batch_task: Any = _task_module().task()(deliver_batch)
 
 
 def task_dispatcher(sink_name: str, payloads: list[Payload], wait: Callable[[float], bool]) -> None:
@@ -43,7 +46,7 @@ def task_dispatcher(sink_name: str, payloads: list[Payload], wait: Callable[[flo
     for planned in sink.plan(payloads):
         for batch in split_by_bytes(planned, delivery_settings.MAX_BATCH_BYTES):
             try:
-                deliver_batch_task.using(
+                deliver_batch.using(
                     queue_name=delivery_settings.TASK_QUEUE,
                     backend=delivery_settings.TASK_BACKEND,
                 ).enqueue(sink_name, batch)

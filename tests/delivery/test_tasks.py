@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils.module_loading import import_string
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_experience import delivery
@@ -14,6 +20,7 @@ from tests.stub_server import StubServer
 pytest.importorskip("django_tasks")
 import django_tasks.signals  # (resets task backends when TASKS changes)
 
+ROOT = Path(__file__).resolve().parents[2]
 IMMEDIATE = "django_tasks.backends.immediate.ImmediateBackend"
 DUMMY = "django_tasks.backends.dummy.DummyBackend"
 
@@ -83,5 +90,47 @@ def test_task_failure_is_reported_in_its_result(api: StubServer, settings: Setti
     with StubServer() as down:
         settings.EXPERIENCE_API_URL = down.url
     # the port now refuses connections
-    outcome = deliver_batch("experience", [track("p1")])
+    assert import_string(deliver_batch.module_path) is deliver_batch  # what a worker imports
+    outcome = deliver_batch.call("experience", [track("p1")])
     assert outcome == {"sent": 0, "failed": 1}
+
+
+def test_database_backend_and_its_worker(api: StubServer, tmp_path: Path) -> None:
+    """Events become task rows in the database; a separate worker process sends them."""
+    pytest.importorskip("django_tasks_db")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "tests.delivery.tasks_db_settings",
+        "TEST_DATABASE_FILE": str(tmp_path / "tasks.sqlite3"),
+        "TEST_API_URL": api.url,
+    }
+    django = [sys.executable, "-m", "django"]
+    subprocess.run([*django, "migrate", "-v", "0"], env=env, check=True, timeout=60)
+    script = textwrap.dedent(
+        """
+        import django
+        django.setup()
+        from django_experience import delivery
+        from tests.delivery.helpers import track
+        for n in range(120):
+            delivery.enqueue(track(f"profile-{n % 60}", n=n))
+        assert delivery.flush(timeout=20)
+        """
+    )
+    enqueued = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert enqueued.returncode == 0, enqueued.stderr
+    assert batch_requests(api) == []  # stored as tasks, nothing sent yet
+    worker = subprocess.run(
+        [*django, "db_worker", "--batch", "--no-startup-delay", "--interval", "0.05"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 0, worker.stderr
+    events = sent_events(api)
+    assert sorted(e["properties"]["n"] for e in events) == list(range(120))
+    assert len(batch_requests(api)) >= 2  # 60 profiles: more than one request

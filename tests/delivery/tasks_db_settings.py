@@ -1,0 +1,17 @@
+"""Settings of the database task backend test (run in subprocesses): delivery through tasks."""
+
+from __future__ import annotations
+
+import os
+
+from tests.settings import *  # noqa: F403
+from tests.settings import INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks", "django_tasks_db"]
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["TEST_DATABASE_FILE"]}
+}
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+EXPERIENCE_DELIVERY = "tasks"
+EXPERIENCE_API_URL = os.environ["TEST_API_URL"]
+EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 0.05
