@@ -63,6 +63,11 @@ def _list(name: str, default: list[str]) -> list[str]:
     return [str(item) for item in _lookup(name, _env.list, default)]
 
 
+def _optional_callable(name: str) -> str | Callable[..., Any] | None:
+    """A dotted path (settings or environment) or a callable (settings only)."""
+    return cast("str | Callable[..., Any] | None", _lookup(name, _env.str, None))
+
+
 def import_callable(path: str | Callable[..., Any]) -> Callable[..., Any]:
     """Resolve a dotted path (or accept a callable as is)."""
     if callable(path):
@@ -126,15 +131,15 @@ class Settings:
 
     @property
     def USER_TRAITS(self) -> str | Callable[..., Any] | None:
-        return cast("str | Callable[..., Any] | None", _lookup("EXPERIENCE_USER_TRAITS", _env.str, None))
+        return _optional_callable("EXPERIENCE_USER_TRAITS")
 
     @property
     def USER_ID(self) -> str | Callable[..., Any] | None:
-        return cast("str | Callable[..., Any] | None", _lookup("EXPERIENCE_USER_ID", _env.str, None))
+        return _optional_callable("EXPERIENCE_USER_ID")
 
     @property
     def CONSENT(self) -> str | Callable[..., Any] | None:
-        return cast("str | Callable[..., Any] | None", _lookup("EXPERIENCE_CONSENT", _env.str, None))
+        return _optional_callable("EXPERIENCE_CONSENT")
 
     @property
     def FEATURES(self) -> list[str]:

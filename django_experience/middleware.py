@@ -106,7 +106,7 @@ class ExperienceMiddleware:
 
     def process_request(self, request: HttpRequest) -> Visitor:
         kind = classify(request)
-        visitor = Visitor(request, personalized=kind == PERSONALIZED)
+        visitor = Visitor(request, personalized=kind == PERSONALIZED, excluded=kind == EXCLUDED)
         setattr(request, VISITOR_ATTRIBUTE, visitor)
         request.experience = (  # type: ignore[attr-defined]
             NULL_PERSONALIZATION if kind == EXCLUDED else Personalization(visitor)

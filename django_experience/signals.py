@@ -45,8 +45,10 @@ def identify_on_login(
     from django_experience.personalization import get_experience
     from django_experience.visitor import visitor_for
 
+    visitor = visitor_for(request)
+    if visitor.excluded:
+        return  # not seen by the middleware, or excluded: identified on the first page instead
     try:
-        visitor = visitor_for(request)
         result = visitor.sign_in(user)
     except Exception:  # signing in must never fail because of personalization
         logger.exception("Experience identify on sign-in failed")

@@ -374,11 +374,19 @@ def profile_owned_by_someone_else(profile_id: str, user: Any, external_id: str) 
 
 
 class Visitor:
-    """One request's visitor. ``personalized=False``: no page resolution (track/identify only)."""
+    """One request's visitor.
 
-    def __init__(self, request: HttpRequest, *, personalized: bool) -> None:
+    ``personalized=False``: no page resolution (POST and friends: track/identify only).
+    ``excluded=True``: the middleware excluded the request (paths, bots, prefetches): sign-in
+    sends nothing either (the user is identified on their first personalized page instead).
+    """
+
+    def __init__(
+        self, request: HttpRequest, *, personalized: bool, excluded: bool = False
+    ) -> None:
         self.request = request
-        self.personalized = personalized
+        self.personalized = personalized and not excluded
+        self.excluded = excluded
         self.profile_id: str | None = None  # the id the response's cookie must carry
         self.page_sent = False
         self.signed_out = False
@@ -485,6 +493,13 @@ class Visitor:
         if not self.personalized:
             return None
         preflight = self.mode == "preflight"
+        if not preflight:
+            user = self._unidentified_user()
+            if user is not None:
+                try:
+                    return self.sign_in(user)  # one call: page view and identify together
+                except Exception:  # a failing traits/user id callable: personalize anonymously
+                    logger.exception("Experience identify of a signed-in user failed")
         target = self.known_id()
         if preflight and target is None:
             target = str(uuid.uuid4())  # the browser SDK creates this profile later
@@ -502,6 +517,13 @@ class Visitor:
             if self.consent:
                 self.profile_id = result.profile.id
         return result
+
+    def _unidentified_user(self) -> Any:
+        """A signed-in user without a mapping (signed in before, elsewhere, or by a test)."""
+        user = getattr(self.request, "user", None)
+        if not self.consent or self.signed_out or not getattr(user, "is_authenticated", False):
+            return None
+        return user if self._mapped_id is None else None
 
     def _get(self, target: str) -> ProfileResult | None:
         from django_experience.clients import experience_client
@@ -631,11 +653,11 @@ class Visitor:
 
 
 def visitor_for(request: HttpRequest) -> Visitor:
-    """The request's visitor (a non-personalizing one when the middleware is not installed)."""
+    """The request's visitor; an excluded one when the middleware did not see the request."""
     visitor = getattr(request, VISITOR_ATTRIBUTE, None)
     if isinstance(visitor, Visitor):
         return visitor
-    visitor = Visitor(request, personalized=False)
+    visitor = Visitor(request, personalized=False, excluded=True)
     setattr(request, VISITOR_ATTRIBUTE, visitor)
     return visitor
 

@@ -241,3 +241,26 @@ def test_concurrent_mapping_writes_never_raise_or_duplicate() -> None:
     assert errors == [] and len(returned) == 8
     (mapping,) = ProfileMapping.objects.filter(user=ada)
     assert mapping.external_id == "ext-ada" and mapping.profile_id in returned
+
+
+def test_a_signed_in_user_without_mapping_is_identified_on_the_first_page(
+    client: Client, emulator: EmulatorHandle, ada: User
+) -> None:
+    client.force_login(ada)  # no middleware saw this sign-in: nothing was sent
+    assert emulator.request_count() == 0 and not ProfileMapping.objects.exists()
+    data = _page(client)
+    assert data["name"] == "Ada" and data["cta"] == "gold"
+    assert emulator.stats()["requests"] == {"create": {"200": 1}}  # page and identify together
+    assert ProfileMapping.objects.get(user=ada).profile_id == data["profile"]
+    _page(client)
+    assert emulator.request_count("update") == 1  # identified once
+
+
+def test_sign_in_on_an_excluded_path_costs_no_call(
+    emulator: EmulatorHandle, ada: User, settings: Any
+) -> None:
+    settings.EXPERIENCE_EXCLUDE_PATHS = [r"^/mw/sign-in/"]
+    client = Client()
+    response = client.post("/mw/sign-in/", {"username": "ada"})
+    assert response.status_code == 200 and emulator.request_count() == 0
+    assert _page(client)["name"] == "Ada"
