@@ -164,3 +164,44 @@ def test_fuzzed_profile_ids_never_cause_a_server_error(shared_api: Api, segment:
 
     response = shared_api.session.get(shared_api.base + "/profiles/" + quote(segment, safe=""))
     assert response.status_code in (400, 404, 405), response.text
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=st.dictionaries(st.sampled_from(["type", "locale", "x"]), st.text(max_size=10),
+                             max_size=3),
+       content_type=st.sampled_from(["text/plain", "application/json", "application/x-www-form"
+                                     "-urlencoded", "", "multipart/form-data; boundary=x"]))
+def test_fuzzed_queries_and_content_types_never_cause_a_server_error(
+    shared_api: Api, query: dict[str, str], content_type: str
+) -> None:
+    body = json.dumps({"events": [page()]})
+    response = shared_api.session.post(shared_api.base + "/profiles", data=body, params=query,
+                                       headers={"Content-Type": content_type})
+    assert response.status_code in (200, 400), response.text
+    if query.get("type", "preflight") == "preflight":
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize("raw", [
+    b"GARBAGE\r\n\r\n",
+    b"POST /v2/organizations/o/environments/e/profiles HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    b"POST /v2/organizations/o/environments/e/profiles HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    b"POST /v2/organizations/o/environments/e/profiles HTTP/1.1\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+    b"\x00\xff" * 100 + b"\r\n\r\n",
+])
+def test_garbage_on_the_socket_never_takes_the_server_down(shared_api: Api, raw: bytes) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", shared_api.server.port), timeout=5) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    if answer.startswith(b"HTTP/"):  # unparsable request lines get an HTTP/0.9 style answer
+        status = int(answer.split(b" ", 2)[1])
+        assert status < 500 or status == 505 or status == 501, answer[:200]
+    assert shared_api.get("/profiles/nobody").status_code == 404
