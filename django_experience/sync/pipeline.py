@@ -24,6 +24,8 @@ from django_experience.sync.targets import ImportTarget, Item
 
 logger = logging.getLogger("django_experience.sync")
 
+CHECKPOINT_INTERVAL = 0.5  # seconds between checkpoint writes
+
 
 @dataclass(frozen=True)
 class PipelineOptions:
@@ -181,6 +183,7 @@ class Pipeline:
         self._keys: Counter[str] = Counter()
         self._batch_keys: dict[int, set[str]] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self._saved_at = 0.0
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -198,6 +201,8 @@ class Pipeline:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
+            if self.checkpoint is not None:
+                self.checkpoint.save()
             self.summary.elapsed = time.monotonic() - started
             self.on_progress(self.summary, True)
         return self.summary
@@ -294,7 +299,12 @@ class Pipeline:
     def _mark_done(self, index: int) -> None:
         if self.checkpoint is not None:
             self.checkpoint.mark_done(index)
-            self.checkpoint.save()
+            # Written at most every half second (and at the end): a crash resends at most
+            # that much, with the same message ids and profile ids.
+            now = time.monotonic()
+            if now - self._saved_at >= CHECKPOINT_INTERVAL:
+                self.checkpoint.save()
+                self._saved_at = now
 
     def _drain(self) -> None:
         while self._inflight:

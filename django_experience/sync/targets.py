@@ -183,41 +183,64 @@ class ExperienceTarget(ImportTarget):
         )
 
     def _store(self, pairs: Sequence[tuple[Row, str]]) -> None:
+        """Create or update one mapping per row: two queries per batch when nothing clashes."""
         from django.db import IntegrityError, transaction
-        from django.db.models import Q
         from django.utils import timezone
 
         from django_experience.models import ProfileMapping
 
-        now = timezone.now()
         namespace = self._namespace()
-        with transaction.atomic():
-            for row, profile_id in pairs:
-                owner = Q(external_id=row.external_id)
-                if row.user_pk is not None:
-                    owner |= Q(user_id=row.user_pk)
-                mapping = (
-                    ProfileMapping.objects.filter(owner, **namespace).order_by("-user_id").first()
+        wanted: dict[str, tuple[Row, str]] = {row.external_id: (row, pid) for row, pid in pairs}
+        rows = [row for row, _ in wanted.values()]
+        existing = {
+            mapping.external_id: mapping
+            for mapping in ProfileMapping.objects.filter(external_id__in=list(wanted), **namespace)
+        }
+        by_user = (
+            {
+                mapping.user_id: mapping
+                for mapping in ProfileMapping.objects.filter(
+                    user_id__in=[row.user_pk for row in rows if row.user_pk is not None],
+                    **namespace,
                 )
-                try:
-                    with transaction.atomic():
-                        if mapping is None:
-                            ProfileMapping.objects.create(
-                                profile_id=profile_id,
-                                external_id=row.external_id,
-                                user_id=row.user_pk,
-                                last_seen_at=now,
-                                **namespace,
-                            )
-                        elif mapping.profile_id != profile_id or (
-                            mapping.external_id != row.external_id
-                        ):
-                            mapping.profile_id = profile_id
-                            mapping.external_id = row.external_id
-                            mapping.save(update_fields=["profile_id", "external_id", "updated_at"])
-                except IntegrityError:
-                    # The profile is mapped to somebody else already: leave that mapping alone.
-                    continue
+            }
+            if any(row.user_pk is not None for row in rows)
+            else {}
+        )
+        now = timezone.now()
+        new: list[ProfileMapping] = []
+        changed: list[ProfileMapping] = []
+        for external_id, (row, profile_id) in wanted.items():
+            mapping = by_user.get(row.user_pk) if row.user_pk is not None else None
+            mapping = mapping or existing.get(external_id)
+            if mapping is None:
+                new.append(
+                    ProfileMapping(
+                        profile_id=profile_id,
+                        external_id=external_id,
+                        user_id=row.user_pk,
+                        last_seen_at=now,
+                        **namespace,
+                    )
+                )
+            elif mapping.profile_id != profile_id or mapping.external_id != external_id:
+                mapping.profile_id, mapping.external_id = profile_id, external_id
+                changed.append(mapping)
+        try:
+            with transaction.atomic():
+                ProfileMapping.objects.bulk_create(new)
+        except IntegrityError:
+            changed.extend(new)  # a clash (a concurrent sign-in?): sort it out row by row
+        for mapping in changed:
+            try:
+                with transaction.atomic():
+                    if mapping.pk is None:
+                        mapping.save()
+                    else:
+                        mapping.save(update_fields=["profile_id", "external_id", "updated_at"])
+            except IntegrityError:
+                # The profile is mapped to somebody else already: leave that mapping alone.
+                continue
 
 
 TargetFactory = Callable[[TargetOptions], ImportTarget]

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from django_experience.api.errors import InvalidData, ServerError
 from django_experience.sync.pipeline import ErrorSink, Pipeline, PipelineOptions
 from django_experience.sync.progress import Progress
 from django_experience.sync.rows import Batch, Rejected, Row
@@ -85,3 +86,40 @@ def test_progress_lines_without_a_terminal() -> None:
     assert len(lines) == 2
     assert lines[1].startswith("9 rows read, 9 sent")
     assert "\r" not in stream.getvalue()
+
+
+class PickyTarget(ImportTarget):
+    """Refuses any request holding the row "bad"; fails the first two requests with a 503."""
+
+    name = "picky"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.accepted: list[str] = []
+
+    def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
+        return [Item(row, {}) for row in batch.rows], []
+
+    def send(self, items: Sequence[Item]) -> Any:
+        self.calls += 1
+        if self.calls <= 2:
+            raise ServerError(status=503)
+        if any(item.row.external_id == "bad" for item in items):
+            raise InvalidData("bad event", status=400, code="ERR_INVALID_DATA")
+        self.accepted.extend(item.row.external_id for item in items)
+
+
+def test_refused_rows_are_isolated_and_transient_errors_retried() -> None:
+    rows = [Row(n + 1, "bad" if n == 6 else f"id-{n}", {}) for n in range(16)]
+    target = PickyTarget()
+    console = io.StringIO()
+    pipeline = Pipeline(
+        rows,
+        target,
+        PipelineOptions(batch_size=16, max_retries=3, backoff=0.001),
+        errors=ErrorSink(console, None),
+    )
+    summary = pipeline.run()
+    assert sorted(target.accepted) == sorted(f"id-{n}" for n in range(16) if n != 6)
+    assert (summary.sent, summary.rejected, summary.failed, summary.retries) == (15, 1, 0, 2)
+    assert console.getvalue().startswith("line 7 (id bad): refused: InvalidData: bad event")
