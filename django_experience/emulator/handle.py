@@ -26,6 +26,13 @@ class StatusCounts(dict[str, int]):
         return super().__contains__(str(key))
 
 
+class RequestCounts(dict[str, StatusCounts]):
+    """Counts by endpoint; an endpoint without requests reads as empty counts."""
+
+    def __missing__(self, key: str) -> StatusCounts:
+        return StatusCounts()
+
+
 class EmulatorHandle:
     """What the ``experience_emulator`` fixture returns (usable without pytest too)."""
 
@@ -78,7 +85,8 @@ class EmulatorHandle:
     def stats(self) -> dict[str, Any]:
         """``{"requests": {endpoint: {status: count}}, "events": events stored}``."""
         data = self.server.state.stats_json()
-        data["requests"] = {k: StatusCounts(v) for k, v in data["requests"].items()}
+        data["requests"] = RequestCounts(
+            {k: StatusCounts(v) for k, v in data["requests"].items()})
         return data
 
     def request_count(self, endpoint: str | None = None) -> int:
