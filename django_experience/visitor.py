@@ -254,11 +254,13 @@ def guarded_call(
     try:
         result = call()
     except Exception as exc:
+        opened = False
         if _counts_against_breaker(exc):
             opened = breaker.record_failure()
-        else:  # the API answered (404, 429, 400...): it is up
-            opened = False
+        elif isinstance(exc, ExperienceAPIError):  # the API answered (404, 429, 400...): it is up
             breaker.record_success()
+        else:  # a fault of ours says nothing about the API
+            breaker.release()
         logger.warning(
             "Experience API %s failed for profile %s (%s); serving baseline%s",
             operation,
@@ -298,7 +300,7 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
     its profile id is returned; the losing writer never raises.
     """
     from django.db import IntegrityError, transaction
-    from django.db.models import Q
+    from django.db.models import F, Q
     from django.utils import timezone
 
     from django_experience.models import ProfileMapping
@@ -315,7 +317,7 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
                 mapping = (
                     ProfileMapping.objects.select_for_update()
                     .filter(owner, **namespace)
-                    .order_by("-user_id")
+                    .order_by(F("user_id").desc(nulls_last=True))
                     .first()
                 )
                 if mapping is not None and lost_race:
@@ -538,7 +540,7 @@ class Visitor:
         if not self.consent:
             logger.debug("Experience identify skipped: no consent")
             return None
-        from django.db.models import Q
+        from django.db.models import F, Q
 
         from django_experience.api.events import identify_event
         from django_experience.models import ProfileMapping
@@ -555,7 +557,11 @@ class Visitor:
         owner = Q(external_id=user_id)
         if user is not None:
             owner |= Q(user=user)
-        mapping = ProfileMapping.objects.filter(owner, **_namespace()).order_by("-user_id").first()
+        mapping = (
+            ProfileMapping.objects.filter(owner, **_namespace())
+            .order_by(F("user_id").desc(nulls_last=True))
+            .first()
+        )
         target = None if self.signed_out else (self.profile_id or self.cookie_id)
         if target and profile_owned_by_someone_else(target, user, user_id):
             target = None  # the device's profile belongs to another person: do not merge it
