@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib.auth.models import User
 from django.test import AsyncClient, Client
 
 from django_experience import delivery
@@ -50,18 +51,23 @@ FAULTS: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("fault", [*FAULTS, "refused connection"])
-@pytest.mark.parametrize("returning", [False, True], ids=["new", "returning"])
+@pytest.mark.parametrize("visitor", ["new", "returning", "signed-in"])
 def test_every_fault_serves_baseline_within_the_budget(
     client: Client,
     emulator: EmulatorHandle,
     tight_budget: None,
     caplog: pytest.LogCaptureFixture,
+    settings: Any,
     fault: str,
-    returning: bool,
+    visitor: str,
 ) -> None:
     profile_id = None
-    if returning:
+    if visitor != "new":
         profile_id = client.get("/mw/page/").json()["profile"]
+    if visitor == "signed-in":
+        settings.EXPERIENCE_USER_TRAITS = "tests.middleware.views.user_traits"
+        User.objects.create_user("ada", password="pw", first_name="Ada", is_staff=True)
+        client.post("/mw/sign-in/", {"username": "ada"})
     if fault == "refused connection":
         emulator.stop()
     else:

@@ -206,3 +206,26 @@ def test_locale_from_i18n(client: Client, emulator: EmulatorHandle, settings: An
     profile_id = _json(client.get("/mw/page/", HTTP_ACCEPT_LANGUAGE="de"))["profile"]
     stored = emulator.profile(profile_id)
     assert stored is not None and stored["events"][0]["context"]["locale"] == "de"
+
+
+def test_profile_of_another_environment_recovers_in_the_same_request(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    from django_experience.api.events import page_event
+
+    staging = emulator.client(environment="staging").create_profile([page_event("https://x/")])
+    client.cookies["ntaid"] = staging.profile.id
+    response = client.get("/mw/page/")
+    data = _json(response)
+    assert data["degraded"] is False and data["profile"] != staging.profile.id
+    assert response.cookies["ntaid"].value == data["profile"]
+    assert emulator.stats()["requests"]["update"] == {"404": 1}
+
+
+def test_secure_cookie_forced_on(
+    client: Client, emulator: EmulatorHandle, settings: Any
+) -> None:
+    settings.EXPERIENCE_COOKIE_SECURE = True
+    assert client.get("/mw/page/").cookies["ntaid"]["secure"]
+    settings.EXPERIENCE_COOKIE_SECURE = False
+    assert not Client().get("/mw/page/", secure=True).cookies["ntaid"]["secure"]
