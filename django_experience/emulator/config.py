@@ -266,6 +266,16 @@ def _cumulative(weights: list[float]) -> tuple[DistributionRange, ...]:
     return tuple(ranges)
 
 
+def _variable_value(holder: Mapping[str, Any], where: str) -> Any:
+    """An inline variable's value: a string, number, boolean or object (the SDK's schema)."""
+    if "value" not in holder:
+        raise ConfigError(f"{where} is required")
+    value = holder["value"]
+    if value is None or isinstance(value, list):
+        raise ConfigError(f"{where} must be a string, number, boolean or object")
+    return value
+
+
 def _component(data: object, where: str) -> Component:
     obj = _object(data, where)
     kind = obj.get("type")
@@ -287,17 +297,13 @@ def _component(data: object, where: str) -> Component:
             variants=tuple(entries),
         )
     if kind == "InlineVariable":
-        if "value" not in baseline:
-            raise ConfigError(f"{where}.baseline.value is required")
         values = []
         for i, variant in enumerate(variants):
             v = _object(variant, f"{where}.variants[{i}]")
-            if "value" not in v:
-                raise ConfigError(f"{where}.variants[{i}].value is required")
-            values.append(v["value"])
+            values.append(_variable_value(v, f"{where}.variants[{i}].value"))
         return InlineVariable(
             key=_string(obj.get("key"), f"{where}.key"),
-            baseline_value=baseline["value"],
+            baseline_value=_variable_value(baseline, f"{where}.baseline.value"),
             variant_values=tuple(values),
         )
     raise ConfigError(f"{where}.type must be EntryReplacement or InlineVariable")

@@ -130,6 +130,9 @@ def test_audiences_are_re_evaluated_after_every_request(server: EmulatorServer,
         ({"experiences": [{"id": "e", "components": [
             {"type": "InlineVariable", "key": "k", "baseline": {}}]}]},
          "components[0].baseline.value"),
+        ({"experiences": [{"id": "e", "components": [
+            {"type": "InlineVariable", "key": "k", "baseline": {"value": "a"},
+             "variants": [{"value": [1]}]}]}]}, "components[0].variants[0].value"),
         ({"nonsense": []}, "unknown keys"),
     ],
 )
