@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,12 +26,18 @@ def visitor_id(page: Page) -> str:
     return match.group(1)
 
 
+def click_and_wait(page: Page, selector: str) -> None:
+    """Click something that submits a form and wait for the page it leads to (after redirects)."""
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def sign_in(page: Page, username: str, password: str) -> None:
     page.goto("/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/$"))
+    click_and_wait(page, "button[type=submit]")
+    assert urlsplit(page.url).path == "/", f"sign-in did not lead home: {page.url}"
 
 
 def hero_variant(page: Page) -> str | None:
@@ -66,8 +73,7 @@ def test_signing_in_greets_by_first_name(page: Page) -> None:
     # Ada's traits put her in the gold audience.
     assert page.get_attribute("[data-testid=shipping]", "data-variant") == "gold"
 
-    page.click("text=Sign out")
-    page.wait_for_url(re.compile(r"/$"))
+    click_and_wait(page, "text=Sign out")
     assert page.locator("[data-testid=greeting]").count() == 0
     assert page.get_attribute("[data-testid=shipping]", "data-variant") == "baseline"
 
@@ -88,8 +94,7 @@ def test_add_to_cart_is_tracked_on_the_server(page: Page, emulator: DemoEmulator
     page.goto("/")
     profile_id = visitor_id(page)
     assert page.locator("[data-testid=cart-reminder]").count() == 0
-    page.locator("article", has_text="Enamel Camp Mug").locator("text=Add to cart").click()
-    page.wait_for_url(re.compile(r"/$"))
+    click_and_wait(page, "article:has-text('Enamel Camp Mug') >> text=Add to cart")
     assert "Enamel Camp Mug is in your cart." in page.inner_text(".messages")
 
     # The event goes through background delivery: wait (bounded) until the API has it.
