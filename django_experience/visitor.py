@@ -69,8 +69,12 @@ def cookie_profile_id(cookies: Mapping[str, str]) -> str | None:
     return None
 
 
-def _header(meta: Mapping[str, Any], name: str) -> str | None:
-    value = meta.get("HTTP_" + name.upper().replace("-", "_"))
+def _meta_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def _header(meta: Mapping[str, Any], meta_key: str) -> str | None:
+    value = meta.get(meta_key)
     if not isinstance(value, str):
         return None
     value = value.strip()
@@ -133,14 +137,20 @@ _GEO_PROVIDERS: tuple[tuple[tuple[str, str], ...], ...] = (
     ),
 )
 _UNKNOWN_COUNTRIES = frozenset({"XX", "T1", "ZZ", "--", "A1", "A2"})
+_GEO_META = tuple(
+    tuple((key, _meta_key(header)) for key, header in provider) for provider in _GEO_PROVIDERS
+)
+_ANY_GEO_META = frozenset(meta_key for provider in _GEO_META for _, meta_key in provider)
 
 
 def geo_location(meta: Mapping[str, Any]) -> dict[str, Any] | None:
     """``options.location`` from CDN geo headers, or ``None`` when there are none."""
-    for provider in _GEO_PROVIDERS:
+    if _ANY_GEO_META.isdisjoint(meta.keys()):
+        return None  # the common case without a CDN: nothing to look at
+    for provider in _GEO_META:
         found: dict[str, Any] = {}
-        for key, header in provider:
-            value = _header(meta, header)
+        for key, meta_key in provider:
+            value = _header(meta, meta_key)
             if value is None:
                 continue
             if key == "countryCode":
