@@ -158,3 +158,28 @@ def test_component_events_pin_sticky_variants(server: EmulatorServer, api: Api) 
     assert pinned["profile"]["stickyVariants"] == {"exp": 2}
     later = api.get(f"/profiles/{data['profile']['id']}").json()["data"]
     assert later["experiences"][0]["variantIndex"] == 2 and later["experiences"][0]["sticky"]
+
+
+def test_rejected_imports_are_only_logged(api: Api, server: EmulatorServer,
+                                          caplog: Any) -> None:
+    with caplog.at_level("WARNING", logger="django_experience.emulator"):
+        response = api.post("/import/events", {"events": [track("no anonymous id")]})
+        assert response.status_code == 200
+        assert server.state.drain(5)
+    assert "anonymousId" in caplog.text
+    assert server.state.profiles_json() == []
+    assert server.state.stats.requests() == {"import": {"200": 1}}
+
+
+def test_every_endpoint_is_counted_by_name(api: Api, server: EmulatorServer) -> None:
+    profile_id = api.create(page())["profile"]["id"]
+    api.update(profile_id, track("x"))
+    api.get(f"/profiles/{profile_id}")
+    api.post("/events", {"events": [dict(track("x"), anonymousId="b")]})
+    api.post("/import/events", {"events": [dict(track("x"), anonymousId="c")]})
+    api.delete(f"/profiles/{profile_id}")
+    assert server.state.stats_json() == {
+        "requests": {name: {"200": 1} for name in
+                     ("create", "update", "get", "batch", "import", "delete")},
+        "events": 4,
+    }
