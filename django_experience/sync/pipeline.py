@@ -70,8 +70,14 @@ class ErrorSink:
 
     shown_limit = 20
 
-    def __init__(self, console: TextIO, errors_file: TextIO | None) -> None:
+    def __init__(
+        self,
+        console: TextIO,
+        errors_file: TextIO | None,
+        before_console: Callable[[], None] | None = None,
+    ) -> None:
         self.console = console
+        self.before_console = before_console or (lambda: None)
         self.file = errors_file
         self.shown = 0
         self.hidden = 0
@@ -79,6 +85,7 @@ class ErrorSink:
     def report(self, line: int, reason: str, raw: str, external_id: str | None, kind: str) -> None:
         if self.shown < self.shown_limit:
             who = f" (id {external_id})" if external_id else ""
+            self.before_console()
             self.console.write(f"line {line}{who}: {kind}: {reason}\n")
             self.shown += 1
         else:

@@ -45,7 +45,7 @@ class Progress:
         rate = rows / elapsed
         fraction = min(1.0, position / self.total) if self.total else None
         eta = ""
-        if fraction is not None and 0 < fraction < 1:
+        if fraction is not None and 0 < fraction < 1 and elapsed >= 1:
             eta = f" ETA {_duration(elapsed * (1 - fraction) / fraction)}"
         if self.tty:
             if fraction is None:
@@ -62,6 +62,13 @@ class Progress:
                 f"{_duration(elapsed)} elapsed{eta}\n"
             )
         self.stream.flush()
+
+    def clear(self) -> None:
+        """Wipe the bar so another message gets a line of its own (the next update redraws)."""
+        if self.tty and self._drawn:
+            self.stream.write("\r\033[K")
+            self._drawn = False
+            self._last = 0.0
 
     def close(self) -> None:
         if self.tty and self._drawn:

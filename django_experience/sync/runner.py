@@ -111,7 +111,7 @@ def run_import(
                 max_retries=config.max_retries,
                 backoff=config.backoff,
             ),
-            errors=ErrorSink(stderr, errors_file),
+            errors=ErrorSink(stderr, errors_file, before_console=progress.clear),
             checkpoint=checkpoint,
             on_progress=report,
         )

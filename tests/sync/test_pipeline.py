@@ -69,12 +69,22 @@ def test_reading_stays_within_the_in_flight_window() -> None:
 def test_progress_bar_on_a_terminal_shows_rate_and_eta() -> None:
     stream = io.StringIO()
     progress = Progress(stream, total=1000, unit="bytes", tty=True, interval=0)
+    progress.started -= 10  # ten seconds in: 25% done -> 30 s to go
     progress.update(position=250, rows=50, sent=40)
     progress.close()
     text = stream.getvalue()
     assert text.startswith("\r[")
-    assert "25.0%" in text and "rows/s" in text and "ETA" in text
+    assert "25.0%" in text and "rows/s" in text and "ETA 0:00:30" in text
     assert text.endswith("\n")
+
+
+def test_a_message_during_the_bar_gets_its_own_line() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream, total=100, unit="bytes", tty=True, interval=0)
+    errors = ErrorSink(stream, None, before_console=progress.clear)
+    progress.update(position=10, rows=1, sent=0)
+    errors.report(3, "bad JSON", "{", None, "rejected")
+    assert stream.getvalue().endswith("\r\033[Kline 3: rejected: bad JSON\n")
 
 
 def test_progress_lines_without_a_terminal() -> None:
