@@ -484,9 +484,12 @@ class Visitor:
             try:
                 return client.update_profile(target, events, preflight=preflight, **options)
             except (ProfileNotFound, NamespaceMismatch):
+                mapped = self._mapped_id
+                if mapped == target:
+                    self._forget_stale_mapping(target)
+                    mapped = None
                 if time.monotonic() - started > conf.TIMEOUT / 2:
                     raise
-                mapped = self._mapped_id
                 if mapped and mapped != target:
                     try:
                         return client.update_profile(mapped, events, preflight=preflight, **options)
@@ -498,6 +501,16 @@ class Visitor:
                 return client.create_profile(events, **options)
 
         return guarded_call(operation, call, target)
+
+    def _forget_stale_mapping(self, profile_id: str) -> None:
+        """The mapped profile is gone remotely: drop the mapping; the user is identified anew."""
+        from django_experience.models import ProfileMapping
+
+        try:
+            ProfileMapping.objects.filter(profile_id=profile_id, **_namespace()).delete()
+        except Exception:
+            logger.exception("Experience could not remove a stale profile mapping")
+        self.__dict__["_mapped_id"] = None
 
     # PersonalizationSource ---------------------------------------------------------------
 

@@ -264,3 +264,18 @@ def test_sign_in_on_an_excluded_path_costs_no_call(
     response = client.post("/mw/sign-in/", {"username": "ada"})
     assert response.status_code == 200 and emulator.request_count() == 0
     assert _page(client)["name"] == "Ada"
+
+
+def test_a_mapped_profile_deleted_remotely_is_replaced(
+    client: Client, emulator: EmulatorHandle, ada: User
+) -> None:
+    _page(client)
+    _sign_in(client)
+    stale = ProfileMapping.objects.get(user=ada).profile_id
+    emulator.client().delete_profile(stale)  # e.g. removed in the API directly
+    data = _page(client)
+    assert data["degraded"] is False and data["profile"] != stale
+    assert not ProfileMapping.objects.filter(profile_id=stale).exists()
+    again = _page(client)  # identified anew on the next page, in its single call
+    assert again["name"] == "Ada"
+    assert ProfileMapping.objects.get(user=ada).profile_id == again["profile"]
