@@ -13,6 +13,7 @@ from typing import Any
 
 from django_experience.api import ExperienceClient
 from django_experience.api.batching import plan_batches
+from django_experience.api.errors import TransportError
 from django_experience.conf import conf
 from django_experience.delivery.settings import delivery_settings
 
@@ -47,7 +48,14 @@ class Sink:
         if not hasattr(exc, "status"):
             return None
         status = getattr(exc, "status", None)
-        if status is None or status in RETRYABLE_STATUSES or status >= 500:
+        # A transport error (no answer, or an unreadable one) says nothing about the request:
+        # sending it again is safe because message ids and profile ids are stable.
+        if (
+            isinstance(exc, TransportError)
+            or status is None
+            or status in RETRYABLE_STATUSES
+            or status >= 500
+        ):
             retry_after = getattr(exc, "retry_after", None)
             return float(retry_after) if isinstance(retry_after, int | float) else 0.0
         return None

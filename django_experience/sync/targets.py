@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django_experience.api.errors import TransportError
 from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -56,7 +57,14 @@ class ImportTarget:
         if not hasattr(exc, "status"):
             return None
         status = getattr(exc, "status", None)
-        if status is None or status in RETRYABLE_STATUSES or status >= 500:
+        # A transport error (no answer, or an unreadable one) says nothing about the request:
+        # sending it again is safe because message ids and profile ids are stable.
+        if (
+            isinstance(exc, TransportError)
+            or status is None
+            or status in RETRYABLE_STATUSES
+            or status >= 500
+        ):
             retry_after = getattr(exc, "retry_after", None)
             return float(retry_after) if isinstance(retry_after, int | float) else 0.0
         return None

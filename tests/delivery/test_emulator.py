@@ -21,7 +21,12 @@ def test_every_event_arrives_once_despite_faults(
     settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 0.05
     settings.EXPERIENCE_DELIVERY_TIMEOUT = 5
     experience_emulator.faults(
-        overload_rate=0.2, error_rate=0.15, drop_rate=0.15, latency_ms=2, seed=11
+        overload_rate=0.2,
+        error_rate=0.15,
+        drop_rate=0.15,
+        malformed_rate=0.1,
+        latency_ms=2,
+        seed=11,
     )
     sent: Counter[str] = Counter()
     for n in range(300):

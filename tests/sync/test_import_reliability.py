@@ -24,7 +24,14 @@ FAST_RETRIES = ("--retries", "30", "--backoff", "0.005", "--timeout", "5")
 def test_every_valid_row_arrives_despite_faults(emulator: EmulatorHandle, tmp_path: Path) -> None:
     rows = people(300)
     source = write_jsonl(tmp_path / "people.jsonl", rows)
-    emulator.faults(overload_rate=0.2, error_rate=0.15, drop_rate=0.15, latency_ms=2, seed=7)
+    emulator.faults(
+        overload_rate=0.2,
+        error_rate=0.15,
+        drop_rate=0.15,
+        malformed_rate=0.1,
+        latency_ms=2,
+        seed=7,
+    )
     result = run_import(
         "--file", str(source), "--workers", "4", "--batch-size", "20", *FAST_RETRIES
     )
