@@ -23,7 +23,7 @@ logger = logging.getLogger("django_experience")
 
 # Resolution that is asked for from inside a running event loop (an async view rendering a
 # template) runs here, so blocking I/O and the ORM never run on the loop's thread.
-_loop_offload = ThreadPoolExecutor(max_workers=4, thread_name_prefix="experience-resolve")
+_loop_offload = ThreadPoolExecutor(thread_name_prefix="experience-resolve")
 
 
 class PersonalizationSource(Protocol):
