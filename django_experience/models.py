@@ -19,7 +19,8 @@ class ProfileMapping(models.Model):
         related_name="experience_profiles",
         verbose_name=_("user"),
     )
-    external_id = models.CharField(
+    # NULL, not "", for "no external id": the unique constraint must allow many of them.
+    external_id = models.CharField(  # noqa: DJ001
         _("external id"),
         max_length=255,
         null=True,

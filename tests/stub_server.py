@@ -7,6 +7,7 @@ response can close the connection without answering.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -63,7 +64,7 @@ def error_envelope(status: int, code: str, message: str = "error") -> StubRespon
 
 
 class StubServer:
-    """``with StubServer() as stub: ...``; ``stub.url``, ``stub.requests``, ``stub.enqueue(...)``."""
+    """``with StubServer() as stub: ...``: ``.url``, ``.requests``, ``.enqueue(...)``."""
 
     def __init__(self, responder: Responder | None = None) -> None:
         self.requests: list[RecordedRequest] = []
@@ -148,10 +149,9 @@ class StubServer:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                try:
+                # The client may already have given up (a timeout test).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client already gave up (a timeout test)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
