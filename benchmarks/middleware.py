@@ -1,0 +1,165 @@
+"""Middleware overhead: a personalized page with and without the middleware, side by side.
+
+The API is a stub in its own process answering pre-built bytes over kept-alive loopback
+connections. The overhead is ``(with - without) / bare``, where *bare* is one ``http.client``
+round trip of the very request the middleware sent, to the same stub, on a kept-alive
+connection: how many round trips' worth of time the whole middleware path costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.common import StubProcess, median, setup_django, table, verdict, write_result
+
+TARGET_RATIO = 2.0
+TARGET_EXCLUDED_US = 50.0
+
+
+def _per_request(action: Callable[[], object], count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        action()
+    return (time.perf_counter() - started) / count
+
+
+class BareRoundTrip:
+    """Replays one recorded request on a kept-alive ``http.client`` connection."""
+
+    def __init__(self, port: int, recorded: dict[str, Any]) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port)
+        self.method = recorded["method"]
+        self.target = recorded["target"]
+        self.body = recorded["body"].encode("utf-8")
+        self.headers: dict[str, str] = {}
+        for line in recorded["head"].split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.lower() not in ("host", "content-length"):
+                self.headers[name] = value.strip()
+
+    def __call__(self) -> bytes:
+        self.connection.request(self.method, self.target, body=self.body, headers=self.headers)
+        return self.connection.getresponse().read()
+
+
+def run(options: argparse.Namespace) -> dict[str, Any]:
+    quick = options.quick
+    rounds = 5 if quick else 15
+    per_round = 100 if quick else 300
+    excluded_per_round = 1000 if quick else 3000
+    with StubProcess("page") as stub:
+        setup_django(EXPERIENCE_API_URL=stub.url)
+        from django.test import Client, override_settings
+
+        from benchmarks.settings import WITHOUT_EXPERIENCE
+
+        from django_experience import delivery
+
+        with_client, without_client = Client(), Client()
+        with override_settings(MIDDLEWARE=WITHOUT_EXPERIENCE):
+            assert without_client.get("/page/").status_code == 200  # builds its chain
+        first = with_client.get("/page/")
+        assert first.status_code == 200
+        assert "Welcome back, gold member" in first.content.decode(), "page not personalized"
+        assert with_client.get("/page/").status_code == 200  # now with the cookie: updates
+        bare = BareRoundTrip(stub.port, stub.last_request())
+
+        def page_with() -> None:
+            with_client.get("/page/")
+
+        def page_without() -> None:
+            without_client.get("/page/")
+
+        def excluded_with() -> None:
+            with_client.get("/static/app.css")
+
+        def excluded_without() -> None:
+            without_client.get("/static/app.css")
+
+        for warm_up in (page_with, page_without, bare):
+            _per_request(warm_up, per_round)
+        delivery.flush(10)
+        stub.reset()
+        samples: dict[str, list[float]] = {"with": [], "without": [], "bare": []}
+        for n in range(rounds):
+            order = [("with", page_with), ("without", page_without), ("bare", bare)]
+            for name, action in order[n % 3:] + order[: n % 3]:  # rotate who goes first
+                samples[name].append(_per_request(action, per_round))
+        delivery.flush(10)
+        stats = stub.stats()
+        calls_per_page = stats["by_kind"].get("profile", 0) / (rounds * per_round * 2)
+
+        # Same pages with component view tracking off (sites where the browser SDK tracks).
+        off: dict[str, list[float]] = {"with": [], "without": []}
+        with override_settings(EXPERIENCE_TRACK_COMPONENT_VIEWS=False):
+            for _ in range(max(3, rounds // 3)):
+                off["with"].append(_per_request(page_with, per_round))
+                off["without"].append(_per_request(page_without, per_round))
+
+        excluded: dict[str, list[float]] = {"with": [], "without": []}
+        for _ in range(rounds):
+            excluded["with"].append(_per_request(excluded_with, excluded_per_round))
+            excluded["without"].append(_per_request(excluded_without, excluded_per_round))
+
+        # A page that never looks at personalization, in preflight mode: no API call at all.
+        delivery.flush(10)
+        stub.reset()
+        with override_settings(EXPERIENCE_MODE="preflight"):
+            for _ in range(50):
+                assert Client().get("/plain/").status_code == 200  # new visitors
+                assert with_client.get("/plain/").status_code == 200  # a returning one
+            delivery.flush(10)
+        preflight_calls = stub.stats()["requests"]
+        stub.reset()
+        for _ in range(50):
+            with_client.get("/plain/")
+        delivery.flush(10)
+        update_stats = stub.stats()
+
+    with_s, without_s, bare_s = (median(samples[k]) for k in ("with", "without", "bare"))
+    ratio = (with_s - without_s) / bare_s
+    ratio_off = (median(off["with"]) - median(off["without"])) / bare_s
+    excluded_us = (median(excluded["with"]) - median(excluded["without"])) * 1e6
+    rows = [
+        ["page without middleware", f"{without_s * 1e6:,.0f} us", ""],
+        ["page with middleware", f"{with_s * 1e6:,.0f} us", f"{calls_per_page:.2f} API call/page"],
+        ["bare http.client round trip", f"{bare_s * 1e6:,.0f} us", ""],
+        ["(with - without) / bare", f"{ratio:.2f}",
+         f"target <= {TARGET_RATIO}: {verdict(ratio <= TARGET_RATIO)}"],
+        ["  same, component views off", f"{ratio_off:.2f}", ""],
+        ["excluded path overhead", f"{excluded_us:.1f} us",
+         f"target <= {TARGET_EXCLUDED_US:g} us: {verdict(excluded_us <= TARGET_EXCLUDED_US)}"],
+        ["unused page, preflight: API calls", str(preflight_calls),
+         f"target 0: {verdict(preflight_calls == 0)}"],
+        ["unused page, update: batch requests", str(update_stats["requests"]),
+         f"{update_stats['events']} page events for 50 views (background delivery)"],
+    ]
+    title = "Middleware overhead (medians of interleaved rounds)"
+    print(table(title, ["measure", "value", "note"], rows))
+    result = {
+        "rounds": rounds,
+        "requests_per_round": per_round,
+        "seconds_per_request": {"with": with_s, "without": without_s, "bare": bare_s},
+        "samples": samples,
+        "ratio": ratio,
+        "ratio_component_views_off": ratio_off,
+        "api_calls_per_personalized_page": calls_per_page,
+        "excluded_path_overhead_us": excluded_us,
+        "preflight_unused_page_api_calls": preflight_calls,
+        "update_unused_page_batch_requests": update_stats["requests"],
+        "targets": {
+            "ratio_max": TARGET_RATIO,
+            "excluded_overhead_us_max": TARGET_EXCLUDED_US,
+            "preflight_unused_calls": 0,
+        },
+        "met": ratio <= TARGET_RATIO
+        and excluded_us <= TARGET_EXCLUDED_US
+        and preflight_calls == 0,
+    }
+    path = write_result("middleware", result)
+    print(f"-> {path}")
+    return result
