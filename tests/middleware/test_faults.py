@@ -47,8 +47,12 @@ class FakeClock:
         return self.now
 
 
+def _profile_calls(emulator: EmulatorHandle) -> int:
+    return emulator.request_count("create") + emulator.request_count("update")
+
+
 FAULTS: dict[str, dict[str, Any]] = {
-    "latency beyond the budget": {"latency_ms": 2000},
+    "latency beyond the budget": {"latency_ms": 600},
     "500": {"error_rate": 1.0, "error_status": 500},
     "503": {"error_rate": 1.0, "error_status": 503},
     "429 overload": {"overload_rate": 1.0},
@@ -81,6 +85,7 @@ def test_every_fault_serves_baseline_within_the_budget(
     else:
         emulator.faults(**FAULTS[fault])
     caplog.clear()
+    calls_before = _profile_calls(emulator)
     queued_before = delivery.counters()["queued"]
     started = time.monotonic()
     response = client.get("/mw/page/")
@@ -97,10 +102,11 @@ def test_every_fault_serves_baseline_within_the_budget(
     # The page view is not lost: it waits in the background queue.
     assert delivery.counters()["queued"] == queued_before + 1
     assert response["Cache-Control"] == "private"
-
-
-def _profile_calls(emulator: EmulatorHandle) -> int:
-    return emulator.request_count("create") + emulator.request_count("update")
+    if fault == "latency beyond the budget":
+        # The emulator still answers the abandoned call later: let that happen in this test.
+        deadline = time.monotonic() + 5
+        while _profile_calls(emulator) == calls_before and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def test_the_breaker_stops_calling_a_failing_api_then_probes(
