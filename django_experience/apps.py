@@ -9,3 +9,6 @@ class ExperienceConfig(AppConfig):
     def ready(self) -> None:
         # Imported for their side effects: system checks and signal receivers register here.
         from django_experience import checks, signals  # noqa: F401
+        from django_experience.destinations.wiring import connect as connect_destinations
+
+        connect_destinations()  # delivery sinks and import targets, in every process

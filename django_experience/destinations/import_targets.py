@@ -1,0 +1,148 @@
+"""``experience_import --destination experiture | releva``: import rows into the destinations.
+
+Each row's traits are mapped with the destination's ``fields`` and checked against the
+platform's documented validation before anything is sent: a row that would be refused is
+reported with its line number and reason (and written to the errors file), the others are sent.
+Experiture takes one upsert per row; Releva takes the rows of an import batch in requests of its
+configured ``batch_size``. The import's progress, retries, resume and exit status apply as for
+the Experience API; the clients themselves do not retry.
+
+Progress inside a batch survives the import's retries: a row the platform accepted is marked in
+its payload and not sent again when the batch is retried after a rate limit or an outage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django_experience.destinations.configured import (
+    ExperitureDestination,
+    RelevaDestination,
+    build_destinations,
+)
+from django_experience.destinations.errors import DestinationError, InvalidRecord
+from django_experience.destinations.experiture import build_upsert_body, record_from_traits
+from django_experience.destinations.releva import prepare_profile, profile_from_traits
+from django_experience.destinations.sinks import DESTINATION_NAMES, configured_options
+from django_experience.sync.rows import Batch, Rejected, Row
+from django_experience.sync.targets import ImportTarget, Item, TargetOptions
+
+SENT = "sent"  # payload key: the platform accepted this row during the current batch
+
+
+def _destination(name: str, options: TargetOptions) -> Any:
+    config = configured_options(name)
+    if config is None:
+        raise LookupError(f"--destination {name} needs EXPERIENCE_DESTINATIONS[{name!r}]")
+    # One attempt per request: the import retries, with its own backoff, bound and resume.
+    config.update(timeout=options.timeout, max_retries=0)
+    try:
+        return build_destinations({name: config})[name]
+    except ValueError as exc:
+        raise LookupError(str(exc)) from None
+
+
+def _rejected(row: Row, reason: str) -> Rejected:
+    return Rejected(row.line, reason, row.canonical(), row.external_id)
+
+
+class DestinationTarget(ImportTarget):
+    def retry_delay(self, exc: BaseException) -> float | None:
+        if getattr(exc, "local", False):
+            return None  # refused before sending: it would be refused again
+        return super().retry_delay(exc)
+
+
+class ExperitureTarget(DestinationTarget):
+    """One ``POST /profiles/upsert`` per row, matched on the configured ``match_key``."""
+
+    name = "experiture"
+
+    def __init__(self, options: TargetOptions) -> None:
+        destination = _destination(self.name, options)
+        assert isinstance(destination, ExperitureDestination)
+        self.destination = destination
+        if destination.check_schema:
+            try:
+                destination.client.get_schema()  # unknown fields become rejected rows
+            except DestinationError as exc:
+                raise LookupError(f"Experiture profiles schema not loaded: {exc}") from None
+
+    def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
+        client, match_key = self.destination.client, self.destination.match_key
+        items: list[Item] = []
+        rejected: list[Rejected] = []
+        for row in batch.rows:
+            try:
+                record = record_from_traits(row.traits, self.destination.fields)
+                build_upsert_body(record, match_key, client.schema)
+            except InvalidRecord as problem:
+                rejected.append(_rejected(row, problem.message))
+                continue
+            items.append(Item(row, {"record": record}))
+        return items, rejected
+
+    def send(self, items: Sequence[Item]) -> Any:
+        client, match_key = self.destination.client, self.destination.match_key
+        for item in items:
+            if not item.payload.get(SENT):
+                client.upsert_profile(item.payload["record"], match_key)
+                item.payload[SENT] = True
+        return None
+
+
+class RelevaTarget(DestinationTarget):
+    """``POST /profiles`` with the batch's rows, in requests of the configured ``batch_size``."""
+
+    name = "releva"
+
+    def __init__(self, options: TargetOptions) -> None:
+        destination = _destination(self.name, options)
+        assert isinstance(destination, RelevaDestination)
+        self.destination = destination
+
+    def keys(self, row: Row) -> set[str]:
+        # Releva finds profiles by email or phone: rows naming one never race each other.
+        keys = {row.external_id}
+        for trait in ("email", "phoneNumber"):
+            value = row.traits.get(trait)
+            if isinstance(value, str) and value:
+                keys.add(f"{trait}:{value.lower()}")
+        return keys
+
+    def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
+        items: list[Item] = []
+        rejected: list[Rejected] = []
+        for row in batch.rows:
+            try:
+                profile = profile_from_traits(row.traits, self.destination.fields)
+                prepare_profile(profile)
+            except ValueError as problem:  # InvalidRecord is a ValueError too
+                reason = problem.message if isinstance(problem, InvalidRecord) else str(problem)
+                rejected.append(_rejected(row, reason))
+                continue
+            items.append(Item(row, {"profile": profile}))
+        return items, rejected
+
+    def send(self, items: Sequence[Item]) -> Any:
+        pending = [item for item in items if not item.payload.get(SENT)]
+        if not pending:
+            return None
+        result = self.destination.client.upsert_profiles(
+            [item.payload["profile"] for item in pending],
+            subscribed_at_changed=self.destination.subscribed_at_changed,
+        )
+        for index in result.sent:
+            pending[index].payload[SENT] = True
+        if result.rejected:
+            raise InvalidRecord(result.rejected[0].reason, field=result.rejected[0].field)
+        if result.failures:
+            raise result.failures[0].error
+        return None
+
+
+TARGETS: dict[str, type[ImportTarget]] = {"experiture": ExperitureTarget, "releva": RelevaTarget}
+assert set(TARGETS) == set(DESTINATION_NAMES)
+
+__all__ = ["TARGETS", "ExperitureTarget", "RelevaTarget"]
