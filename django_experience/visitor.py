@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 from urllib.parse import unquote
@@ -290,17 +291,30 @@ def _namespace() -> dict[str, str]:
     return {"organization_id": conf.ORGANIZATION_ID, "environment": conf.ENVIRONMENT}
 
 
+LAST_SEEN_RESOLUTION = timedelta(hours=1)
+"""``ProfileMapping.last_seen_at`` is refreshed at most this often (one write per hour)."""
+
+
 def mapped_profile_id(user: Any) -> str | None:
-    """The profile id mapped to a signed-in user, or ``None``."""
+    """The profile id mapped to a signed-in user, or ``None``; notes when they were last seen."""
+    from django.utils import timezone
+
     from django_experience.models import ProfileMapping
 
     if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
         return None
-    return (
+    row = (
         ProfileMapping.objects.filter(user=user, **_namespace())
-        .values_list("profile_id", flat=True)
+        .values_list("pk", "profile_id", "last_seen_at")
         .first()
     )
+    if row is None:
+        return None
+    pk, profile_id, last_seen_at = row
+    now = timezone.now()
+    if last_seen_at is None or now - last_seen_at > LAST_SEEN_RESOLUTION:
+        ProfileMapping.objects.filter(pk=pk).update(last_seen_at=now)
+    return str(profile_id)
 
 
 def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None = None) -> str:
@@ -566,6 +580,7 @@ class Visitor:
         from django.db.models import F, Q
 
         from django_experience.api.events import identify_event
+        from django_experience.destinations.fanout import upsert_to_destinations
         from django_experience.models import ProfileMapping
         from django_experience.signals import profile_identified
 
@@ -577,6 +592,7 @@ class Visitor:
                         user = request_user
                 except Exception:
                     logger.exception("EXPERIENCE_USER_ID failed")
+        upsert_to_destinations(user_id, traits, user)  # background; whatever the API answers
         owner = Q(external_id=user_id)
         if user is not None:
             owner |= Q(user=user)
