@@ -279,3 +279,23 @@ def test_a_mapped_profile_deleted_remotely_is_replaced(
     again = _page(client)  # identified anew on the next page, in its single call
     assert again["name"] == "Ada"
     assert ProfileMapping.objects.get(user=ada).profile_id == again["profile"]
+
+
+def test_last_seen_is_refreshed_at_most_hourly(
+    client: Client, emulator: EmulatorHandle, ada: User
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    _page(client)
+    _sign_in(client)
+    long_ago = timezone.now() - timedelta(days=3)
+    ProfileMapping.objects.filter(user=ada).update(last_seen_at=long_ago)
+    _page(client)
+    seen = ProfileMapping.objects.get(user=ada).last_seen_at
+    assert seen is not None and seen > long_ago + timedelta(days=2)
+    recently = timezone.now() - timedelta(minutes=5)
+    ProfileMapping.objects.filter(user=ada).update(last_seen_at=recently)
+    _page(client)
+    assert ProfileMapping.objects.get(user=ada).last_seen_at == recently
