@@ -211,3 +211,21 @@ def test_async_fault_serves_baseline(
     response = async_to_sync(AsyncClient().get)("/mw/async/")
     assert response.status_code == 200
     assert response.json() == {"hero": "hero-default", "degraded": True}
+
+
+def test_async_sign_in_identifies_and_sets_the_cookie(
+    emulator: EmulatorHandle, settings: Any
+) -> None:
+    from django_experience.models import ProfileMapping
+
+    settings.EXPERIENCE_USER_TRAITS = "tests.middleware.views.user_traits"
+    ada = User.objects.create_user("ada", password="pw", first_name="Ada")
+    client = AsyncClient()
+    first = async_to_sync(client.get)("/mw/async/")
+    device_profile = first.cookies["ntaid"].value
+    response = async_to_sync(client.post)("/mw/async-sign-in/", {"username": "ada"})
+    assert response.status_code == 200
+    mapping = ProfileMapping.objects.get(user=ada)
+    assert mapping.profile_id == device_profile
+    stored = emulator.profile(device_profile)
+    assert stored is not None and stored["traits"]["firstname"] == "Ada"

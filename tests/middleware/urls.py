@@ -16,5 +16,6 @@ urlpatterns = [
     path("async/", views.async_page),
     path("async-sync-read/", views.async_sync_read),
     path("async-plain/", views.async_plain),
+    path("async-sign-in/", views.async_sign_in),
     path("excluded/page/", views.page),
 ]

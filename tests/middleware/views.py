@@ -114,3 +114,12 @@ def consent_from_cookie(request: HttpRequest) -> bool:
 
 class SiteAuthenticationMiddleware(AuthenticationMiddleware):
     """A site's own authentication middleware (the checks accept subclasses)."""
+
+
+async def async_sign_in(request: HttpRequest) -> HttpResponse:
+    from django.contrib.auth import aauthenticate, alogin
+
+    user = await aauthenticate(request, username=request.POST["username"], password="pw")
+    assert user is not None
+    await alogin(request, user)
+    return HttpResponse("signed in")
