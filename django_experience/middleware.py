@@ -119,15 +119,16 @@ class ExperienceMiddleware:
         visitor = getattr(request, VISITOR_ATTRIBUTE, None)
         if not isinstance(visitor, Visitor) or not visitor.has_response_work:
             return response
-        experience = getattr(request, "experience", None)
-        if isinstance(experience, Personalization) and experience.used:
-            # A shared cache must never serve one visitor's variant to another.
-            patch_cache_control(response, private=True)
-            patch_vary_headers(response, ("Cookie",))
         try:
             visitor.finish(response)
         except Exception:
             logger.exception("Experience middleware could not finish the response")
+        experience = getattr(request, "experience", None)
+        used = isinstance(experience, Personalization) and experience.used
+        if used or conf.COOKIE_NAME in response.cookies:
+            # A shared cache must never serve one visitor's variant, or profile id, to another.
+            patch_cache_control(response, private=True)
+            patch_vary_headers(response, ("Cookie",))
         return response
 
 

@@ -90,7 +90,6 @@ def test_lazy_no_call_until_asked_and_at_most_one_per_request(
     profile_id = response.cookies["ntaid"].value
     stored = emulator.profile(profile_id)
     assert stored is not None and [e["type"] for e in stored["events"]] == ["page"]
-    assert "Cache-Control" not in response
     _json(client.get("/mw/page/"))  # reads profile, variant, change, merge tag, degraded
     assert emulator.request_count("update") == 1 and emulator.request_count("create") == 0
 
@@ -191,8 +190,11 @@ def test_cache_headers_only_when_personalization_was_used(
     assert "public" not in cache_control
     vary = {part.strip() for part in response["Vary"].split(",")}
     assert vary == {"Accept-Language", "Cookie"}
-    plain = client.get("/mw/plain/")
+    plain = client.get("/mw/plain/")  # the visitor has a cookie already: nothing to keep private
     assert not plain.has_header("Cache-Control")
+    first_visit = Client().get("/mw/plain/")  # sets a fresh id: never for a shared cache
+    assert "ntaid" in first_visit.cookies and first_visit["Cache-Control"] == "private"
+    assert "Cookie" in first_visit["Vary"]
 
 
 def test_locale_from_i18n(client: Client, emulator: EmulatorHandle, settings: Any) -> None:
