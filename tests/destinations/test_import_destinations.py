@@ -1,0 +1,217 @@
+"""``experience_import --destination experiture | releva | all`` against the emulated platforms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_django.fixtures import Settings as SettingsWrapper
+
+from django_experience.emulator import destinations as emulated
+from django_experience.emulator.handle import EmulatorHandle
+from tests.stub_server import RecordedRequest, StubResponse, StubServer
+from tests.sync.helpers import assert_one_profile_each, read_errors, run_import, write_jsonl
+
+pytestmark = pytest.mark.django_db
+
+GOOD = [
+    {"id": f"p{n}", "traits": {"email": f"p{n}@example.com", "firstname": f"P{n}", "n": n}}
+    for n in range(5)
+]
+
+
+@pytest.fixture
+def site(experience_emulator: EmulatorHandle, settings: SettingsWrapper) -> EmulatorHandle:
+    settings.EXPERIENCE_DESTINATIONS = {
+        "experiture": {"url": experience_emulator.url + "/experiture/public/v1",
+                       "token": "exp-token", "match_key": "email"},
+        "releva": {"url": experience_emulator.url + "/releva/api/v0", "secret_key": "rel-key",
+                   "batch_size": 2},
+    }
+    return experience_emulator
+
+
+def _fast(*args: str) -> tuple[str, ...]:
+    return (*args, "--backoff", "0.01")
+
+
+def test_experiture_import_reports_bad_rows_and_sends_the_others(
+    site: EmulatorHandle, tmp_path: Path
+) -> None:
+    rows: list[Any] = [
+        GOOD[0],
+        {"id": "naive", "traits": {"email": "n@example.com", "seen": "2026-04-20T12:00:00"}},
+        GOOD[1],
+        {"id": "no-email", "traits": {"firstname": "Nobody"}},
+        "{not json",
+        {"id": "empty", "traits": {}},
+        GOOD[2],
+    ]
+    source = write_jsonl(tmp_path / "people.jsonl", rows)
+    errors = tmp_path / "errors.jsonl"
+    result = run_import(*_fast("--file", str(source), "--destination", "experiture",
+                               "--errors", str(errors)))
+    assert result.code == 1
+    assert "Profiles sent: 3" in result.stdout and "Rows rejected: 4" in result.stdout
+    stored = site.destinations()["experiture"]
+    assert sorted(record["email"] for record in stored) == [
+        "p0@example.com", "p1@example.com", "p2@example.com"
+    ]
+    assert stored[0] == {"email": "p0@example.com", "firstname": "P0", "n": 0}
+    reported = {entry["line"]: entry["reason"] for entry in read_errors(errors)}
+    assert sorted(reported) == [2, 4, 5, 6]
+    assert "no time zone" in reported[2] and "seen" in reported[2]
+    assert "match key 'email'" in reported[4]
+    assert "at least one field" in reported[6]
+    assert "line 2 (id naive)" in result.stderr
+    assert site.request_count() == 0  # the Experience API was not part of it
+
+
+def test_releva_import_validates_each_row_and_sends_in_batches(
+    stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None
+) -> None:
+    stub.responder = lambda request: StubResponse(202, {})
+    settings.EXPERIENCE_DESTINATIONS = {
+        "releva": {"url": stub.url, "secret_key": "rel-key", "batch_size": 2}
+    }
+    rows: list[Any] = [
+        *GOOD[:2],
+        {"id": "bad-phone", "traits": {"phone": "0888 123"}},
+        {"id": "nobody", "traits": {"firstname": "No Contact"}},
+        {"id": "consent", "traits": {"email": "c@example.com", "consent": "sure"}},
+        *GOOD[2:],
+    ]
+    source = write_jsonl(tmp_path / "people.jsonl", rows)
+    errors = tmp_path / "errors.jsonl"
+    result = run_import(*_fast("--file", str(source), "--destination", "releva",
+                               "--batch-size", "10", "--errors", str(errors)))
+    assert result.code == 1
+    reported = {entry["line"]: entry["reason"] for entry in read_errors(errors)}
+    assert sorted(reported) == [3, 4, 5]
+    assert "+" in reported[3] and "email or phoneNumber" in reported[4]
+    assert "consent" in reported[5]
+    bodies = [request.json()["profiles"] for request in stub.requests]
+    assert [len(body) for body in bodies] == [2, 2, 1]  # the configured batch size
+    assert [entry["profile"]["email"] for body in bodies for entry in body] == [
+        f"p{n}@example.com" for n in range(5)
+    ]
+    first = bodies[0][0]
+    assert first == {
+        "profile": {"email": "p0@example.com", "firstName": "P0",
+                    "custom": {"string": [{"key": "n", "values": ["0"]}]}},
+        "subscribedAtChanged": False,
+    }
+    assert stub.requests[0].header("Authorization") == "Bearer rel-key"
+
+
+def test_releva_import_into_the_emulator(site: EmulatorHandle, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "people.jsonl", GOOD)
+    result = run_import(*_fast("--file", str(source), "--destination", "releva"))
+    assert result.code == 0, result.stderr
+    assert "Profiles sent: 5" in result.stdout
+    stored = site.destinations()["releva"]
+    assert [profile["email"] for profile in stored] == [f"p{n}@example.com" for n in range(5)]
+
+
+def test_all_sends_every_row_to_every_destination(site: EmulatorHandle, tmp_path: Path) -> None:
+    rows: list[Any] = [*GOOD, {"id": "phone-only", "traits": {"phone": "+359888123"}}]
+    source = write_jsonl(tmp_path / "people.jsonl", rows)
+    errors = tmp_path / "errors.jsonl"
+    result = run_import(*_fast("--file", str(source), "--destination", "all",
+                               "--errors", str(errors)))
+    assert result.code == 1  # Experiture matches on email: the phone-only row is rejected
+    for name in ("experience", "experiture", "releva"):
+        assert f"== {name}" in result.stdout
+    assert_one_profile_each(site, [row["id"] for row in rows])
+    stored = site.destinations()
+    assert len(stored["experiture"]) == 5
+    assert len(stored["releva"]) == 6
+    assert read_errors(errors) == [] and read_errors(Path(f"{errors}.releva")) == []
+    [rejected] = read_errors(Path(f"{errors}.experiture"))
+    assert rejected["line"] == 6 and rejected["id"] == "phone-only"
+
+
+def test_rate_limits_and_outages_are_retried(site: EmulatorHandle, tmp_path: Path) -> None:
+    emulated.inject_errors("experiture", status=503, times=2)
+    source = write_jsonl(tmp_path / "people.jsonl", GOOD)
+    result = run_import(*_fast("--file", str(source), "--destination", "experiture"))
+    assert result.code == 0, result.stderr
+    assert "Retried requests: 2" in result.stdout
+    assert len(site.destinations()["experiture"]) == 5
+
+    emulated.inject_errors("releva", status=429, times=1, retry_after="0")
+    result = run_import(*_fast("--file", str(source), "--destination", "releva"))
+    assert result.code == 0, result.stderr
+    assert len(site.destinations()["releva"]) == 5
+
+
+def test_a_retried_batch_resends_only_what_was_not_accepted(
+    stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None
+) -> None:
+    answers = iter([200, 200, 503])
+
+    def experiture(request: RecordedRequest) -> StubResponse:
+        if next(answers, 200) == 503:
+            return StubResponse(503, {"success": False, "error": {"message": "down"}})
+        return StubResponse(200, {"success": True, "data": {"accepted": True}})
+
+    stub.responder = experiture
+    settings.EXPERIENCE_DESTINATIONS = {"experiture": {"url": stub.url, "token": "t"}}
+    source = write_jsonl(tmp_path / "people.jsonl", GOOD)
+    result = run_import(*_fast("--file", str(source), "--destination", "experiture"))
+    assert result.code == 0, result.stderr
+    sent = [request.json()["record"]["email"] for request in stub.requests]
+    assert sent == [f"p{n}@example.com" for n in (0, 1, 2, 2, 3, 4)]
+
+
+def test_resume_sends_only_the_batches_that_failed(site: EmulatorHandle, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "people.jsonl", GOOD[:4])
+    emulated.inject_errors("experiture", status=503, times=1)
+    args = _fast("--file", str(source), "--destination", "experiture", "--batch-size", "2",
+                 "--retries", "0")
+    first = run_import(*args)
+    assert first.code == 1 and "Failures: 2" in first.stdout
+    assert sorted(r["email"] for r in site.destinations()["experiture"]) == [
+        "p2@example.com", "p3@example.com"
+    ]
+    second = run_import(*args, "--resume")
+    assert second.code == 0, second.stderr
+    assert "Profiles sent: 2" in second.stdout
+    assert "Skipped (completed by an earlier run): 2" in second.stdout
+    assert len(site.destinations()["experiture"]) == 4
+
+
+def test_an_auth_failure_fails_the_rows_without_retrying(
+    site: EmulatorHandle, tmp_path: Path
+) -> None:
+    emulated.configure(releva_secret_key="the-real-key")
+    source = write_jsonl(tmp_path / "people.jsonl", GOOD[:3])
+    errors = tmp_path / "errors.jsonl"
+    result = run_import(*_fast("--file", str(source), "--destination", "releva",
+                               "--errors", str(errors)))
+    assert result.code == 1
+    assert "Retried requests" not in result.stdout
+    reported = read_errors(errors)
+    assert [entry["line"] for entry in reported] == [1, 2, 3]
+    assert all("Unauthorized" in entry["reason"] for entry in reported)
+
+
+def test_a_destination_that_is_not_configured_is_not_offered(
+    site: EmulatorHandle, settings: SettingsWrapper, tmp_path: Path
+) -> None:
+    settings.EXPERIENCE_DESTINATIONS = {"releva": {"secret_key": "k"}}
+    source = write_jsonl(tmp_path / "people.jsonl", GOOD[:1])
+    result = run_import("--file", str(source), "--destination", "experiture")
+    assert result.code == 1
+    assert "choose from experience, releva, all" in result.stderr
+
+
+def test_the_errors_file_is_json_lines_with_the_row(site: EmulatorHandle, tmp_path: Path) -> None:
+    bad = {"id": "x", "traits": {"email": "x@example.com", "seen": "2026-01-01T00:00:00"}}
+    source = write_jsonl(tmp_path / "people.jsonl", [bad])
+    errors = tmp_path / "errors.jsonl"
+    run_import("--file", str(source), "--destination", "experiture", "--errors", str(errors))
+    [entry] = read_errors(errors)
+    assert entry["kind"] == "rejected" and json.loads(entry["row"]) == bad
