@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench clean
+.PHONY: test lint typecheck pytest pytest-django42 demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --silent
 	touch node_modules/.installed
 
-test: $(STAMP) node_modules/.installed lint typecheck pytest
+test: $(STAMP) node_modules/.installed lint typecheck pytest pytest-django42
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,6 +29,19 @@ typecheck: $(STAMP)
 pytest: $(STAMP) node_modules/.installed
 	$(BIN)/pytest
 
+# The oldest supported Django (LTS) in a virtualenv of its own; browser tests run once, above.
+VENV42 := .venv-django42
+STAMP42 := $(VENV42)/.installed
+
+$(STAMP42): pyproject.toml
+	$(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV42)/bin/python -m pip install --quiet -e '.[dev]' 'django>=4.2,<4.3'
+	touch $(STAMP42)
+
+pytest-django42: $(STAMP42) node_modules/.installed
+	$(VENV42)/bin/pytest -m "not browser"
+
 demo: $(STAMP)
 	@if [ -x example_project/run_demo.sh ]; then exec example_project/run_demo.sh; \
 	else echo "The example project is not built yet."; exit 1; fi
@@ -38,4 +51,4 @@ bench: $(STAMP)
 	else echo "No benchmarks yet."; exit 1; fi
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV42) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import django
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
@@ -41,7 +43,12 @@ DATABASES = {
         "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"experience-tests-{os.getpid()}.db")},
         # Writers take the lock when their transaction begins, so two of them never deadlock
         # upgrading read locks (SQLite would answer "database is locked" at once).
-        "OPTIONS": {"transaction_mode": "IMMEDIATE"},
+        # (Django 5.1+; older versions rely on the busy timeout alone.)
+        "OPTIONS": (
+            {"transaction_mode": "IMMEDIATE", "timeout": 20}
+            if django.VERSION >= (5, 1)
+            else {"timeout": 20}
+        ),
     }
 }
 

@@ -117,9 +117,21 @@ class SiteAuthenticationMiddleware(AuthenticationMiddleware):
 
 
 async def async_sign_in(request: HttpRequest) -> HttpResponse:
-    from django.contrib.auth import aauthenticate, alogin
+    # aauthenticate/alogin are Django 5.0+; the same calls through sync_to_async before that.
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth import authenticate, login
 
-    user = await aauthenticate(request, username=request.POST["username"], password="pw")
+    user = await sync_to_async(authenticate)(
+        request, username=request.POST["username"], password="pw"
+    )
     assert user is not None
-    await alogin(request, user)
+    await sync_to_async(login)(request, user)
     return HttpResponse("signed in")
+
+
+async def async_track_and_identify(request: HttpRequest) -> JsonResponse:
+    """Sends from an async view without awaiting anything (runs off the loop)."""
+    experience = get_experience(request)
+    experience.track("Opened app")
+    experience.identify("crm-5", {"firstname": "Zed"})
+    return JsonResponse({"name": experience.merge_tag("traits.firstname", "friend")})
