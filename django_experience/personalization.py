@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django_experience.api.types import Change, Experience, Profile, ProfileResult
 from django_experience.merge_tags import render_merge_tag
@@ -73,6 +74,16 @@ def _in_event_loop() -> bool:
     return True
 
 
+_T = TypeVar("_T")
+
+
+def _off_the_loop(function: Callable[..., _T], *args: Any) -> _T:
+    """Call ``function`` here, or in a worker thread when this thread runs an event loop."""
+    if _in_event_loop():
+        return _loop_offload.submit(function, *args).result()
+    return function(*args)
+
+
 class Personalization:
     """One request's personalization. Build with a source; ``Personalization()`` is null."""
 
@@ -116,9 +127,7 @@ class Personalization:
     @staticmethod
     def _call_source(source: PersonalizationSource) -> ProfileResult | None:
         try:
-            if _in_event_loop():
-                return _loop_offload.submit(source.resolve).result()
-            return source.resolve()
+            return _off_the_loop(source.resolve)
         except Exception:  # never raise to a view or a template
             logger.exception("Experience personalization failed; serving baseline")
             return None
@@ -218,7 +227,7 @@ class Personalization:
         try:
             from django_experience.api.events import track_event
 
-            self._source.send(track_event(event, properties))
+            _off_the_loop(self._source.send, track_event(event, properties))
         except Exception:
             logger.exception("Experience track event could not be queued")
 
@@ -227,7 +236,7 @@ class Personalization:
         if self._source is None:
             return
         try:
-            result = self._source.identify(str(user_id), dict(traits or {}))
+            result = _off_the_loop(self._source.identify, str(user_id), dict(traits or {}))
         except Exception:
             logger.exception("Experience identify failed")
             return
@@ -255,14 +264,13 @@ class Personalization:
                 self._viewed.add(key)
             from django_experience.api.events import component_event
 
-            self._source.send(
-                component_event(
-                    component_id,
-                    experience_id=experience_id,
-                    variant_index=variant_index,
-                    component_type=component_type,
-                )
+            event = component_event(
+                component_id,
+                experience_id=experience_id,
+                variant_index=variant_index,
+                component_type=component_type,
             )
+            _off_the_loop(self._source.send, event)
         except Exception:
             logger.exception("Experience component view could not be queued")
 

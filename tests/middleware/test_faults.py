@@ -235,3 +235,17 @@ def test_async_sign_in_identifies_and_sets_the_cookie(
     assert mapping.profile_id == device_profile
     stored = emulator.profile(device_profile)
     assert stored is not None and stored["traits"]["firstname"] == "Ada"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_view_tracks_and_identifies_synchronously(emulator: EmulatorHandle) -> None:
+    from django_experience.models import ProfileMapping
+
+    client = AsyncClient()
+    response = async_to_sync(client.get)("/mw/async-track-identify/")
+    assert response.status_code == 200 and response.json() == {"name": "Zed"}
+    profile_id = response.cookies["ntaid"].value
+    stored = emulator.profile(profile_id)
+    assert stored is not None
+    assert [e["type"] for e in stored["events"]] == ["track", "page", "identify"]
+    assert ProfileMapping.objects.get(external_id="crm-5").profile_id == profile_id

@@ -17,5 +17,6 @@ urlpatterns = [
     path("async-sync-read/", views.async_sync_read),
     path("async-plain/", views.async_plain),
     path("async-sign-in/", views.async_sign_in),
+    path("async-track-identify/", views.async_track_and_identify),
     path("excluded/page/", views.page),
 ]
