@@ -1,0 +1,104 @@
+"""Every fault of the emulator x both modes x anonymous/signed-in visitors.
+
+Every page answers 200 with the baseline content, within the time budget, nothing escapes to
+the test client (it re-raises any exception a view or middleware lets out), and the failure is
+logged exactly once. Background delivery of the unsent page view is a separate, later send with
+its own reporting; it is queued here and discarded after each test.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from django_experience import delivery
+from django_experience.emulator.handle import EmulatorHandle
+from tests.reliability.conftest import BASELINE, PERSONALIZED
+
+pytestmark = pytest.mark.django_db
+
+BUDGET = 0.25
+MARGIN = 0.5  # Django, the test client, a loaded machine
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "latency beyond the budget": {"latency_ms": 1500},
+    "500": {"error_rate": 1.0, "error_status": 500},
+    "503 (retried)": {"error_rate": 1.0, "error_status": 503},
+    "429 overload": {"overload_rate": 1.0},
+    "malformed JSON": {"malformed_rate": 1.0},
+    "dropped connection": {"drop_rate": 1.0},
+    "slow body": {"slow_body_ms": 1500},
+}
+
+
+def failure_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """Warnings and errors of the request path (delivery reports its own sends separately)."""
+    return [
+        record
+        for record in caplog.records
+        if record.name.startswith("django_experience")
+        and not record.name.startswith("django_experience.delivery")
+        and record.levelno >= logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("mode", ["update", "preflight"])
+@pytest.mark.parametrize("visitor", ["anonymous", "signed-in"])
+def test_fault_serves_baseline_once_logged(
+    emulator: EmulatorHandle,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
+    mode: str,
+    visitor: str,
+) -> None:
+    settings.EXPERIENCE_MODE = mode
+    settings.EXPERIENCE_TIMEOUT = BUDGET
+    settings.EXPERIENCE_DELIVERY = "thread"  # the visitor never waits for background sends
+    client = Client()
+    if visitor == "signed-in":
+        get_user_model().objects.create_user("ada", email="ada@example.com", first_name="Ada")
+        client.post("/sign-in/", {"username": "ada"})
+    healthy = client.get("/page/")
+    assert healthy.status_code == 200
+    assert all(part in healthy.content.decode() for part in PERSONALIZED)
+    emulator.faults(**FAULTS[fault])
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="django_experience")
+
+    started = time.monotonic()
+    response = client.get("/page/")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    for part in BASELINE:
+        assert part in content, (part, content)
+    assert '"profile": null' in content  # the hand-off carries no stale profile
+    assert elapsed < BUDGET + MARGIN
+    lines = failure_lines(caplog)
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert "baseline" in lines[0].getMessage()
+    assert lines[0].exc_info is None  # one line, not a traceback
+    delivery.reset()
+
+
+@pytest.mark.parametrize("mode", ["update", "preflight"])
+def test_refused_connection_serves_baseline(
+    emulator: EmulatorHandle, settings: Any, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    settings.EXPERIENCE_MODE = mode
+    settings.EXPERIENCE_TIMEOUT = BUDGET
+    settings.EXPERIENCE_DELIVERY = "thread"
+    emulator.stop()
+    caplog.clear()
+    response = Client().get("/page/")
+    assert response.status_code == 200
+    assert all(part in response.content.decode() for part in BASELINE)
+    assert len(failure_lines(caplog)) == 1
