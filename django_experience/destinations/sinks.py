@@ -53,16 +53,19 @@ _lock = threading.Lock()
 _built: dict[tuple[int, str, str], Destination] = {}
 
 
-def delivery_destination(name: str) -> Destination:
-    """The destination ``name`` for background sends, built once per configuration and process.
+def delivery_destination(name: str, *, client_retries: bool = False) -> Destination:
+    """The destination ``name`` for delivery, built once per configuration and process.
 
+    In the background delivery retries, so the client does not (``client_retries=False``); the
+    ``sync`` backend sends once, with the client's own retries, like the Experience API's.
     Raises :class:`NotConfigured`, or ``ValueError`` for a wrong configuration.
     """
     options = configured_options(name)
     if options is None:
         raise NotConfigured(f"EXPERIENCE_DESTINATIONS has no {name!r}: nothing to send it to")
-    options.setdefault("timeout", delivery_settings.TIMEOUT)
-    options["max_retries"] = 0  # delivery retries, with its own backoff and bound
+    if not client_retries:
+        options.setdefault("timeout", delivery_settings.TIMEOUT)
+        options["max_retries"] = 0
     key = (os.getpid(), name, json.dumps(options, sort_keys=True, default=str))
     destination = _built.get(key)
     if destination is None:
@@ -137,7 +140,8 @@ class DestinationSink(Sink):
 
     def send_now(self, batch: list[Payload]) -> None:
         """The ``sync`` backend: raise the first problem; the caller reports it."""
-        report = delivery_destination(self.name).send([_traits(payload) for payload in batch])
+        destination = delivery_destination(self.name, client_retries=True)
+        report = destination.send([_traits(payload) for payload in batch])
         problem = _first_problem(report)
         if problem is not None:
             raise problem

@@ -271,3 +271,13 @@ def test_the_tasks_backend_runs_the_upserts_as_tasks(
                                      "registeredAt": "2026-04-20T12:30:00Z"}]
     assert stored["releva"][0]["registeredAt"] == "2026-04-20T12:30:00Z"
     assert failures == []
+
+
+def test_the_sync_backend_uses_the_clients_own_retries(
+    client: Client, site: EmulatorHandle, ada: User
+) -> None:
+    emulated.inject_errors("experiture", status=429, times=1, retry_after="0")
+    emulated.inject_errors("releva", status=429, times=1, retry_after="0")
+    _sign_in(client)
+    assert site.destinations() == {"experiture": [ADA_EXPERITURE], "releva": [ADA_RELEVA]}
+    assert failures == []
