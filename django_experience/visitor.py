@@ -488,11 +488,11 @@ class Visitor:
         """One call (plus one recovery call when ``target`` no longer exists)."""
         from django_experience.clients import experience_client
 
-        client = experience_client()
         options = self._options()
         started = time.monotonic()
 
         def call() -> ProfileResult:
+            client = experience_client()  # inside: a misconfiguration is one logged failure
             if target is None:
                 return client.create_profile(events, preflight=preflight, **options)
             try:
@@ -567,9 +567,10 @@ class Visitor:
     def _get(self, target: str) -> ProfileResult | None:
         from django_experience.clients import experience_client
 
-        client = experience_client()
         locale = request_locale(self.request)
-        return guarded_call("get", lambda: client.get_profile(target, locale=locale), target)
+        return guarded_call(
+            "get", lambda: experience_client().get_profile(target, locale=locale), target
+        )
 
     def identify(
         self, user_id: str, traits: dict[str, Any], user: Any = None

@@ -231,3 +231,13 @@ def test_secure_cookie_forced_on(
     assert client.get("/mw/page/").cookies["ntaid"]["secure"]
     settings.EXPERIENCE_COOKIE_SECURE = False
     assert not Client().get("/mw/page/", secure=True).cookies["ntaid"]["secure"]
+
+
+def test_misconfiguration_serves_baseline_with_one_log_line(
+    client: Client, emulator: EmulatorHandle, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.EXPERIENCE_ORGANIZATION_ID = ""
+    response = client.get("/mw/page/")
+    assert response.status_code == 200 and response.json()["degraded"] is True
+    lines = [r for r in caplog.records if r.name == "django_experience" and r.levelno >= 30]
+    assert len(lines) == 1 and lines[0].exc_info is None
