@@ -98,6 +98,7 @@ def test_fuzzed_traits_are_escaped(
     (block,) = JSON_BLOCK.findall(content)
     assert "<" not in block and ">" not in block  # no way to close the script element
     handed_off = json.loads(block)
-    assert handed_off["profile"]["traits"] == emulator.profile(result.profile.id)["traits"]
+    stored = emulator.profile(result.profile.id)
+    assert stored is not None and handed_off["profile"]["traits"] == stored["traits"]
     emulator.reset()
     emulator.configure({"audiences": [], "experiences": []})
