@@ -9,17 +9,14 @@ delivery, and finally writes the cookie on the response.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import timedelta
 from functools import cached_property
 from typing import Any
-from urllib.parse import unquote
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
@@ -34,6 +31,13 @@ from django_experience.api.errors import (
 from django_experience.api.types import ProfileResult
 from django_experience.breaker import breaker
 from django_experience.conf import conf, import_callable
+from django_experience.location import client_ip, geo_location
+from django_experience.mappings import (
+    mapped_profile_id,
+    namespace,
+    profile_owned_by_someone_else,
+    store_mapping,
+)
 
 logger = logging.getLogger("django_experience")
 
@@ -68,130 +72,6 @@ def cookie_profile_id(cookies: Mapping[str, str]) -> str | None:
         if profile_id:
             return profile_id
     return None
-
-
-def _meta_key(header: str) -> str:
-    return "HTTP_" + header.upper().replace("-", "_")
-
-
-def _header(meta: Mapping[str, Any], meta_key: str) -> str | None:
-    value = meta.get(meta_key)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    return value if value and len(value) <= 100 else None
-
-
-# Geo headers of the CDNs we know, as (location key, header) pairs per provider. The first
-# provider with a usable country code or city wins; values are never mixed across providers.
-_GEO_PROVIDERS: tuple[tuple[tuple[str, str], ...], ...] = (
-    (  # Cloudflare (CF-IPCountry always; the rest with "Add visitor location headers")
-        ("countryCode", "CF-IPCountry"),
-        ("city", "CF-IPCity"),
-        ("region", "CF-Region"),
-        ("regionCode", "CF-Region-Code"),
-        ("continent", "CF-IPContinent"),
-        ("postalCode", "CF-Postal-Code"),
-        ("timezone", "CF-Timezone"),
-        ("latitude", "CF-IPLatitude"),
-        ("longitude", "CF-IPLongitude"),
-    ),
-    (  # Amazon CloudFront (headers enabled in the origin request policy)
-        ("countryCode", "CloudFront-Viewer-Country"),
-        ("country", "CloudFront-Viewer-Country-Name"),
-        ("regionCode", "CloudFront-Viewer-Country-Region"),
-        ("region", "CloudFront-Viewer-Country-Region-Name"),
-        ("city", "CloudFront-Viewer-City"),
-        ("postalCode", "CloudFront-Viewer-Postal-Code"),
-        ("timezone", "CloudFront-Viewer-Time-Zone"),
-        ("latitude", "CloudFront-Viewer-Latitude"),
-        ("longitude", "CloudFront-Viewer-Longitude"),
-    ),
-    (  # Vercel (city is URL-encoded)
-        ("countryCode", "X-Vercel-IP-Country"),
-        ("regionCode", "X-Vercel-IP-Country-Region"),
-        ("city", "X-Vercel-IP-City"),
-        ("continent", "X-Vercel-IP-Continent"),
-        ("postalCode", "X-Vercel-IP-Postal-Code"),
-        ("timezone", "X-Vercel-IP-Timezone"),
-        ("latitude", "X-Vercel-IP-Latitude"),
-        ("longitude", "X-Vercel-IP-Longitude"),
-    ),
-    (  # Fastly (geo variables copied into headers by VCL, named by convention)
-        ("countryCode", "Fastly-Geo-Country-Code"),
-        ("country", "Fastly-Geo-Country-Name"),
-        ("city", "Fastly-Geo-City"),
-        ("region", "Fastly-Geo-Region"),
-        ("continent", "Fastly-Geo-Continent-Code"),
-        ("postalCode", "Fastly-Geo-Postal-Code"),
-        ("latitude", "Fastly-Geo-Latitude"),
-        ("longitude", "Fastly-Geo-Longitude"),
-    ),
-    (  # Generic edge headers (Fastly and others)
-        ("countryCode", "X-Geo-Country"),
-        ("city", "X-Geo-City"),
-        ("region", "X-Geo-Region"),
-        ("continent", "X-Geo-Continent"),
-        ("postalCode", "X-Geo-Postal-Code"),
-        ("latitude", "X-Geo-Latitude"),
-        ("longitude", "X-Geo-Longitude"),
-    ),
-)
-_UNKNOWN_COUNTRIES = frozenset({"XX", "T1", "ZZ", "--", "A1", "A2"})
-_GEO_META = tuple(
-    tuple((key, _meta_key(header)) for key, header in provider) for provider in _GEO_PROVIDERS
-)
-_ANY_GEO_META = frozenset(meta_key for provider in _GEO_META for _, meta_key in provider)
-
-
-def geo_location(meta: Mapping[str, Any]) -> dict[str, Any] | None:
-    """``options.location`` from CDN geo headers, or ``None`` when there are none."""
-    if _ANY_GEO_META.isdisjoint(meta.keys()):
-        return None  # the common case without a CDN: nothing to look at
-    for provider in _GEO_META:
-        found: dict[str, Any] = {}
-        for key, meta_key in provider:
-            value = _header(meta, meta_key)
-            if value is None:
-                continue
-            if key == "countryCode":
-                value = value.upper()
-                if len(value) != 2 or not value.isalpha() or value in _UNKNOWN_COUNTRIES:
-                    continue
-            elif key in ("city", "region", "country"):
-                value = unquote(value)
-            found[key] = value
-        latitude, longitude = found.pop("latitude", None), found.pop("longitude", None)
-        if "countryCode" not in found and "city" not in found:
-            continue
-        try:
-            if latitude is not None and longitude is not None:
-                found["coordinates"] = {
-                    "latitude": float(latitude),
-                    "longitude": float(longitude),
-                }
-        except ValueError:
-            pass
-        return found
-    return None
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The visitor's public IP: the trusted proxy header (its last address) or REMOTE_ADDR.
-
-    Private, loopback and otherwise non-global addresses are never returned: those belong to
-    the server or its proxies, and the API would locate the data centre instead of the visitor.
-    """
-    header = conf.TRUSTED_IP_HEADER
-    raw = request.META.get(header) if header else request.META.get("REMOTE_ADDR")
-    if not isinstance(raw, str) or not raw.strip():
-        return None
-    candidate = raw.split(",")[-1].strip()
-    try:
-        address = ipaddress.ip_address(candidate)
-    except ValueError:
-        return None
-    return str(address) if address.is_global else None
 
 
 def request_locale(request: HttpRequest) -> str | None:
@@ -282,118 +162,6 @@ def guarded_call(
         return None
     breaker.record_success()
     return result
-
-
-# -- ProfileMapping ------------------------------------------------------------------------
-
-
-def _namespace() -> dict[str, str]:
-    return {"organization_id": conf.ORGANIZATION_ID, "environment": conf.ENVIRONMENT}
-
-
-LAST_SEEN_RESOLUTION = timedelta(hours=1)
-"""``ProfileMapping.last_seen_at`` is refreshed at most this often (one write per hour)."""
-
-
-def mapped_profile_id(user: Any) -> str | None:
-    """The profile id mapped to a signed-in user, or ``None``; notes when they were last seen."""
-    from django.utils import timezone
-
-    from django_experience.models import ProfileMapping
-
-    if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
-        return None
-    row = (
-        ProfileMapping.objects.filter(user=user, **_namespace())
-        .values_list("pk", "profile_id", "last_seen_at")
-        .first()
-    )
-    if row is None:
-        return None
-    pk, profile_id, last_seen_at = row
-    now = timezone.now()
-    if last_seen_at is None or now - last_seen_at > LAST_SEEN_RESOLUTION:
-        ProfileMapping.objects.filter(pk=pk).update(last_seen_at=now)
-    return str(profile_id)
-
-
-def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None = None) -> str:
-    """Record ``profile_id`` for a user and/or external id; the profile id now mapped.
-
-    Safe against concurrent first sign-ins of one user: the row that was written first wins and
-    its profile id is returned; the losing writer never raises.
-    """
-    from django.db import IntegrityError, transaction
-    from django.db.models import F, Q
-    from django.utils import timezone
-
-    from django_experience.models import ProfileMapping
-
-    namespace = _namespace()
-    has_user = user is not None and getattr(user, "pk", None) is not None
-    owner = Q(user=user) if has_user else Q(pk__in=[])
-    if external_id:
-        owner |= Q(external_id=external_id)
-    lost_race = False
-    for _ in range(3):
-        try:
-            with transaction.atomic():
-                mapping = (
-                    ProfileMapping.objects.select_for_update()
-                    .filter(owner, **namespace)
-                    .order_by(F("user_id").desc(nulls_last=True))
-                    .first()
-                )
-                if mapping is not None and lost_race:
-                    return mapping.profile_id
-                holder = ProfileMapping.objects.filter(profile_id=profile_id, **namespace)
-                if mapping is not None:
-                    holder = holder.exclude(pk=mapping.pk)
-                other = holder.first()
-                if other is not None:
-                    if other.user_id is not None or (
-                        other.external_id and other.external_id != external_id
-                    ):
-                        # Somebody else's profile: never steal it.
-                        return mapping.profile_id if mapping is not None else profile_id
-                    other.delete()  # an anonymous row for this very profile: absorb it
-                now = timezone.now()
-                if mapping is None:
-                    ProfileMapping.objects.create(
-                        profile_id=profile_id,
-                        user=user if has_user else None,
-                        external_id=external_id or None,
-                        last_seen_at=now,
-                        **namespace,
-                    )
-                else:
-                    mapping.profile_id = profile_id
-                    if has_user:
-                        mapping.user = user
-                    if external_id:
-                        mapping.external_id = external_id
-                    mapping.last_seen_at = now
-                    mapping.save()
-            return profile_id
-        except IntegrityError:
-            lost_race = True  # a concurrent sign-in wrote first: read its row and keep it
-    return profile_id
-
-
-def profile_owned_by_someone_else(profile_id: str, user: Any, external_id: str) -> bool:
-    """Whether a mapping ties ``profile_id`` to a different user or external id."""
-    from django_experience.models import ProfileMapping
-
-    row = (
-        ProfileMapping.objects.filter(profile_id=profile_id, **_namespace())
-        .values("user_id", "external_id")
-        .first()
-    )
-    if row is None:
-        return False
-    if user is not None and row["user_id"] is not None:
-        return bool(row["user_id"] != user.pk)
-    return bool(row["external_id"] and row["external_id"] != external_id)
 
 
 # -- the request's visitor -----------------------------------------------------------------
@@ -521,7 +289,7 @@ class Visitor:
         from django_experience.models import ProfileMapping
 
         try:
-            ProfileMapping.objects.filter(profile_id=profile_id, **_namespace()).delete()
+            ProfileMapping.objects.filter(profile_id=profile_id, **namespace()).delete()
         except Exception:
             logger.exception("Experience could not remove a stale profile mapping")
         self.__dict__["_mapped_id"] = None
@@ -598,7 +366,7 @@ class Visitor:
         if user is not None:
             owner |= Q(user=user)
         mapping = (
-            ProfileMapping.objects.filter(owner, **_namespace())
+            ProfileMapping.objects.filter(owner, **namespace())
             .order_by(F("user_id").desc(nulls_last=True))
             .first()
         )
@@ -713,13 +481,9 @@ __all__ = [
     "VISITOR_ATTRIBUTE",
     "Visitor",
     "build_page_event",
-    "client_ip",
     "cookie_profile_id",
-    "geo_location",
     "guarded_call",
-    "mapped_profile_id",
     "request_locale",
-    "store_mapping",
     "traits_for",
     "user_id_for",
     "valid_profile_id",

@@ -222,7 +222,7 @@ def test_concurrent_first_sign_ins_create_one_mapping(emulator: EmulatorHandle) 
 def test_concurrent_mapping_writes_never_raise_or_duplicate() -> None:
     from django.db import connection
 
-    from django_experience.visitor import store_mapping
+    from django_experience.mappings import store_mapping
 
     ada = User.objects.create_user("ada", password="pw")
     start = threading.Barrier(8)

@@ -9,8 +9,8 @@ from django.contrib.auth.models import User
 from django.test import Client, RequestFactory
 
 from django_experience.emulator.handle import EmulatorHandle
+from django_experience.location import client_ip, geo_location
 from django_experience.models import ProfileMapping
-from django_experience.visitor import client_ip, geo_location
 from tests.stub_server import RecordedRequest, StubResponse, StubServer, ok_envelope
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,127 @@
+"""ProfileMapping bookkeeping: which profile a user (or external id) is served from."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django_experience.conf import conf
+
+
+def namespace() -> dict[str, str]:
+    """The filter of the configured organization and environment."""
+    return {"organization_id": conf.ORGANIZATION_ID, "environment": conf.ENVIRONMENT}
+
+
+LAST_SEEN_RESOLUTION = timedelta(hours=1)
+"""``ProfileMapping.last_seen_at`` is refreshed at most this often (one write per hour)."""
+
+
+def mapped_profile_id(user: Any) -> str | None:
+    """The profile id mapped to a signed-in user, or ``None``; notes when they were last seen."""
+    from django.utils import timezone
+
+    from django_experience.models import ProfileMapping
+
+    if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
+        return None
+    row = (
+        ProfileMapping.objects.filter(user=user, **namespace())
+        .values_list("pk", "profile_id", "last_seen_at")
+        .first()
+    )
+    if row is None:
+        return None
+    pk, profile_id, last_seen_at = row
+    now = timezone.now()
+    if last_seen_at is None or now - last_seen_at > LAST_SEEN_RESOLUTION:
+        ProfileMapping.objects.filter(pk=pk).update(last_seen_at=now)
+    return str(profile_id)
+
+
+def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None = None) -> str:
+    """Record ``profile_id`` for a user and/or external id; the profile id now mapped.
+
+    Safe against concurrent first sign-ins of one user: the row that was written first wins and
+    its profile id is returned; the losing writer never raises.
+    """
+    from django.db import IntegrityError, transaction
+    from django.db.models import F, Q
+    from django.utils import timezone
+
+    from django_experience.models import ProfileMapping
+
+    namespace_filter = namespace()
+    has_user = user is not None and getattr(user, "pk", None) is not None
+    owner = Q(user=user) if has_user else Q(pk__in=[])
+    if external_id:
+        owner |= Q(external_id=external_id)
+    lost_race = False
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                mapping = (
+                    ProfileMapping.objects.select_for_update()
+                    .filter(owner, **namespace_filter)
+                    .order_by(F("user_id").desc(nulls_last=True))
+                    .first()
+                )
+                if mapping is not None and lost_race:
+                    return mapping.profile_id
+                holder = ProfileMapping.objects.filter(profile_id=profile_id, **namespace_filter)
+                if mapping is not None:
+                    holder = holder.exclude(pk=mapping.pk)
+                other = holder.first()
+                if other is not None:
+                    if other.user_id is not None or (
+                        other.external_id and other.external_id != external_id
+                    ):
+                        # Somebody else's profile: never steal it.
+                        return mapping.profile_id if mapping is not None else profile_id
+                    other.delete()  # an anonymous row for this very profile: absorb it
+                now = timezone.now()
+                if mapping is None:
+                    ProfileMapping.objects.create(
+                        profile_id=profile_id,
+                        user=user if has_user else None,
+                        external_id=external_id or None,
+                        last_seen_at=now,
+                        **namespace_filter,
+                    )
+                else:
+                    mapping.profile_id = profile_id
+                    if has_user:
+                        mapping.user = user
+                    if external_id:
+                        mapping.external_id = external_id
+                    mapping.last_seen_at = now
+                    mapping.save()
+            return profile_id
+        except IntegrityError:
+            lost_race = True  # a concurrent sign-in wrote first: read its row and keep it
+    return profile_id
+
+
+def profile_owned_by_someone_else(profile_id: str, user: Any, external_id: str) -> bool:
+    """Whether a mapping ties ``profile_id`` to a different user or external id."""
+    from django_experience.models import ProfileMapping
+
+    row = (
+        ProfileMapping.objects.filter(profile_id=profile_id, **namespace())
+        .values("user_id", "external_id")
+        .first()
+    )
+    if row is None:
+        return False
+    if user is not None and row["user_id"] is not None:
+        return bool(row["user_id"] != user.pk)
+    return bool(row["external_id"] and row["external_id"] != external_id)
+
+
+__all__ = [
+    "LAST_SEEN_RESOLUTION",
+    "mapped_profile_id",
+    "namespace",
+    "profile_owned_by_someone_else",
+    "store_mapping",
+]
