@@ -44,6 +44,7 @@ RELEVA_OPTIONS = frozenset(
 class Rejected:
     index: int
     reason: str
+    field: str | None = None  # the offending field, when one is to blame
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class ExperitureDestination:
                 record = record_from_traits(item, self.fields)
                 self.client.upsert_profile(record, self.match_key)
             except InvalidRecord as problem:
-                rejected.append(Rejected(index, problem.message))
+                rejected.append(Rejected(index, problem.message, problem.field))
             except DestinationError as error:
                 failed.append(Failed(index, error))
                 if _stops_everything(error):
@@ -159,7 +160,9 @@ class RelevaDestination:
         result = self.client.upsert_profiles(
             profiles, subscribed_at_changed=self.subscribed_at_changed
         )
-        rejected += [Rejected(positions[item.index], item.reason) for item in result.rejected]
+        rejected += [
+            Rejected(positions[item.index], item.reason, item.field) for item in result.rejected
+        ]
         failed = [
             Failed(positions[index], batch.error)
             for batch in result.failures

@@ -29,7 +29,12 @@ from django_experience.delivery.counters import counters
 from django_experience.delivery.sender import report_failure
 from django_experience.delivery.settings import delivery_settings
 from django_experience.delivery.sinks import Payload, Sink, register_sink
-from django_experience.destinations.configured import Destination, SendReport, build_destinations
+from django_experience.destinations.configured import (
+    Destination,
+    Rejected,
+    SendReport,
+    build_destinations,
+)
 from django_experience.destinations.errors import DestinationError, InvalidRecord
 
 DESTINATION_NAMES = ("experiture", "releva")
@@ -38,6 +43,21 @@ EXPERITURE_BATCH = 50  # upserts per round: one request each, retried together a
 
 class NotConfigured(LookupError):
     """A job for a destination that ``EXPERIENCE_DESTINATIONS`` (no longer) names: final."""
+
+
+class RefusedBeforeSending(InvalidRecord):
+    """A payload the destination's validation refuses, so it was not sent.
+
+    Its message is logged, so it names the field only: the validation's reason may quote the
+    value, which is personal data. ``reason`` holds it, for the error callback.
+    """
+
+    def __init__(self, destination: str, rejected: Rejected) -> None:
+        where = f"field {rejected.field!r}" if rejected.field else "the record"
+        super().__init__(
+            f"{destination} validation refuses {where}; not sent", field=rejected.field
+        )
+        self.reason = rejected.reason
 
 
 def configured_options(name: str) -> dict[str, Any] | None:
@@ -84,7 +104,7 @@ def _traits(payload: Payload) -> Mapping[str, Any]:
 
 def _first_problem(report: SendReport) -> DestinationError | None:
     problems: list[tuple[int, DestinationError]] = [
-        (item.index, InvalidRecord(item.reason)) for item in report.rejected
+        (item.index, RefusedBeforeSending(report.destination, item)) for item in report.rejected
     ]
     problems += [(item.index, item.error) for item in report.failed]
     return min(problems, key=lambda pair: pair[0])[1] if problems else None
@@ -116,7 +136,7 @@ class DestinationSink(Sink):
             return
         for rejected in report.rejected:
             report_failure(
-                self, [batch[rejected.index]], InvalidRecord(rejected.reason),
+                self, [batch[rejected.index]], RefusedBeforeSending(self.name, rejected),
                 "refused before sending",
             )
         retry: list[Payload] = []
@@ -174,6 +194,7 @@ __all__ = [
     "DESTINATION_NAMES",
     "DestinationSink",
     "NotConfigured",
+    "RefusedBeforeSending",
     "configured_options",
     "delivery_destination",
     "register_sinks",

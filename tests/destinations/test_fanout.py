@@ -4,6 +4,7 @@ through background delivery, consent permitting."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -166,9 +167,10 @@ def test_a_refusal_is_reported_once_and_not_retried(
 
 
 def test_a_record_refused_locally_is_reported_and_never_sent(
-    site: EmulatorHandle, settings: SettingsWrapper
+    site: EmulatorHandle, settings: SettingsWrapper, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings.EXPERIENCE_DELIVERY = "thread"
+    caplog.set_level(logging.INFO, "django_experience")
     for traits in (
         {"email": "a@example.com", "seen": "2026-04-20T12:00:00"},  # naive: Experiture refuses
         {"email": "b@example.com", "seen": "2026-04-20T12:00:00Z"},
@@ -185,6 +187,11 @@ def test_a_record_refused_locally_is_reported_and_never_sent(
                       in failures)
     assert reported == [("experiture", "-"), ("experiture", "a@example.com"), ("releva", "-")]
     assert all(getattr(error, "local", False) for error, _, _ in failures)
+    naive = next(error for error, payloads, sink in failures
+                 if payloads[0]["traits"].get("email") == "a@example.com")
+    assert "no time zone" in getattr(naive, "reason", "")  # the details, for the callback
+    assert "field 'seen'" in caplog.text
+    assert "2026-04-20T12:00:00" not in caplog.text and "a@example.com" not in caplog.text
     assert delivery.counters()["retried"] == 0
     assert delivery.counters()["failed"] == 3
 
