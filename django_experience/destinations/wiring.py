@@ -12,6 +12,7 @@ from typing import Any
 
 from django.test.signals import setting_changed
 
+from django_experience.destinations.fanout import recent
 from django_experience.destinations.import_targets import TARGETS
 from django_experience.destinations.sinks import configured_options, register_sinks
 from django_experience.sync import targets
@@ -34,6 +35,7 @@ def sync_import_targets() -> None:
 def _on_setting_changed(sender: Any, setting: str = "", **kwargs: Any) -> None:
     if setting == "EXPERIENCE_DESTINATIONS":
         sync_import_targets()
+        recent.clear()  # new destinations: nothing was queued for them yet
 
 
 def connect() -> None:

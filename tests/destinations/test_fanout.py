@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_experience import delivery
-from django_experience.destinations.fanout import upsert_to_destinations
+from django_experience.destinations.fanout import REPEAT_WINDOW, recent, upsert_to_destinations
 from django_experience.emulator import destinations as emulated
 from django_experience.emulator.handle import EmulatorHandle
 from tests.stub_server import RecordedRequest, StubResponse, StubServer
@@ -288,3 +289,35 @@ def test_the_sync_backend_uses_the_clients_own_retries(
     _sign_in(client)
     assert site.destinations() == {"experiture": [ADA_EXPERITURE], "releva": [ADA_RELEVA]}
     assert failures == []
+
+
+def _experiture_stub(stub: StubServer, settings: SettingsWrapper) -> None:
+    stub.responder = lambda request: StubResponse(200, {"success": True, "data": {}})
+    settings.EXPERIENCE_DESTINATIONS = {"experiture": {"url": stub.url, "token": "t"}}
+
+
+def test_an_outage_of_the_experience_api_queues_one_upsert_not_one_per_page(
+    client: Client, stub: StubServer, experience_emulator: EmulatorHandle, ada: User,
+    settings: SettingsWrapper,
+) -> None:
+    """Unidentified, the signed-in user is identified again on every page."""
+    settings.EXPERIENCE_USER_TRAITS = "tests.middleware.views.user_traits"
+    _experiture_stub(stub, settings)
+    experience_emulator.faults(error_rate=1.0, error_status=500)
+    client.force_login(ada)  # no middleware saw the sign-in: identified on the first page
+    for _ in range(3):
+        assert client.get("/mw/page/").status_code == 200
+    assert [request.json()["record"] for request in stub.requests] == [ADA_EXPERITURE]
+
+
+def test_changed_traits_are_upserted_again(stub: StubServer, settings: SettingsWrapper) -> None:
+    _experiture_stub(stub, settings)
+    for tier in ("basic", "basic", "gold", "basic"):
+        upsert_to_destinations("user-1", {"email": "a@example.com", "tier": tier})
+    assert [request.json()["record"]["tier"] for request in stub.requests] == [
+        "basic", "gold", "basic"
+    ]
+    now = time.monotonic()
+    assert recent.first_time("someone", "traits", now)
+    assert not recent.first_time("someone", "traits", now + REPEAT_WINDOW - 1)
+    assert recent.first_time("someone", "traits", now + REPEAT_WINDOW + 1)
