@@ -72,7 +72,8 @@ def upsert_to_destinations(user_id: str, traits: Mapping[str, Any], user: Any = 
     have none. Nothing is queued without traits (there would be nothing to upsert).
     """
     try:
-        email = getattr(user, "email", None)
+        email_field = getattr(user, "get_email_field_name", lambda: "email")()
+        email = getattr(user, email_field, None)
         if email and isinstance(email, str) and not (traits or {}).get("email"):
             traits = {**traits, "email": email}
         config = conf.DESTINATIONS or {}

@@ -47,6 +47,29 @@ def _rejected(row: Row, reason: str) -> Rejected:
     return Rejected(row.line, reason, row.canonical(), row.external_id)
 
 
+def _with_user_emails(batch: Batch) -> list[tuple[Row, dict[str, Any]]]:
+    """Each row with its traits; with ``--users``, the user's email is added when the traits
+    have none, as the identify fan-out does (both platforms find profiles by email)."""
+    wanting = [row.user_pk for row in batch.rows
+               if row.user_pk is not None and not row.traits.get("email")]
+    emails: dict[Any, str] = {}
+    if wanting:
+        from django.contrib.auth import get_user_model
+
+        model = get_user_model()
+        field = model.get_email_field_name()
+        emails = {
+            pk: email
+            for pk, email in model._default_manager.filter(pk__in=wanting).values_list("pk", field)
+            if isinstance(email, str) and email
+        }
+    return [
+        (row, {**row.traits, "email": emails[row.user_pk]} if row.user_pk in emails
+         else row.traits)
+        for row in batch.rows
+    ]
+
+
 class DestinationTarget(ImportTarget):
     def retry_delay(self, exc: BaseException) -> float | None:
         if getattr(exc, "local", False):
@@ -73,9 +96,9 @@ class ExperitureTarget(DestinationTarget):
         client, match_key = self.destination.client, self.destination.match_key
         items: list[Item] = []
         rejected: list[Rejected] = []
-        for row in batch.rows:
+        for row, traits in _with_user_emails(batch):
             try:
-                record = record_from_traits(row.traits, self.destination.fields)
+                record = record_from_traits(traits, self.destination.fields)
                 build_upsert_body(record, match_key, client.schema)
             except InvalidRecord as problem:
                 rejected.append(_rejected(row, problem.message))
@@ -114,9 +137,9 @@ class RelevaTarget(DestinationTarget):
     def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
         items: list[Item] = []
         rejected: list[Rejected] = []
-        for row in batch.rows:
+        for row, traits in _with_user_emails(batch):
             try:
-                profile = profile_from_traits(row.traits, self.destination.fields)
+                profile = profile_from_traits(traits, self.destination.fields)
                 prepare_profile(profile)
             except ValueError as problem:  # InvalidRecord is a ValueError too
                 reason = problem.message if isinstance(problem, InvalidRecord) else str(problem)

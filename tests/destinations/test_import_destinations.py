@@ -215,3 +215,20 @@ def test_the_errors_file_is_json_lines_with_the_row(site: EmulatorHandle, tmp_pa
     run_import("--file", str(source), "--destination", "experiture", "--errors", str(errors))
     [entry] = read_errors(errors)
     assert entry["kind"] == "rejected" and json.loads(entry["row"]) == bad
+
+
+def test_users_import_adds_each_users_email(
+    site: EmulatorHandle, settings: SettingsWrapper
+) -> None:
+    from django.contrib.auth.models import User
+
+    settings.EXPERIENCE_USER_TRAITS = "tests.middleware.views.user_traits"
+    User.objects.create_user("ada", email="ada@example.com", first_name="Ada", is_staff=True)
+    User.objects.create_user("bob", first_name="Bob")  # no email: nothing to match on
+    result = run_import(*_fast("--users", "--destination", "experiture,releva"))
+    assert result.code == 1
+    stored = site.destinations()
+    assert stored["experiture"] == [{"firstname": "Ada", "tier": "gold",
+                                     "email": "ada@example.com"}]
+    assert [profile["email"] for profile in stored["releva"]] == ["ada@example.com"]
+    assert result.stdout.count("Rows rejected: 1") == 2  # bob, at each destination
