@@ -48,7 +48,7 @@ JSON_BLOCK = re.compile(
 
 
 def _line(content: str, name: str) -> str:
-    match = re.search(rf"^{name}=\[(.*)\]$", content, re.M)
+    match = re.search(rf"^{name}=\[(.*?)\]/{name}$", content, re.M | re.S)
     assert match is not None, (name, content)
     return match.group(1)
 

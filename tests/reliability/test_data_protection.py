@@ -1,0 +1,113 @@
+"""Data protection: a deleted profile is gone remotely and locally; trait values never reach
+the logs, whatever fails."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from django_experience.emulator.handle import EmulatorHandle
+from django_experience.models import ProfileMapping
+from tests.reliability.test_fault_matrix import FAULTS
+
+pytestmark = pytest.mark.django_db
+
+FIRST_NAME = "Zebulon7f3a"
+EMAIL = "zeb.7f3a@example.com"
+SECRETS = (FIRST_NAME, EMAIL, "7f3a")
+
+
+def _signed_in_visitor(emulator: EmulatorHandle) -> tuple[Client, AbstractBaseUser, str]:
+    user = get_user_model().objects.create_user("zeb", email=EMAIL, first_name=FIRST_NAME)
+    visitor = Client()
+    visitor.get("/page/")
+    visitor.post("/sign-in/", {"username": "zeb"})
+    page = visitor.get("/page/").content.decode()
+    assert f"name=[{FIRST_NAME}]" in page
+    (profile_id,) = ProfileMapping.objects.filter(user=user).values_list("profile_id", flat=True)
+    stored = emulator.profile(profile_id)
+    assert stored is not None and stored["traits"]["email"] == EMAIL
+    return visitor, user, profile_id
+
+
+def _assert_forgotten(emulator: EmulatorHandle, visitor: Client, profile_id: str) -> None:
+    assert emulator.profile(profile_id) is None
+    assert not ProfileMapping.objects.filter(profile_id=profile_id).exists()
+    # The visitor's next page starts afresh: nothing of the deleted profile comes back.
+    visitor.post("/sign-out/")
+    page = visitor.get("/page/")
+    assert page.status_code == 200
+    assert FIRST_NAME not in page.content.decode()
+    assert all(FIRST_NAME not in json.dumps(p) for p in emulator.profiles())
+
+
+def test_admin_action_deletes_remotely_and_locally(emulator: EmulatorHandle) -> None:
+    visitor, _, profile_id = _signed_in_visitor(emulator)
+    admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "pw")
+    staff = Client()
+    staff.force_login(admin)
+    mapping = ProfileMapping.objects.get(profile_id=profile_id)
+    response = staff.post(
+        "/admin/django_experience/profilemapping/",
+        {"action": "delete_in_api", "_selected_action": [str(mapping.pk)]},
+    )
+    assert response.status_code == 302
+    assert emulator.request_count("delete") == 1
+    _assert_forgotten(emulator, visitor, profile_id)
+
+
+def test_deleting_the_user_deletes_remotely_and_locally(
+    emulator: EmulatorHandle, settings: Any
+) -> None:
+    settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
+    visitor, user, profile_id = _signed_in_visitor(emulator)
+    user.delete()
+    _assert_forgotten(emulator, visitor, profile_id)
+
+
+def test_no_trait_value_reaches_the_logs(
+    emulator: EmulatorHandle, settings: Any, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings.EXPERIENCE_TIMEOUT = 0.25
+    settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
+    visitor, user, profile_id = _signed_in_visitor(emulator)
+    people = tmp_path / "people.jsonl"
+    people.write_text(
+        json.dumps({"id": "zeb-import", "traits": {"email": EMAIL, "firstname": FIRST_NAME}})
+        + "\n{broken " + FIRST_NAME + "\n",
+        encoding="utf-8",
+    )
+    for fault in FAULTS.values():
+        emulator.faults(**fault)
+        assert visitor.get("/page/").status_code == 200
+        visitor.post("/track/", {"sku": EMAIL})  # sync delivery fails and reports
+        other = Client()
+        other.post("/sign-in/", {"username": "zeb"})  # identify fails on sign-in
+        assert other.get("/page/").status_code == 200
+        with pytest.raises(CommandError):
+            call_command("experience_import", file=str(people), retries=0, timeout=0.25,
+                         checkpoint=str(tmp_path / "ckpt"), progress_interval=3600,
+                         stdout=io.StringIO(), stderr=io.StringIO())
+    emulator.clear_faults()
+    emulator.stop()  # deleting while the API is down: logged, not raised
+    user.delete()
+    emulator.start()
+
+    assert caplog.records, "nothing was logged: the test exercised no failure"
+    for record in caplog.records:
+        text = record.getMessage() + (caplog.text if record is caplog.records[-1] else "")
+        for secret in SECRETS:
+            assert secret not in text, (record.name, record.getMessage())
+    # Our own lines name a profile only by a short prefix (HTTP libraries log URLs at DEBUG).
+    own = [r for r in caplog.records if r.name.startswith("django_experience")]
+    assert own and all(profile_id not in r.getMessage() for r in own)
