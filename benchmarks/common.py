@@ -24,9 +24,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 class StubProcess:
     """``benchmarks.stub`` in a child process; ``.url`` is its base URL."""
 
-    def __init__(self, mode: str = "page") -> None:
+    def __init__(self, mode: str = "page", delay_ms: float = 0.0) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.stub", "--mode", mode],
+            [sys.executable, "-m", "benchmarks.stub", "--mode", mode, "--delay-ms", str(delay_ms)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

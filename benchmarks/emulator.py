@@ -108,7 +108,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         process.wait(10)
     with StubProcess("page") as stub:
         ceiling, _, _ = _drive(stub.port, duration, lambda slot, n: f"{PREFIX}/profiles")
-    rows = [
+    rows: list[list[object]] = [
         ["create profile", f"{create_rate:,.0f}", create_ok, create_errors],
         ["update profile", f"{update_rate:,.0f}", update_ok, update_errors],
         ["(generator ceiling: raw stub)", f"{ceiling:,.0f}", "", ""],

@@ -1,7 +1,8 @@
 """One bulk import in a fresh process, for ``benchmarks.bulk_import`` (prints a JSON line).
 
-``python -m benchmarks.import_child FILE API_URL WORKERS``: runs ``manage.py experience_import
---file FILE --workers WORKERS`` against ``API_URL`` with a fresh database, and reports the rows
+``python -m benchmarks.import_child FILE API_URL WORKERS [--async]``: runs ``manage.py
+experience_import --file FILE --workers WORKERS`` against ``API_URL`` with a fresh database
+(``--async``: the asynchronous import endpoint, no mappings stored), and reports the rows
 per second of the import itself (start-up and migrations excluded) and the process's peak RSS.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 def main() -> None:
     path, url, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    asynchronous = "--async" in sys.argv[4:]
     from benchmarks.common import setup_django
 
     setup_django(EXPERIENCE_API_URL=url)
@@ -30,6 +32,7 @@ def main() -> None:
         "experience_import",
         file=path,
         workers=workers,
+        asynchronous=asynchronous,
         checkpoint=str(checkpoint),
         progress_interval=3600,
         stdout=stdout,

@@ -9,6 +9,8 @@ under measurement for the interpreter lock. Modes:
   request order, as the API does; the profile endpoints answer like ``page``.
 - ``blackhole``: accepts connections and never answers.
 
+``--delay-ms`` adds a fixed latency to every API answer (a remote API instead of loopback).
+
 Control paths (not counted): ``GET /__stats__`` (requests, events, largest request in events
 and bytes), ``GET /__last__`` (the last API request, for replaying it), ``POST /__reset__``.
 """
@@ -20,6 +22,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,8 +126,11 @@ def _batch_answer(body: bytes) -> tuple[bytes, int]:
 class StubServer:
     """Thread-per-connection keep-alive server answering with pre-built bytes."""
 
-    def __init__(self, mode: str = "page", host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, mode: str = "page", host: str = "127.0.0.1", port: int = 0, delay: float = 0.0
+    ) -> None:
         self.mode = mode
+        self.delay = delay
         self.stats = Stats()
         self._listener = socket.create_server((host, port), backlog=512)
         self.port = self._listener.getsockname()[1]
@@ -182,6 +188,8 @@ class StubServer:
                         return
                     buffer += chunk
                 body, buffer = buffer[:length], buffer[length:]
+                if self.delay and not target.startswith(b"/__"):
+                    time.sleep(self.delay)  # a remote API's latency
                 connection.sendall(self._answer(method.decode(), target.decode(), head, body))
                 if close:
                     return
@@ -224,8 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=("page", "batch", "blackhole"), default="page")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="latency of each answer")
     options = parser.parse_args(argv)
-    server = StubServer(options.mode, port=options.port)
+    server = StubServer(options.mode, port=options.port, delay=options.delay_ms / 1000)
     sys.stdout.write(f"{server.port}\n")
     sys.stdout.flush()
     server.serve_forever()
