@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ LAST_SEEN_RESOLUTION = timedelta(hours=1)
 
 def mapped_profile_id(user: Any) -> str | None:
     """The profile id mapped to a signed-in user, or ``None``; notes when they were last seen."""
+    from django.db import DatabaseError, transaction
     from django.utils import timezone
 
     from django_experience.models import ProfileMapping
@@ -35,7 +37,10 @@ def mapped_profile_id(user: Any) -> str | None:
     pk, profile_id, last_seen_at = row
     now = timezone.now()
     if last_seen_at is None or now - last_seen_at > LAST_SEEN_RESOLUTION:
-        ProfileMapping.objects.filter(pk=pk).update(last_seen_at=now)
+        # A busy database: the next request notes it instead (the savepoint keeps a
+        # surrounding transaction usable).
+        with contextlib.suppress(DatabaseError), transaction.atomic():
+            ProfileMapping.objects.filter(pk=pk).update(last_seen_at=now)
     return str(profile_id)
 
 

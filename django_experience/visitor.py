@@ -184,6 +184,7 @@ class Visitor:
         self.profile_id: str | None = None  # the id the response's cookie must carry
         self.page_sent = False
         self.signed_out = False
+        self._mapping_unknown = False
         self._lock = threading.Lock()
 
     # state derived from the request, computed on first use
@@ -211,7 +212,12 @@ class Visitor:
     def _mapped_id(self) -> str | None:
         if self.signed_out or not self.consent:
             return None
-        return mapped_profile_id(getattr(self.request, "user", None))
+        try:
+            return mapped_profile_id(getattr(self.request, "user", None))
+        except Exception:  # the database failing must not cost the visitor's events
+            logger.warning("Experience could not read the profile mapping; using the cookie")
+            self._mapping_unknown = True
+            return None
 
     def known_id(self) -> str | None:
         """The profile id to use for this visitor, if there is one already."""
@@ -330,7 +336,8 @@ class Visitor:
         user = getattr(self.request, "user", None)
         if not self.consent or self.signed_out or not getattr(user, "is_authenticated", False):
             return None
-        return user if self._mapped_id is None else None
+        unmapped = self._mapped_id is None and not self._mapping_unknown
+        return user if unmapped else None
 
     def _get(self, target: str) -> ProfileResult | None:
         from django_experience.clients import experience_client

@@ -147,12 +147,16 @@ def shutdown(timeout: float | None = None) -> bool:
 
 
 def reset() -> None:
-    """Forget queued events and zero the counters (for tests)."""
+    """Forget queued events and zero the counters (for tests).
+
+    Waits for a send already in flight to end (within ``EXPERIENCE_DELIVERY_TIMEOUT``), so
+    nothing of one test reaches the API after the next one has started.
+    """
     with _lock:
         workers = list(_workers.values())
         _workers.clear()
     for worker in workers:
-        worker.discard()
+        worker.discard(timeout=delivery_settings.TIMEOUT)
     _counters.reset()
 
 

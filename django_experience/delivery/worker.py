@@ -116,14 +116,20 @@ class QueueWorker:
             logger.warning("Delivery stopped with %d event(s) not sent", self.pending())
         return drained
 
-    def discard(self) -> None:
-        """Forget queued jobs and stop the thread after its current round (for tests)."""
+    def discard(self, timeout: float | None = None) -> None:
+        """Forget queued jobs; stop the thread after its current round and wait for it to end
+        (up to ``timeout`` seconds). For tests."""
         with self._cond:
             self._pending -= len(self._jobs)
             self._jobs.clear()
             self._stopping = True
             self._deadline = time.monotonic()
             self._cond.notify_all()
+            thread = self._thread
+        # A round already being sent finishes (no retries now): wait for it, so none of its
+        # requests lands after the caller has moved on.
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     # consumer side ---------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:

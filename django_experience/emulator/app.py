@@ -175,7 +175,10 @@ class EmulatorApp:
         if endpoint is None:
             return error_response(APIError(
                 405, "ERR_METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}"))
+        generation = self.state.generation
         response = self._faulted(endpoint)
+        if self.state.generation != generation:
+            raise DropConnection()  # the emulator was reset meanwhile: this request is gone
         if response is None:
             response = self._guarded(
                 lambda: self._handle(endpoint, match["org"], match["env"], match["pid"], environ)

@@ -62,6 +62,9 @@ class EmulatorState:
         self._imports: queue.Queue[tuple[str, str, bytes]] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
+        # Bumped by reset(): a request that arrived before a reset (say, one still sleeping in
+        # an injected latency) is dropped rather than written into the fresh state.
+        self.generation = 0
 
     # -- configuration --------------------------------------------------------------------
 
@@ -84,6 +87,7 @@ class EmulatorState:
 
     def reset(self) -> None:
         """Forget all profiles, statistics and faults; restore the start-up configuration."""
+        self.generation += 1
         self.drain()
         self.store.clear()
         self.stats.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -159,3 +160,15 @@ def test_flush_times_out_while_the_api_is_slow(threaded: StubServer) -> None:
     delivery.enqueue(track("p1"))
     assert delivery.flush(timeout=0.1) is False
     assert delivery.flush(timeout=10) is True
+
+
+def test_reset_waits_for_the_round_in_flight(threaded: StubServer) -> None:
+    # Otherwise a test's slow send lands in the next test's API.
+    threaded.responder = lambda request: StubResponse(
+        200, {"data": profiles_answer(request), "error": None}, delay=0.5
+    )
+    delivery.enqueue(track("p1"))
+    assert delivery.flush(timeout=0.1) is False  # the round is in flight
+    delivery.reset()
+    assert not [t for t in threading.enumerate() if t.name == "experience-delivery"]
+    assert len(threaded.requests) == 1

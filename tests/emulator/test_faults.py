@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -58,6 +59,30 @@ def test_latency_delays_the_answer(server: EmulatorServer, api: Api) -> None:
     started = time.monotonic()
     assert api.get("/profiles/none").status_code == 404
     assert time.monotonic() - started >= 0.15
+
+
+def test_a_request_delayed_across_a_reset_is_dropped_not_stored(server: EmulatorServer,
+                                                                api: Api) -> None:
+    # A test whose client gave up on a slow answer must not leak its events into the next
+    # test's fresh state.
+    server.state.set_faults(Faults(latency_ms=400))
+    outcome: list[BaseException | int] = []
+
+    def slow_create() -> None:
+        try:
+            outcome.append(api.post("/profiles", {"events": [page()]}).status_code)
+        except requests.ConnectionError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=slow_create)
+    thread.start()
+    time.sleep(0.1)  # the request is now sleeping in the injected latency
+    server.state.reset()
+    thread.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], requests.ConnectionError), outcome
+    assert server.state.stats_json()["events"] == 0
+    assert server.state.profiles_json() == []
+    assert api.post("/profiles", {"events": [page()]}).status_code == 200  # later ones are fine
 
 
 def test_slow_body_sends_headers_at_once_and_trickles_the_body(server: EmulatorServer) -> None:

@@ -304,3 +304,46 @@ def test_last_seen_is_refreshed_at_most_hourly(
     ProfileMapping.objects.filter(user=ada).update(last_seen_at=recently)
     _page(client)
     assert ProfileMapping.objects.get(user=ada).last_seen_at == recently
+
+
+def test_an_unreadable_mapping_serves_the_cookie_profile_without_identifying_again(
+    client: Client, emulator: EmulatorHandle, ada: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A locked or failing database cannot be produced over the socket: patch the lookup.
+    from django.db import OperationalError
+
+    _page(client)
+    _sign_in(client)
+    identified = emulator.stats()["events"]
+
+    def locked(user: Any) -> str | None:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr("django_experience.visitor.mapped_profile_id", locked)
+    data = _page(client)
+    assert data["degraded"] is False and data["name"] == "Ada"  # the cookie's profile
+    assert emulator.stats()["events"] == identified + 1  # the page view, no second identify
+    assert ProfileMapping.objects.filter(user=ada).count() == 1
+
+
+def test_a_failing_last_seen_write_does_not_fail_the_page(
+    client: Client, emulator: EmulatorHandle, ada: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+    from django.utils import timezone
+
+    _page(client)
+    _sign_in(client)
+    ProfileMapping.objects.filter(user=ada).update(last_seen_at=timezone.now() - timedelta(days=3))
+    before = emulator.stats()["events"]
+
+    def locked(self: QuerySet[Any], **kwargs: Any) -> int:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(QuerySet, "update", locked)
+    data = _page(client)
+    assert data["degraded"] is False and data["name"] == "Ada"
+    assert emulator.stats()["events"] == before + 1  # the page view only

@@ -50,6 +50,16 @@ def site_url() -> Iterator[str]:
         server.server_close()
 
 
+def _duplicates(emulator: EmulatorHandle) -> list[tuple[str, str, int]]:
+    """Events stored more than once: (type, messageId, times)."""
+    seen: Counter[tuple[str, str]] = Counter(
+        (event.get("type", "?"), event.get("messageId", "?"))
+        for profile in emulator.profiles()
+        for event in profile.get("events", [])
+    )
+    return [(kind, message, times) for (kind, message), times in seen.items() if times > 1]
+
+
 def test_mixed_load_loses_nothing(
     emulator: EmulatorHandle, settings: Any, site_url: str
 ) -> None:
@@ -125,7 +135,7 @@ def test_mixed_load_loses_nothing(
     assert failures == []
     assert counts["page"] and counts["plain"] and counts["track"]
     sent = counts["page"] + counts["plain"] + counts["track"]
-    assert emulator.stats()["events"] - before == sent, counts
+    assert emulator.stats()["events"] - before == sent, (counts, _duplicates(emulator))
     counters = delivery.counters()
     assert counters["dropped"] == 0 and counters["failed"] == 0, counters
     # One mapping per user, whatever order the devices signed in.
