@@ -5,20 +5,12 @@ from collections.abc import Iterator
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from django_experience import delivery
 from tests.delivery.helpers import profiles_answer
 from tests.stub_server import RecordedRequest, StubResponse, StubServer, ok_envelope
 
 
 def answer_batches(request: RecordedRequest) -> StubResponse:
     return ok_envelope(profiles_answer(request))
-
-
-@pytest.fixture(autouse=True)
-def fresh_delivery() -> Iterator[None]:
-    delivery.reset()
-    yield
-    delivery.reset()
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +28,14 @@ class Result:
 def run_import(*args: str, stdin: IO[bytes] | None = None) -> Result:
     out, err = io.StringIO(), io.StringIO()
     extra: dict[str, Any] = {"stdin": stdin} if stdin is not None else {}
-    try:
-        call_command("experience_import", *args, stdout=out, stderr=err, **extra)
-        code = 0
-    except CommandError as exc:
-        code = exc.returncode
-        err.write(f"CommandError: {exc}\n")
+    # An import without a file keeps its checkpoint in the working directory: not the repo's.
+    with tempfile.TemporaryDirectory() as workdir, contextlib.chdir(workdir):
+        try:
+            call_command("experience_import", *args, stdout=out, stderr=err, **extra)
+            code = 0
+        except CommandError as exc:
+            code = exc.returncode
+            err.write(f"CommandError: {exc}\n")
     return Result(code, out.getvalue(), err.getvalue())
 
 

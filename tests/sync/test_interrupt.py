@@ -17,6 +17,10 @@ from tests.sync.helpers import assert_one_profile_each, people, write_jsonl
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT delivery")
 def test_interrupted_import_resumes_where_it_stopped(
     emulator: EmulatorHandle, tmp_path: Path
@@ -36,7 +40,9 @@ def test_interrupted_import_resumes_where_it_stopped(
     emulator.faults(latency_ms=150)
 
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A runner started in the background inherits an ignored SIGINT: Ctrl-C must count.
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 30
     while emulator.request_count("batch") < 2 and time.monotonic() < deadline:
