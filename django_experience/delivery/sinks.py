@@ -11,15 +11,13 @@ import os
 import threading
 from typing import Any
 
+from django_experience import errors_policy
 from django_experience.api import ExperienceClient
 from django_experience.api.batching import plan_batches
-from django_experience.api.errors import TransportError
 from django_experience.conf import conf
 from django_experience.delivery.settings import delivery_settings
 
 Payload = dict[str, Any]
-
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class Sink:
@@ -45,24 +43,11 @@ class Sink:
 
     def retry_delay(self, exc: BaseException) -> float | None:
         """``None`` when ``exc`` is final; else the minimum wait before retrying (0 = backoff)."""
-        if not hasattr(exc, "status"):
-            return None
-        status = getattr(exc, "status", None)
-        # A transport error (no answer, or an unreadable one) says nothing about the request:
-        # sending it again is safe because message ids and profile ids are stable.
-        if (
-            isinstance(exc, TransportError)
-            or status is None
-            or status in RETRYABLE_STATUSES
-            or status >= 500
-        ):
-            retry_after = getattr(exc, "retry_after", None)
-            return float(retry_after) if isinstance(retry_after, int | float) else 0.0
-        return None
+        return errors_policy.retry_delay(exc)
 
     def splittable(self, exc: BaseException) -> bool:
         """True when a batch is refused for its content (one bad payload spoils it)."""
-        return getattr(exc, "status", None) in (400, 413, 422)
+        return errors_policy.refused_for_content(exc)
 
 
 _client_lock = threading.Lock()

@@ -10,10 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django_experience.api.errors import TransportError
+from django_experience import errors_policy
 from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
-
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 @dataclass
@@ -54,24 +52,11 @@ class ImportTarget:
 
     def retry_delay(self, exc: BaseException) -> float | None:
         """``None`` when ``exc`` is final, else the minimum wait before retrying."""
-        if not hasattr(exc, "status"):
-            return None
-        status = getattr(exc, "status", None)
-        # A transport error (no answer, or an unreadable one) says nothing about the request:
-        # sending it again is safe because message ids and profile ids are stable.
-        if (
-            isinstance(exc, TransportError)
-            or status is None
-            or status in RETRYABLE_STATUSES
-            or status >= 500
-        ):
-            retry_after = getattr(exc, "retry_after", None)
-            return float(retry_after) if isinstance(retry_after, int | float) else 0.0
-        return None
+        return errors_policy.retry_delay(exc)
 
     def splittable(self, exc: BaseException) -> bool:
         """True when one bad row may have spoiled the whole batch (so bisect to find it)."""
-        return getattr(exc, "status", None) in (400, 413, 422)
+        return errors_policy.refused_for_content(exc)
 
     def recover(self, item: Item, exc: BaseException) -> Item | None:
         """A replacement for a single refused item worth one more try, or None."""

@@ -1,0 +1,39 @@
+"""How background senders (delivery sinks, import targets) judge a failed send.
+
+Errors are judged by their ``status`` attribute (``None`` meaning no answer arrived), the
+convention of every client in this package. Kept out of ``delivery`` and ``sync`` so that both
+can use it without importing each other, and free of Django like ``django_experience.api``.
+"""
+
+from __future__ import annotations
+
+from django_experience.api.errors import TransportError
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+# Statuses that refuse a request for what it carries: one bad payload may spoil a whole batch.
+# A tuple, not a set: ``status`` is duck-typed and may be unhashable.
+CONTENT_REFUSED_STATUSES = (400, 413, 422)
+
+
+def retry_delay(exc: BaseException) -> float | None:
+    """``None`` when ``exc`` is final; else the minimum wait before retrying (0 = backoff)."""
+    if not hasattr(exc, "status"):
+        return None
+    status = getattr(exc, "status", None)
+    # A transport error (no answer, or an unreadable one) says nothing about the request:
+    # sending it again is safe because message ids and profile ids are stable.
+    if (
+        isinstance(exc, TransportError)
+        or status is None
+        or status in RETRYABLE_STATUSES
+        or status >= 500
+    ):
+        retry_after = getattr(exc, "retry_after", None)
+        return float(retry_after) if isinstance(retry_after, int | float) else 0.0
+    return None
+
+
+def refused_for_content(exc: BaseException) -> bool:
+    """True when a batch is refused for its content (so splitting it may isolate the bad one)."""
+    return getattr(exc, "status", None) in CONTENT_REFUSED_STATUSES
