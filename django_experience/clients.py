@@ -1,4 +1,4 @@
-"""The process-wide Experience API client built from the settings.
+"""The process-wide Experience API clients built from the settings.
 
 One client (one ``requests.Session``, one kept-alive connection pool) per distinct configuration,
 so ``override_settings`` in tests gets a client of its own and production reuses connections.
@@ -6,25 +6,49 @@ so ``override_settings`` in tests gets a client of its own and production reuses
 
 from __future__ import annotations
 
+import os
 import threading
 
 from django_experience.api import ExperienceClient
 from django_experience.conf import conf
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, str, str, float, int], ExperienceClient] = {}
+# (organization, environment, API URL, timeout, max_retries, process id)
+_clients: dict[tuple[str, str, str, float, int, int], ExperienceClient] = {}
 
 
 def experience_client() -> ExperienceClient:
     """The shared client for the current ``EXPERIENCE_*`` settings."""
-    key = (conf.ORGANIZATION_ID, conf.ENVIRONMENT, conf.API_URL, conf.TIMEOUT, conf.MAX_RETRIES)
+    return cached_client(timeout=conf.TIMEOUT, max_retries=conf.MAX_RETRIES)
+
+
+def cached_client(*, timeout: float, max_retries: int) -> ExperienceClient:
+    """The shared client for the current settings with this ``timeout`` and ``max_retries``.
+
+    Keyed by process id too, so a forked child never shares the parent's pooled connections.
+    """
+    organization, environment, url = conf.ORGANIZATION_ID, conf.ENVIRONMENT, conf.API_URL
+    key = (organization, environment, url, timeout, max_retries, os.getpid())
     client = _clients.get(key)
     if client is None:
         with _lock:
             client = _clients.get(key)
             if client is None:
                 client = ExperienceClient(
-                    key[0], environment=key[1], base_url=key[2], timeout=key[3], max_retries=key[4]
+                    organization,
+                    environment=environment,
+                    base_url=url,
+                    timeout=timeout,
+                    max_retries=max_retries,
                 )
                 _clients[key] = client
     return client
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread of the parent may have held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

@@ -7,14 +7,12 @@ retries, counters and task backend serve them unchanged.
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
 from django_experience import errors_policy
 from django_experience.api import ExperienceClient
 from django_experience.api.batching import plan_batches
-from django_experience.conf import conf
+from django_experience.clients import cached_client, experience_client
 from django_experience.delivery.settings import delivery_settings
 
 Payload = dict[str, Any]
@@ -50,32 +48,9 @@ class Sink:
         return errors_policy.refused_for_content(exc)
 
 
-_client_lock = threading.Lock()
-_clients: dict[tuple[str, str, str, float, int], ExperienceClient] = {}
-
-
 def delivery_client() -> ExperienceClient:
-    """A client for background sends: its own timeout, no retries of its own (delivery retries).
-
-    Keyed by process id too, so a forked child never shares the parent's pooled connections.
-    """
-    key = (
-        conf.ORGANIZATION_ID,
-        conf.ENVIRONMENT,
-        conf.API_URL,
-        delivery_settings.TIMEOUT,
-        os.getpid(),
-    )
-    client = _clients.get(key)
-    if client is None:
-        with _client_lock:
-            client = _clients.get(key)
-            if client is None:
-                client = ExperienceClient(
-                    key[0], environment=key[1], base_url=key[2], timeout=key[3], max_retries=0
-                )
-                _clients[key] = client
-    return client
+    """A client for background sends: its own timeout, no retries of its own (delivery retries)."""
+    return cached_client(timeout=delivery_settings.TIMEOUT, max_retries=0)
 
 
 class ExperienceSink(Sink):
@@ -90,18 +65,8 @@ class ExperienceSink(Sink):
         delivery_client().upsert_profiles(batch)
 
     def send_now(self, batch: list[Payload]) -> None:
-        from django_experience.clients import experience_client
-
         experience_client().upsert_profiles(batch)
 
-
-def _after_fork() -> None:
-    global _client_lock
-    _client_lock = threading.Lock()  # another thread of the parent may have held it
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 _sinks: dict[str, Sink] = {}
 
