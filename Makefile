@@ -46,9 +46,15 @@ demo: $(STAMP)
 	@if [ -x example_project/run_demo.sh ]; then exec example_project/run_demo.sh; \
 	else echo "The example project is not built yet."; exit 1; fi
 
-bench: $(STAMP)
-	@if [ -d benchmarks ]; then $(BIN)/python -m benchmarks; \
-	else echo "No benchmarks yet."; exit 1; fi
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Benchmarks run on demand (ARGS, e.g. ARGS="middleware --quick"); `python -m benchmarks -h`.
+bench: $(BENCH_STAMP) node_modules/.installed
+	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV42) node_modules .mypy_cache .ruff_cache .pytest_cache

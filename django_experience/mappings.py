@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import random
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -50,7 +52,7 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
     Safe against concurrent first sign-ins of one user: the row that was written first wins and
     its profile id is returned; the losing writer never raises.
     """
-    from django.db import IntegrityError, transaction
+    from django.db import IntegrityError, OperationalError, transaction
     from django.db.models import F, Q
     from django.utils import timezone
 
@@ -62,7 +64,10 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
     if external_id:
         owner |= Q(external_id=external_id)
     lost_race = False
-    for _ in range(3):
+    busy_retries = 0
+    attempt = 0
+    while attempt < 3:
+        attempt += 1
         try:
             with transaction.atomic():
                 mapping = (
@@ -104,7 +109,30 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
             return profile_id
         except IntegrityError:
             lost_race = True  # a concurrent sign-in wrote first: read its row and keep it
+        except OperationalError:
+            if not _may_retry_busy(busy_retries):
+                raise
+            busy_retries += 1
+            attempt -= 1  # a busy database is not a lost race
+            time.sleep(random.uniform(0.5, 1.0) * BUSY_BACKOFF * 2**busy_retries)
     return profile_id
+
+
+BUSY_RETRIES = 6
+BUSY_BACKOFF = 0.01  # seconds; doubled each retry (about 1.3 s in all at most)
+
+
+def _may_retry_busy(retries_so_far: int) -> bool:
+    """Whether a write that failed on a busy database may be tried again.
+
+    SQLite answers "database is locked" at once (whatever its busy timeout) when two writers
+    deadlock upgrading their read locks, as concurrent first sign-ins do unless the connection
+    begins transactions IMMEDIATE (Django 5.1+). Retrying the whole transaction resolves it;
+    inside the caller's own transaction, though, the retry is the caller's to make.
+    """
+    from django.db import connection
+
+    return retries_so_far < BUSY_RETRIES and not connection.in_atomic_block
 
 
 def profile_owned_by_someone_else(profile_id: str, user: Any, external_id: str) -> bool:

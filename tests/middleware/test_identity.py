@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import django
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -214,10 +213,6 @@ def test_concurrent_first_sign_ins_create_one_mapping(emulator: EmulatorHandle) 
         assert _page(device)["profile"] == mappings[0].profile_id
 
 
-@pytest.mark.skipif(
-    django.VERSION < (5, 1),
-    reason="SQLite writers need transaction_mode=IMMEDIATE (Django 5.1+) to wait for the lock",
-)
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_mapping_writes_never_raise_or_duplicate() -> None:
     from django.db import connection
