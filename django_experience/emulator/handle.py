@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 
 
 class StatusCounts(dict[str, int]):
-    """Counts by HTTP status; ``counts[200]`` and ``counts["200"]`` are the same."""
+    """Counts by HTTP status; ``counts[200]`` and ``counts["200"]`` are the same, and a status
+    never answered counts 0 (like ``collections.Counter``)."""
+
+    def __missing__(self, key: str) -> int:
+        return 0
 
     def __getitem__(self, key: object) -> int:
         return super().__getitem__(str(key))

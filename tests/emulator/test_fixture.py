@@ -31,6 +31,8 @@ def test_settings_point_at_the_emulator(experience_emulator: EmulatorHandle) -> 
     assert experience_emulator.stats()["events"] == 1
     assert experience_emulator.stats()["requests"]["batch"] == {}
     assert experience_emulator.stats()["requests"]["create"].get("500", 0) == 0
+    assert experience_emulator.stats()["requests"]["create"][500] == 0  # never answered
+    assert experience_emulator.stats()["requests"]["batch"][200] == 0
 
 
 def test_each_test_starts_from_a_clean_emulator(experience_emulator: EmulatorHandle) -> None:
