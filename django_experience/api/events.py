@@ -12,10 +12,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
 from django_experience import __version__
+
+if TYPE_CHECKING:
+    # typing.Unpack is Python 3.11+ and only annotations use it (strings at run time).
+    from typing import Unpack
 
 LIBRARY = {"name": "django-experience", "version": __version__}
 CHANNELS = ("web", "mobile", "server")
@@ -74,14 +78,25 @@ def _optional_object(value: object, name: str, event_type: str) -> dict[str, Any
     return dict(value)
 
 
+class EventOptions(TypedDict, total=False):
+    """The keyword arguments every builder passes on to :func:`_base` (which holds the defaults:
+    ``channel="server"``, the rest ``None``); spelled out once so they cannot drift apart."""
+
+    channel: str
+    message_id: str | None
+    timestamp: Timestamp
+    anonymous_id: str | None
+    context: Mapping[str, Any] | None
+
+
 def _base(
     event_type: str,
     *,
-    channel: str,
-    message_id: str | None,
-    timestamp: Timestamp,
-    anonymous_id: str | None,
-    context: Mapping[str, Any] | None,
+    channel: str = "server",
+    message_id: str | None = None,
+    timestamp: Timestamp = None,
+    anonymous_id: str | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> Event:
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
@@ -131,23 +146,12 @@ def page_event(
     user_agent: str | None = None,
     locale: str | None = None,
     properties: Mapping[str, Any] | None = None,
-    channel: str = "server",
-    message_id: str | None = None,
-    timestamp: Timestamp = None,
-    anonymous_id: str | None = None,
-    context: Mapping[str, Any] | None = None,
+    **options: Unpack[EventOptions],
 ) -> Event:
     """A ``page`` view of ``url`` (a full URL with scheme, host, path and query string)."""
     _required_string(url, "url", "page")
     page = page_context(url, referrer=referrer or "")
-    event = _base(
-        "page",
-        channel=channel,
-        message_id=message_id,
-        timestamp=timestamp,
-        anonymous_id=anonymous_id,
-        context=context,
-    )
+    event = _base("page", **options)
     event_context = event["context"]
     event_context["page"] = page
     event_context["campaign"] = campaign_context(page["query"])
@@ -166,23 +170,11 @@ def page_event(
 def track_event(
     event: str,
     properties: Mapping[str, Any] | None = None,
-    *,
-    channel: str = "server",
-    message_id: str | None = None,
-    timestamp: Timestamp = None,
-    anonymous_id: str | None = None,
-    context: Mapping[str, Any] | None = None,
+    **options: Unpack[EventOptions],
 ) -> Event:
     """A ``track`` event named ``event`` (for example ``"Added to cart"``)."""
     name = _required_string(event, "event", "track")
-    built = _base(
-        "track",
-        channel=channel,
-        message_id=message_id,
-        timestamp=timestamp,
-        anonymous_id=anonymous_id,
-        context=context,
-    )
+    built = _base("track", **options)
     built["event"] = name
     built["properties"] = _optional_object(properties, "properties", "track")
     return built
@@ -191,25 +183,13 @@ def track_event(
 def identify_event(
     user_id: str,
     traits: Mapping[str, Any] | None = None,
-    *,
-    channel: str = "server",
-    message_id: str | None = None,
-    timestamp: Timestamp = None,
-    anonymous_id: str | None = None,
-    context: Mapping[str, Any] | None = None,
+    **options: Unpack[EventOptions],
 ) -> Event:
     """An ``identify`` event: ``user_id`` (your stable id of the person) and ``traits``."""
     identifier = _required_string(user_id, "user_id", "identify")
     if traits is not None and not isinstance(traits, Mapping):
         raise ValueError(f"traits of an identify event must be a dict, got {type(traits).__name__}")
-    built = _base(
-        "identify",
-        channel=channel,
-        message_id=message_id,
-        timestamp=timestamp,
-        anonymous_id=anonymous_id,
-        context=context,
-    )
+    built = _base("identify", **options)
     built["userId"] = identifier
     built["traits"] = dict(traits or {})
     return built
@@ -218,23 +198,11 @@ def identify_event(
 def screen_event(
     name: str,
     properties: Mapping[str, Any] | None = None,
-    *,
-    channel: str = "server",
-    message_id: str | None = None,
-    timestamp: Timestamp = None,
-    anonymous_id: str | None = None,
-    context: Mapping[str, Any] | None = None,
+    **options: Unpack[EventOptions],
 ) -> Event:
     """A ``screen`` view (the mobile page view) of the screen ``name``."""
     screen = _required_string(name, "name", "screen")
-    built = _base(
-        "screen",
-        channel=channel,
-        message_id=message_id,
-        timestamp=timestamp,
-        anonymous_id=anonymous_id,
-        context=context,
-    )
+    built = _base("screen", **options)
     built["name"] = screen
     built["properties"] = {**_optional_object(properties, "properties", "screen"), "name": screen}
     return built
@@ -246,11 +214,7 @@ def component_event(
     experience_id: str | None = None,
     variant_index: int | None = None,
     component_type: str = "Entry",
-    channel: str = "server",
-    message_id: str | None = None,
-    timestamp: Timestamp = None,
-    anonymous_id: str | None = None,
-    context: Mapping[str, Any] | None = None,
+    **options: Unpack[EventOptions],
 ) -> Event:
     """A ``component`` view; with ``experience_id`` and ``variant_index`` it pins the variant."""
     component = _required_string(component_id, "component_id", "component")
@@ -264,14 +228,7 @@ def component_event(
         isinstance(variant_index, bool) or not isinstance(variant_index, int) or variant_index < 0
     ):
         raise ValueError(f"variant_index must be an integer >= 0, got {variant_index!r}")
-    built = _base(
-        "component",
-        channel=channel,
-        message_id=message_id,
-        timestamp=timestamp,
-        anonymous_id=anonymous_id,
-        context=context,
-    )
+    built = _base("component", **options)
     built["componentId"] = component
     built["componentType"] = component_type
     if experience_id is not None:
