@@ -89,10 +89,8 @@ def _open(path: str, stdin: IO[bytes] | None) -> tuple[IO[bytes], int | None]:
     return stream, size
 
 
-class JsonLinesSource(Source):
-    """One JSON object per line: ``{"id": ..., "traits": {...}}``. Blank lines are skipped."""
-
-    name = "jsonl"
+class _FileSource(Source):
+    """A file (or standard input) read line by line; subclasses turn the lines into records."""
 
     def __init__(self, path: str, stdin: IO[bytes] | None = None) -> None:
         self.path = path
@@ -107,15 +105,27 @@ class JsonLinesSource(Source):
 
     def __iter__(self) -> Iterator[Row | Rejected]:
         try:
-            for text in self._lines:
-                line = self._lines.line
-                stripped = text.strip()
-                if not stripped:
-                    continue
-                yield self._parse(line, stripped)
+            yield from self._records()
         finally:
-            if self.path != "-":
+            if self.path != "-":  # standard input is the caller's to close
                 self._stream.close()
+
+    def _records(self) -> Iterator[Row | Rejected]:
+        raise NotImplementedError
+
+
+class JsonLinesSource(_FileSource):
+    """One JSON object per line: ``{"id": ..., "traits": {...}}``. Blank lines are skipped."""
+
+    name = "jsonl"
+
+    def _records(self) -> Iterator[Row | Rejected]:
+        for text in self._lines:
+            line = self._lines.line
+            stripped = text.strip()
+            if not stripped:
+                continue
+            yield self._parse(line, stripped)
 
     def _parse(self, line: int, text: str) -> Row | Rejected:
         raw = text[:RAW_PREVIEW]
@@ -140,30 +150,12 @@ class JsonLinesSource(Source):
         return Row(line, checked, traits)
 
 
-class CsvSource(Source):
+class CsvSource(_FileSource):
     """A header row with an ``id`` column; every other column is a trait (empty cells omitted)."""
 
     name = "csv"
 
-    def __init__(self, path: str, stdin: IO[bytes] | None = None) -> None:
-        self.path = path
-        self._stream, self._size = _open(path, stdin)
-        self._lines = _ByteLines(self._stream)
-
-    def position(self) -> int:
-        return self._lines.consumed
-
-    def total(self) -> int | None:
-        return self._size
-
-    def __iter__(self) -> Iterator[Row | Rejected]:
-        try:
-            yield from self._rows()
-        finally:
-            if self.path != "-":
-                self._stream.close()
-
-    def _rows(self) -> Iterator[Row | Rejected]:
+    def _records(self) -> Iterator[Row | Rejected]:
         reader = csv.reader(self._lines)
         try:
             header = next(reader)
