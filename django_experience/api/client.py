@@ -11,6 +11,7 @@ failures, up to ``max_retries`` times, with exponential backoff and jitter or th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -18,12 +19,12 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.utils import get_environ_proxies
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies
 
 from django_experience import __version__
 from django_experience.api.batching import plan_batches
@@ -31,7 +32,7 @@ from django_experience.api.envelope import unwrap
 from django_experience.api.errors import InvalidData, MalformedResponse
 from django_experience.api.retry import Deadline, RetryPolicy, call_with_retries
 from django_experience.api.scheduling import run_batches
-from django_experience.api.transport import send
+from django_experience.api.transport import send, send_direct
 from django_experience.api.types import Profile, ProfileResult
 
 DEFAULT_BASE_URL = "https://experience.ninetailed.co"
@@ -42,6 +43,25 @@ DEFAULT_POOL_SIZE = 32
 USER_AGENT = f"django-experience/{__version__}"
 
 Event = dict[str, Any]
+
+
+_ADAPTER_SEND = HTTPAdapter.send
+
+
+def _tls_pool_kwargs(session: requests.Session, url: str) -> dict[str, Any] | None:
+    """Certificate checks for an HTTPS pool, as ``requests`` would make them."""
+    if not url.startswith("https://"):
+        return None
+    verify = session.verify
+    if verify is False:
+        return {"cert_reqs": "CERT_NONE"}
+    return _verified(verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH)
+
+
+@functools.lru_cache(maxsize=8)
+def _verified(bundle: str) -> dict[str, Any]:
+    key = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
+    return {"cert_reqs": "CERT_REQUIRED", key: bundle}
 
 
 def _json_default(value: object) -> Any:
@@ -139,6 +159,7 @@ class ExperienceClient:
     def _new_session(self) -> requests.Session:
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._pool_size)
+        self._adapter = adapter
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         # The API sets no cookies we need; a shared jar would only leak state between visitors.
@@ -344,18 +365,46 @@ class ExperienceClient:
         what = f"{method} {path}"
 
         def attempt(deadline: Deadline) -> Any:
-            answer = send(
-                self.session,
-                method,
-                url,
-                deadline=deadline,
-                params=params,
-                body=body,
-                headers=request_headers,
-            )
+            session = self.session
+            direct = self._direct_route(session, url)
+            if direct is not None:
+                answer = send_direct(
+                    direct.poolmanager,
+                    method,
+                    url,
+                    deadline=deadline,
+                    params=params,
+                    body=body,
+                    headers={**cast("Mapping[str, str]", session.headers), **request_headers},
+                    pool_kwargs=_tls_pool_kwargs(session, url),
+                )
+            else:
+                answer = send(
+                    session,
+                    method,
+                    url,
+                    deadline=deadline,
+                    params=params,
+                    body=body,
+                    headers=request_headers,
+                )
             return unwrap(answer, what)
 
         return call_with_retries(attempt, self.retry_policy, Deadline(self.timeout))
+
+    def _direct_route(self, session: requests.Session, url: str) -> HTTPAdapter | None:
+        """The adapter whose pools can be used directly, or None to go through ``requests``.
+
+        Only for the session this client built, untouched: a caller's session, proxies, auth,
+        another adapter mounted, or ``HTTPAdapter.send`` patched (as HTTP mocking libraries do
+        in tests) all take the ``requests`` path.
+        """
+        if not self._owns_session or session.proxies or session.auth is not None:
+            return None
+        if HTTPAdapter.send is not _ADAPTER_SEND:
+            return None
+        adapter = session.get_adapter(url)
+        return adapter if adapter is self._adapter else None
 
     @staticmethod
     def _profile_result(data: Any, what: str) -> ProfileResult:

@@ -12,8 +12,10 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
+import urllib3
 import urllib3.exceptions
 
 from django_experience.api.errors import (
@@ -75,7 +77,7 @@ def send(
         raise TransportError(f"{method} {url} failed: {exc}") from exc
 
     try:
-        payload = _read_body(response, deadline, f"{method} {url}")
+        payload = _read_body(response.raw, deadline, f"{method} {url}")
     except BaseException:
         response.close()  # a half-read connection must not go back to the pool
         raise
@@ -83,8 +85,60 @@ def send(
     return RawAnswer(response.status_code, response.headers, payload)
 
 
-def _read_body(response: requests.Response, deadline: Deadline, what: str) -> bytes:
-    raw: Any = response.raw
+def send_direct(
+    pools: urllib3.PoolManager,
+    method: str,
+    url: str,
+    *,
+    deadline: Deadline,
+    params: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    pool_kwargs: dict[str, Any] | None = None,
+) -> RawAnswer:
+    """:func:`send` straight through urllib3's connection pools, the ones ``requests`` uses.
+
+    Same contract and errors, without the per-request work of ``requests`` (preparing the
+    request, cookie jars, hooks, merging settings), which costs several loopback round trips.
+    Only for sessions the client built itself: no proxies, auth or adapters of the caller's.
+    """
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        raise RequestTimeout(f"time budget of {deadline.budget:g}s spent before {method} {url}")
+    timeout = urllib3.Timeout(connect=remaining, read=remaining, total=remaining)
+    target = f"{url}?{urlencode(params)}" if params else url
+    try:
+        pool = pools.connection_from_url(target, pool_kwargs=pool_kwargs)
+        response = pool.urlopen(
+            method,
+            target,
+            body=body,
+            headers=dict(headers or {}),
+            retries=False,  # retries are the client's, within its budget
+            redirect=False,
+            assert_same_host=False,
+            timeout=timeout,
+            preload_content=False,
+            release_conn=False,
+        )
+    except urllib3.exceptions.NewConnectionError as exc:  # refused, unresolvable
+        raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
+    except urllib3.exceptions.TimeoutError as exc:
+        raise RequestTimeout(
+            f"no answer to {method} {url} within the time budget of {deadline.budget:g}s"
+        ) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:  # dropped, reset, TLS
+        raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
+    try:
+        payload = _read_body(response, deadline, f"{method} {url}")
+    except BaseException:
+        response.close()  # a half-read connection must not go back to the pool
+        raise
+    response.release_conn()
+    return RawAnswer(response.status, response.headers, payload)
+
+
+def _read_body(raw: Any, deadline: Deadline, what: str) -> bytes:
     read = getattr(raw, "read1", None) or raw.read  # read1: return what has arrived
     chunks: list[bytes] = []
     size = 0
@@ -133,4 +187,4 @@ def _release(response: requests.Response) -> None:
         response.close()
 
 
-__all__ = ["MAX_BODY_BYTES", "RawAnswer", "send"]
+__all__ = ["MAX_BODY_BYTES", "RawAnswer", "send", "send_direct"]

@@ -1,0 +1,109 @@
+"""The client's own session is driven through urllib3's pools directly; anything the caller
+changed (their session, headers, HTTP mocking in tests) is honoured."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from django_experience.api import ExperienceClient
+from django_experience.api.errors import ConnectionFailed, RequestTimeout
+from django_experience.api.events import page_event
+from tests.stub_server import StubResponse, StubServer, ok_envelope
+
+PROFILE = {
+    "profile": {"id": "p-1", "stableId": "p-1", "random": 0.5, "audiences": [], "traits": {},
+                "location": {}, "session": {"id": "s", "isReturningVisitor": False,
+                                            "landingPage": {}, "count": 1,
+                                            "activeSessionLength": 0,
+                                            "averageSessionLength": 0}},
+    "experiences": [],
+    "changes": [],
+}
+
+
+def test_own_session_sends_the_same_request_as_requests_would(
+    client: ExperienceClient, stub: StubServer
+) -> None:
+    client.session.headers["X-Site"] = "shop"  # a header the caller added to the session
+    stub.responder = lambda request: ok_envelope(PROFILE)
+    client.update_profile("p-1", [page_event("https://shop.example/")], preflight=True,
+                          locale="de-DE", ip="203.0.113.9")
+    (request,) = stub.requests
+    assert request.path.endswith("/profiles/p-1")
+    assert request.query == {"type": ["preflight"], "locale": ["de-DE"]}
+    assert request.header("Content-Type") == "text/plain"
+    assert (request.header("User-Agent") or "").startswith("django-experience/")
+    assert request.header("X-Force-IP") == "203.0.113.9"
+    assert request.header("X-Site") == "shop"
+    assert request.header("Accept-Encoding") == "gzip, deflate"
+    assert request.header("Content-Length") == str(len(request.body))
+
+
+def test_patched_adapter_send_is_honoured(
+    client: ExperienceClient, stub: StubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HTTP mocking libraries for tests replace HTTPAdapter.send: their answers must win.
+    seen: list[str] = []
+    original = HTTPAdapter.send
+
+    def spying_send(self: HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(request.url)
+        return original(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(HTTPAdapter, "send", spying_send)
+    stub.responder = lambda request: ok_envelope(PROFILE)
+    client.get_profile("p-1")
+    assert len(seen) == 1 and seen[0].endswith("/profiles/p-1")
+
+
+def test_another_adapter_mounted_is_honoured(client: ExperienceClient, stub: StubServer) -> None:
+    used: list[str] = []
+
+    class Recording(HTTPAdapter):
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            used.append(request.url)
+            return super().send(request, *args, **kwargs)
+
+    client.session.mount(stub.url, Recording())
+    stub.responder = lambda request: ok_envelope(PROFILE)
+    client.get_profile("p-1")
+    assert len(used) == 1
+
+
+def test_connection_refused_is_a_connection_failure() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    client = ExperienceClient("org-1", base_url=f"http://127.0.0.1:{port}", timeout=0.5,
+                              max_retries=0)
+    with pytest.raises(ConnectionFailed):
+        client.get_profile("p-1")
+
+
+def test_dropped_connection_is_a_connection_failure(
+    client: ExperienceClient, stub: StubServer
+) -> None:
+    stub.enqueue(*[StubResponse(drop=True)] * 3)
+    with pytest.raises(ConnectionFailed):
+        client.get_profile("p-1")
+
+
+def test_slow_answer_is_a_timeout(stub: StubServer) -> None:
+    client = ExperienceClient("org-1", base_url=stub.url, timeout=0.2, max_retries=0)
+    stub.responder = lambda request: StubResponse(200, {"data": PROFILE}, delay=1.0)
+    with pytest.raises(RequestTimeout):
+        client.get_profile("p-1")
+
+
+def test_a_callers_session_goes_through_requests(stub: StubServer) -> None:
+    session = requests.Session()
+    sent: list[str] = []
+    session.hooks["response"].append(lambda response, **kwargs: sent.append(response.url))
+    client = ExperienceClient("org-1", base_url=stub.url, session=session)
+    stub.responder = lambda request: ok_envelope(PROFILE)
+    client.get_profile("p-1")
+    assert len(sent) == 1
