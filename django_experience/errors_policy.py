@@ -7,13 +7,17 @@ can use it without importing each other, and free of Django like ``django_experi
 
 from __future__ import annotations
 
-from django_experience.api.errors import TransportError
+from django_experience.api.errors import NamespaceMismatch, ProfileNotFound, TransportError
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 # Statuses that refuse a request for what it carries: one bad payload may spoil a whole batch.
 # A tuple, not a set: ``status`` is duck-typed and may be unhashable.
 CONTENT_REFUSED_STATUSES = (400, 413, 422)
+
+# 404 codes naming one profile of the request that is gone (deleted, merged away, or of another
+# organization/environment): the API refuses the whole batch for it.
+PROFILE_GONE_CODES = ("ERR_PROFILE_NOT_FOUND", "ERR_NAMESPACE_MISMATCH")
 
 
 def retry_delay(exc: BaseException) -> float | None:
@@ -37,3 +41,11 @@ def retry_delay(exc: BaseException) -> float | None:
 def refused_for_content(exc: BaseException) -> bool:
     """True when a batch is refused for its content (so splitting it may isolate the bad one)."""
     return getattr(exc, "status", None) in CONTENT_REFUSED_STATUSES
+
+
+def profile_gone(exc: BaseException) -> bool:
+    """True when a profile of the request no longer exists here (``ERR_PROFILE_NOT_FOUND``,
+    ``ERR_NAMESPACE_MISMATCH``), unlike ``ERR_CONFIG_NOT_FOUND`` or a 404 without code."""
+    return isinstance(exc, ProfileNotFound | NamespaceMismatch) or (
+        getattr(exc, "status", None) == 404 and getattr(exc, "code", None) in PROFILE_GONE_CODES
+    )

@@ -93,12 +93,12 @@ def send_batch(sink: Sink, batch: list[Payload], *, wait: Waiter = _sleep) -> in
             minimum = sink.retry_delay(exc)
             if minimum is None:
                 if sink.splittable(exc) and len(batch) > 1:
-                    # One bad payload must not take the others down: bisect to isolate it.
-                    middle = len(batch) // 2
-                    return send_batch(sink, batch[:middle], wait=wait) + send_batch(
-                        sink, batch[middle:], wait=wait
-                    )
-                report_failure(sink, batch, exc, "refused")
+                    # One bad payload (or one gone profile) must not take the others down:
+                    # split (bisect, or by profile) to isolate it.
+                    parts = [part for part in sink.split(batch, exc) if part]
+                    if len(parts) > 1 and all(len(part) < len(batch) for part in parts):
+                        return sum(send_batch(sink, part, wait=wait) for part in parts)
+                report_failure(sink, batch, exc, sink.refusal_reason(batch, exc))
                 return 0
             if attempt >= max_retries:
                 report_failure(sink, batch, exc, f"still failing after {attempt} retries")

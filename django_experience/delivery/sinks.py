@@ -12,6 +12,7 @@ from typing import Any
 from django_experience import errors_policy
 from django_experience.api import ExperienceClient
 from django_experience.api.batching import plan_batches
+from django_experience.api.errors import NamespaceMismatch
 from django_experience.clients import cached_client, experience_client
 from django_experience.delivery.settings import delivery_settings
 
@@ -47,6 +48,19 @@ class Sink:
         """True when a batch is refused for its content (one bad payload spoils it)."""
         return errors_policy.refused_for_content(exc)
 
+    def split(self, batch: list[Payload], exc: BaseException) -> list[list[Payload]]:
+        """The parts to send on their own after ``exc`` (:meth:`splittable`) refused ``batch``.
+
+        Called for batches of more than one payload; returning one part (or parts no smaller
+        than the batch) means the batch cannot be split and is refused as a whole.
+        """
+        middle = len(batch) // 2
+        return [batch[:middle], batch[middle:]]
+
+    def refusal_reason(self, batch: list[Payload], exc: BaseException) -> str:
+        """Why ``batch`` is given up on after the final error ``exc`` (for the log)."""
+        return "refused"
+
 
 def delivery_client() -> ExperienceClient:
     """A client for background sends: its own timeout, no retries of its own (delivery retries)."""
@@ -66,6 +80,49 @@ class ExperienceSink(Sink):
 
     def send_now(self, batch: list[Payload]) -> None:
         experience_client().upsert_profiles(batch)
+
+    def splittable(self, exc: BaseException) -> bool:
+        # One deleted, merged-away or foreign profile makes the API refuse the whole batch:
+        # isolate its events so those of every other profile are still sent.
+        return super().splittable(exc) or errors_policy.profile_gone(exc)
+
+    def split(self, batch: list[Payload], exc: BaseException) -> list[list[Payload]]:
+        if errors_policy.profile_gone(exc):
+            return split_by_profile(batch, str(getattr(exc, "message", "") or exc))
+        return super().split(batch, exc)
+
+    def refusal_reason(self, batch: list[Payload], exc: BaseException) -> str:
+        if not errors_policy.profile_gone(exc):
+            return super().refusal_reason(batch, exc)
+        profiles = _profile_ids(batch)
+        who = f"profile {profiles[0]}" if len(profiles) == 1 else "a profile of the batch"
+        code = getattr(exc, "code", None)
+        if isinstance(exc, NamespaceMismatch) or code == "ERR_NAMESPACE_MISMATCH":
+            return f"refused: {who} belongs to another organization or environment"
+        return f"refused: {who} no longer exists (deleted or merged away)"
+
+
+def _profile_ids(batch: list[Payload]) -> list[str]:
+    """The batch's profile ids (``anonymousId``), in order of first appearance."""
+    return list(dict.fromkeys(str(payload.get("anonymousId")) for payload in batch))
+
+
+def split_by_profile(batch: list[Payload], hint: str = "") -> list[list[Payload]]:
+    """Two parts sharing no profile, each keeping the batch's order; one part for one profile.
+
+    When exactly one of the batch's profile ids appears in ``hint`` (the API's error message
+    names the missing profile), that profile's events make the first part, so the others go in
+    one request; otherwise the profiles are halved. A wrong hint only costs another split.
+    """
+    profiles = _profile_ids(batch)
+    if len(profiles) < 2:
+        return [batch]
+    named = [profile for profile in profiles if profile in hint]
+    first = set(named if len(named) == 1 else profiles[: len(profiles) // 2])
+    return [
+        [payload for payload in batch if str(payload.get("anonymousId")) in first],
+        [payload for payload in batch if str(payload.get("anonymousId")) not in first],
+    ]
 
 
 _sinks: dict[str, Sink] = {}

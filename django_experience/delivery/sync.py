@@ -13,6 +13,8 @@ def send_now(sink_name: str, payload: Payload) -> None:
     try:
         sink.send_now([payload])
     except Exception as exc:
-        report_failure(sink, [payload], exc, "refused or unreachable")
+        final = sink.retry_delay(exc) is None
+        reason = sink.refusal_reason([payload], exc) if final else "unreachable or failing"
+        report_failure(sink, [payload], exc, reason)
     else:
         counters.add("sent")
