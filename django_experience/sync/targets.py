@@ -148,10 +148,11 @@ class ExperienceTarget(ImportTarget):
 
     def splittable(self, exc: BaseException) -> bool:
         # A stale mapping (profile deleted or merged away) is found the same way as a bad row.
-        return super().splittable(exc) or getattr(exc, "status", None) == 404
+        # A wrong organization or environment (ERR_CONFIG_NOT_FOUND) concerns every row: no split.
+        return super().splittable(exc) or errors_policy.profile_gone(exc)
 
     def recover(self, item: Item, exc: BaseException) -> Item | None:
-        if getattr(exc, "status", None) != 404:
+        if not errors_policy.profile_gone(exc):
             return None
         # The mapped/derived profile no longer exists: start the person a fresh profile.
         payload = {**item.payload, "anonymousId": str(uuid.uuid4())}

@@ -187,3 +187,14 @@ def test_failed_rows_are_reported_and_the_exit_status_is_non_zero(
     assert [e["line"] for e in read_errors(errors)] == [1, 2, 3]
     assert all(e["kind"] == "failed" for e in read_errors(errors))
     assert "Failures: 3" in result.stdout
+
+
+def test_an_unknown_environment_is_one_refusal_per_batch_not_per_row(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    emulator.restrict(emulator.organization_id, ["production"])  # ours ("main") is unknown
+    source = write_jsonl(tmp_path / "people.jsonl", people(30))
+    result = run_import("--file", str(source), "--batch-size", "10", *FAST_RETRIES)
+    assert result.code != 0
+    assert emulator.request_count("batch") == 3  # no splitting, no fresh profile per row
+    assert emulator.stats()["events"] == 0 and not ProfileMapping.objects.exists()
