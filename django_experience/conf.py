@@ -1,8 +1,10 @@
 """The one place settings are read.
 
-Each setting is looked up at access time (so ``override_settings`` works) in Django's settings
-first, then in the environment variable of the same name (parsed by django-environ), then falls
-back to its default. Use the module-level ``conf`` object: ``conf.ORGANIZATION_ID``.
+Each setting is looked up on first use in Django's settings first, then in the environment
+variable of the same name (parsed by django-environ), then falls back to its default. What was
+read is remembered until the settings change (``override_settings``, pytest-django's ``settings``
+fixture) or :func:`reload` is called. Use the module-level ``conf`` object:
+``conf.ORGANIZATION_ID``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, cast
 
 import environ
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 _env = environ.Env()
@@ -24,13 +27,39 @@ MODES = ("update", "preflight")
 DELIVERY_BACKENDS = ("thread", "tasks", "sync")
 
 
+_UNSET = object()  # neither in Django's settings nor in the environment
+_resolved: dict[str, Any] = {}
+_resolved_from: list[object] = [None]  # the settings object _resolved was read from
+
+
 def _lookup(name: str, parse: Callable[[str], Any], default: Any) -> Any:
-    value = getattr(settings, name, _MISSING)
-    if value is not _MISSING:
-        return value
-    if name in os.environ:
-        return parse(name)
-    return default
+    # Remembered until a setting changes: a missing Django setting costs an exception and the
+    # environment a lookup, over a dozen times a request otherwise. override_settings (and so
+    # pytest-django's fixture) swaps the settings object, which forgets what was read.
+    holder = settings.__dict__.get("_wrapped")
+    if holder is not _resolved_from[0]:
+        _resolved.clear()
+        _resolved_from[0] = holder
+    value = _resolved.get(name, _MISSING)
+    if value is _MISSING:
+        value = getattr(settings, name, _MISSING)
+        if value is _MISSING:
+            value = parse(name) if name in os.environ else _UNSET
+        _resolved[name] = value
+    return default if value is _UNSET else value
+
+
+def reload() -> None:
+    """Forget what was read: call after changing ``EXPERIENCE_*`` environment variables at run
+    time. (Changes through ``override_settings`` or the ``settings`` fixture need nothing.)"""
+    _resolved.clear()
+
+
+def _on_setting_changed(**kwargs: Any) -> None:
+    _resolved.clear()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="django_experience.conf.reload")
 
 
 def _str(name: str, default: str) -> str:

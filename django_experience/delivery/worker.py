@@ -62,8 +62,10 @@ class QueueWorker:
     def put(self, job: Job) -> None:
         """Queue ``job``; when full, drop the oldest or this one by policy. Never blocks."""
         maxsize, policy = delivery_settings.QUEUE_SIZE, delivery_settings.DROP
+        batch_size = delivery_settings.BATCH_SIZE
         dropped = 0
         with self._cond:
+            was_empty = not self._jobs
             if len(self._jobs) >= maxsize:
                 if policy == "newest":
                     dropped = 1
@@ -76,7 +78,10 @@ class QueueWorker:
                 self._jobs.append(job)
                 self._pending += 1
                 counters.add("queued")
-            self._cond.notify_all()
+            # Wake the consumer only when it has something to do: a first job to wait a round
+            # for, or a full batch. Waking it for every event costs the request thread a switch.
+            if was_empty or len(self._jobs) >= batch_size:
+                self._cond.notify_all()
             self._ensure_thread()
         if dropped:
             counters.add("dropped", dropped)

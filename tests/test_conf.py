@@ -1,0 +1,53 @@
+"""Settings: Django's settings first, then the environment, then the default; remembered until a
+setting changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from django_experience import conf as conf_module
+from django_experience.conf import conf
+
+
+@pytest.fixture(autouse=True)
+def fresh_conf() -> Any:
+    conf_module.reload()
+    yield
+    conf_module.reload()
+
+
+def test_default_then_environment_then_django_settings(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    del settings.EXPERIENCE_ENVIRONMENT  # not in Django's settings: the default
+    assert conf.ENVIRONMENT == "main"
+    monkeypatch.setenv("EXPERIENCE_ENVIRONMENT", "staging")
+    monkeypatch.setenv("EXPERIENCE_TIMEOUT", "0.8")
+    conf_module.reload()
+    assert conf.ENVIRONMENT == "staging" and conf.TIMEOUT == 0.8
+    settings.EXPERIENCE_ENVIRONMENT = "production"  # Django's settings win
+    assert conf.ENVIRONMENT == "production"
+
+
+def test_override_settings_is_seen_at_once(settings: Any) -> None:
+    settings.EXPERIENCE_MODE = "update"
+    assert conf.MODE == "update"
+    settings.EXPERIENCE_MODE = "preflight"
+    assert conf.MODE == "preflight"
+    del settings.EXPERIENCE_MODE
+    assert conf.MODE == "update"
+
+
+def test_defaults_that_follow_other_settings(settings: Any) -> None:
+    settings.STATIC_URL = "/assets/"
+    assert r"^/assets/" in conf.EXCLUDE_PATHS
+    settings.STATIC_URL = "/static-files/"
+    assert r"^/static\-files/" in conf.EXCLUDE_PATHS
+
+
+def test_returned_lists_are_copies(settings: Any) -> None:
+    settings.EXPERIENCE_FEATURES = ["location"]
+    conf.FEATURES.append("ip-enrichment")
+    assert conf.FEATURES == ["location"]
