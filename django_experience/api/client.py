@@ -11,9 +11,9 @@ failures, up to ``max_retries`` times, with exponential backoff and jitter or th
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import ssl
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,11 +28,12 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies
 
 from django_experience import __version__
 from django_experience.api.batching import plan_batches
+from django_experience.api.connections import ConnectionCache, send_kept_alive
 from django_experience.api.envelope import unwrap
 from django_experience.api.errors import InvalidData, MalformedResponse
 from django_experience.api.retry import Deadline, RetryPolicy, call_with_retries
 from django_experience.api.scheduling import run_batches
-from django_experience.api.transport import send, send_direct
+from django_experience.api.transport import send
 from django_experience.api.types import Profile, ProfileResult
 
 DEFAULT_BASE_URL = "https://experience.ninetailed.co"
@@ -48,20 +49,17 @@ Event = dict[str, Any]
 _ADAPTER_SEND = HTTPAdapter.send
 
 
-def _tls_pool_kwargs(session: requests.Session, url: str) -> dict[str, Any] | None:
-    """Certificate checks for an HTTPS pool, as ``requests`` would make them."""
-    if not url.startswith("https://"):
-        return None
-    verify = session.verify
+def _tls_context(verify: bool | str | None) -> ssl.SSLContext:
+    """Certificate checks for the kept-alive path, as ``requests`` makes them."""
     if verify is False:
-        return {"cert_reqs": "CERT_NONE"}
-    return _verified(verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH)
-
-
-@functools.lru_cache(maxsize=8)
-def _verified(bundle: str) -> dict[str, Any]:
-    key = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
-    return {"cert_reqs": "CERT_REQUIRED", key: bundle}
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    bundle = verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH
+    if os.path.isdir(bundle):
+        return ssl.create_default_context(capath=bundle)
+    return ssl.create_default_context(cafile=bundle)
 
 
 def _json_default(value: object) -> Any:
@@ -171,11 +169,15 @@ class ExperienceClient:
         if ca_bundle:
             session.verify = ca_bundle
         session.trust_env = False
+        self._verify = session.verify
+        self._connections = ConnectionCache(_tls_context(session.verify))
         return session
 
     def close(self) -> None:
         """Close the pooled connections."""
         self.session.close()
+        if self._owns_session:
+            self._connections.close()
 
     def __enter__(self) -> ExperienceClient:
         return self
@@ -366,17 +368,15 @@ class ExperienceClient:
 
         def attempt(deadline: Deadline) -> Any:
             session = self.session
-            direct = self._direct_route(session, url)
-            if direct is not None:
-                answer = send_direct(
-                    direct.poolmanager,
+            if self._direct_route(session, url):
+                answer = send_kept_alive(
+                    self._connections,
                     method,
                     url,
                     deadline=deadline,
                     params=params,
                     body=body,
                     headers={**cast("Mapping[str, str]", session.headers), **request_headers},
-                    pool_kwargs=_tls_pool_kwargs(session, url),
                 )
             else:
                 answer = send(
@@ -392,19 +392,18 @@ class ExperienceClient:
 
         return call_with_retries(attempt, self.retry_policy, Deadline(self.timeout))
 
-    def _direct_route(self, session: requests.Session, url: str) -> HTTPAdapter | None:
-        """The adapter whose pools can be used directly, or None to go through ``requests``.
+    def _direct_route(self, session: requests.Session, url: str) -> bool:
+        """Whether this call may take the kept-alive ``http.client`` path.
 
         Only for the session this client built, untouched: a caller's session, proxies, auth,
-        another adapter mounted, or ``HTTPAdapter.send`` patched (as HTTP mocking libraries do
-        in tests) all take the ``requests`` path.
+        certificate settings changed, another adapter mounted, or ``HTTPAdapter.send`` patched
+        (as HTTP mocking libraries do in tests) all take the ``requests`` path.
         """
         if not self._owns_session or session.proxies or session.auth is not None:
-            return None
-        if HTTPAdapter.send is not _ADAPTER_SEND:
-            return None
-        adapter = session.get_adapter(url)
-        return adapter if adapter is self._adapter else None
+            return False
+        if session.verify is not self._verify or HTTPAdapter.send is not _ADAPTER_SEND:
+            return False
+        return session.get_adapter(url) is self._adapter
 
     @staticmethod
     def _profile_result(data: Any, what: str) -> ProfileResult:

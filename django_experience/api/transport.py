@@ -12,7 +12,6 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
 import urllib3
@@ -77,7 +76,7 @@ def send(
         raise TransportError(f"{method} {url} failed: {exc}") from exc
 
     try:
-        payload = _read_body(response.raw, deadline, f"{method} {url}")
+        payload = read_body(response.raw, deadline, f"{method} {url}")
     except BaseException:
         response.close()  # a half-read connection must not go back to the pool
         raise
@@ -85,61 +84,10 @@ def send(
     return RawAnswer(response.status_code, response.headers, payload)
 
 
-def send_direct(
-    pools: urllib3.PoolManager,
-    method: str,
-    url: str,
-    *,
-    deadline: Deadline,
-    params: Mapping[str, str] | None = None,
-    body: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    pool_kwargs: dict[str, Any] | None = None,
-) -> RawAnswer:
-    """:func:`send` straight through urllib3's connection pools, the ones ``requests`` uses.
-
-    Same contract and errors, without the per-request work of ``requests`` (preparing the
-    request, cookie jars, hooks, merging settings), which costs several loopback round trips.
-    Only for sessions the client built itself: no proxies, auth or adapters of the caller's.
-    """
-    remaining = deadline.remaining()
-    if remaining <= 0:
-        raise RequestTimeout(f"time budget of {deadline.budget:g}s spent before {method} {url}")
-    timeout = urllib3.Timeout(connect=remaining, read=remaining, total=remaining)
-    target = f"{url}?{urlencode(params)}" if params else url
-    try:
-        pool = pools.connection_from_url(target, pool_kwargs=pool_kwargs)
-        response = pool.urlopen(
-            method,
-            target,
-            body=body,
-            headers=dict(headers or {}),
-            retries=False,  # retries are the client's, within its budget
-            redirect=False,
-            assert_same_host=False,
-            timeout=timeout,
-            preload_content=False,
-            release_conn=False,
-        )
-    except urllib3.exceptions.NewConnectionError as exc:  # refused, unresolvable
-        raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
-    except urllib3.exceptions.TimeoutError as exc:
-        raise RequestTimeout(
-            f"no answer to {method} {url} within the time budget of {deadline.budget:g}s"
-        ) from exc
-    except (urllib3.exceptions.HTTPError, OSError) as exc:  # dropped, reset, TLS
-        raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
-    try:
-        payload = _read_body(response, deadline, f"{method} {url}")
-    except BaseException:
-        response.close()  # a half-read connection must not go back to the pool
-        raise
-    response.release_conn()
-    return RawAnswer(response.status, response.headers, payload)
-
-
-def _read_body(raw: Any, deadline: Deadline, what: str) -> bytes:
-    read = getattr(raw, "read1", None) or raw.read  # read1: return what has arrived
+def read_body(raw: Any, deadline: Deadline, what: str) -> bytes:
+    """The whole body of ``raw`` (a urllib3 or ``http.client`` response) within ``deadline``."""
+    read1 = getattr(raw, "read1", None)
+    decoding = hasattr(raw, "release_conn")  # urllib3 decodes gzip itself, like requests does
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -150,7 +98,10 @@ def _read_body(raw: Any, deadline: Deadline, what: str) -> bytes:
             )
         _set_socket_timeout(raw, remaining)
         try:
-            chunk = read(_READ_SIZE, decode_content=True)  # gunzip like requests does
+            if decoding:
+                chunk = (read1 or raw.read)(_READ_SIZE, decode_content=True)
+            else:
+                chunk = (read1 or raw.read)(_READ_SIZE)  # read1: return what has arrived
         except (TimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
             raise RequestTimeout(
                 f"the answer to {what} was not read within the time budget of {deadline.budget:g}s"
@@ -171,7 +122,8 @@ def _set_socket_timeout(raw: Any, seconds: float) -> None:
     """Give the next socket read only ``seconds`` (best effort: depends on urllib3 internals)."""
     sock = getattr(getattr(raw, "connection", None), "sock", None)
     if not isinstance(sock, socket.socket):
-        buffered = getattr(getattr(raw, "_fp", None), "fp", None)
+        plain = getattr(raw, "_fp", raw)  # urllib3 wraps an http.client response
+        buffered = getattr(plain, "fp", None)
         sock = getattr(getattr(buffered, "raw", None), "_sock", None)
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):  # already closed: the read reports it
@@ -187,4 +139,4 @@ def _release(response: requests.Response) -> None:
         response.close()
 
 
-__all__ = ["MAX_BODY_BYTES", "RawAnswer", "send", "send_direct"]
+__all__ = ["MAX_BODY_BYTES", "RawAnswer", "read_body", "send"]

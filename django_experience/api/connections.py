@@ -1,0 +1,190 @@
+"""Kept-alive ``http.client`` connections for the client's own session: the fast path.
+
+A call to the Experience API sits on the request path of every personalized page, so the HTTP
+stack's own cost counts. ``requests`` spends several loopback round trips' worth of CPU per call
+(preparing the request, cookie jars, hooks, pool bookkeeping); the standard library's
+``http.client`` on a kept-alive socket costs little more than the round trip itself. This
+module keeps one connection per thread and origin (``http.client`` is not thread-safe) and sends
+one request within a :class:`~django_experience.api.retry.Deadline`, raising the same errors as
+:func:`django_experience.api.transport.send`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import select
+import socket
+import ssl
+import threading
+import zlib
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from django_experience.api.errors import (
+    ConnectionFailed,
+    MalformedResponse,
+    RequestTimeout,
+    TransportError,
+)
+from django_experience.api.retry import Deadline
+from django_experience.api.transport import MAX_BODY_BYTES, RawAnswer, read_body
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+def split_url(url: str) -> tuple[Origin, str]:
+    """``("https", "host", 443), "/path?query"`` from an absolute http(s) URL."""
+    scheme, _, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    host, colon, port = authority.rpartition(":")
+    if not colon or "]" in port:  # no port (or only an IPv6 literal's colons)
+        host, port = authority, ""
+    default = 443 if scheme == "https" else 80
+    return (scheme, host.strip("[]"), int(port) if port else default), slash + path or "/"
+
+
+class ConnectionCache:
+    """One kept-alive connection per thread and origin; a forked child starts afresh."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._all: list[http.client.HTTPConnection] = []  # to close them all on close()
+
+    def get(self, origin: Origin, timeout: float) -> http.client.HTTPConnection:
+        """This thread's connection to ``origin``: kept alive, or new if it was closed."""
+        if self._pid != os.getpid():
+            self._local = threading.local()  # never share the parent's sockets
+            self._all = []
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+        connections: dict[Origin, http.client.HTTPConnection] | None = getattr(
+            self._local, "connections", None
+        )
+        if connections is None:
+            connections = self._local.connections = {}
+        connection = connections.get(origin)
+        if connection is not None and _dropped(connection):
+            connection.close()  # the server closed the idle connection: reconnect
+        if connection is None:
+            scheme, host, port = origin
+            if scheme == "https":
+                connection = http.client.HTTPSConnection(
+                    host, port, timeout=timeout, context=self._tls or ssl.create_default_context()
+                )
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
+            connections[origin] = connection
+            with self._lock:
+                self._all.append(connection)
+        connection.timeout = timeout  # for connecting, when the socket is (re)opened
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._all = self._all, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive socket was closed by the server (readable means EOF here)."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def send_kept_alive(
+    cache: ConnectionCache,
+    method: str,
+    url: str,
+    *,
+    deadline: Deadline,
+    params: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> RawAnswer:
+    """One request on this thread's kept-alive connection, within ``deadline``."""
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        raise RequestTimeout(f"time budget of {deadline.budget:g}s spent before {method} {url}")
+    origin, target = split_url(url)
+    if params:
+        target = f"{target}?{urlencode(params)}"
+    what = f"{method} {url}"
+    connection = cache.get(origin, remaining)
+    try:
+        try:
+            connection.request(method, target, body=body, headers=dict(headers or {}))
+        except (ConnectionRefusedError, socket.gaierror) as exc:
+            raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
+        response = connection.getresponse()
+        payload = read_body(response, deadline, what)
+        response.close()  # read to the end: the connection is free for the next request
+    except TransportError:
+        connection.close()
+        raise
+    except TimeoutError as exc:  # socket.timeout: connecting or waiting for the answer
+        connection.close()
+        raise RequestTimeout(
+            f"no answer to {what} within the time budget of {deadline.budget:g}s"
+        ) from exc
+    except (http.client.HTTPException, OSError) as exc:  # dropped, reset, refused, TLS
+        connection.close()
+        raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
+    except BaseException:
+        connection.close()  # a half-used connection must not be used again
+        raise
+    if response.will_close:
+        connection.close()
+    headers_read = _Headers(response.getheaders())
+    encoding = headers_read.get("Content-Encoding", "").strip().lower()
+    if encoding in ("gzip", "deflate") and payload:
+        payload = _decompress(payload, encoding, what)
+    return RawAnswer(response.status, headers_read, payload)
+
+
+def _decompress(payload: bytes, encoding: str, what: str) -> bytes:
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    try:
+        inflater = zlib.decompressobj(wbits)
+        data = inflater.decompress(payload, MAX_BODY_BYTES + 1)
+    except zlib.error as exc:
+        raise MalformedResponse(f"the answer to {what} could not be decoded: {exc}") from exc
+    if len(data) > MAX_BODY_BYTES:
+        raise MalformedResponse(f"the answer to {what} is larger than {MAX_BODY_BYTES} bytes")
+    return data
+
+
+class _Headers(dict[str, str]):
+    """Response headers, looked up without regard to case (like ``requests``)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__()
+        for name, value in pairs:
+            key = name.lower()
+            super().__setitem__(key, f"{self[key]}, {value}" if key in self else value)
+
+    def __getitem__(self, key: object) -> str:
+        return super().__getitem__(str(key).lower())
+
+    def get(self, key: object, default: Any = None) -> Any:
+        return super().get(str(key).lower(), default)
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(str(key).lower())
+
+
+__all__ = ["ConnectionCache", "send_kept_alive", "split_url"]

@@ -1,0 +1,153 @@
+"""The kept-alive connections of the client's own session: reused, and replaced when the server
+closed them while idle (without a retry being spent on it)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from django_experience.api import ExperienceClient
+from django_experience.api.connections import split_url
+
+ANSWER = json.dumps({"data": {"profiles": []}, "error": None}).encode()
+
+
+class RawServer:
+    """Answers each request with a fixed 200; counts connections; may hang up after answering."""
+
+    def __init__(self, *, hang_up: bool, gzip: bool = False) -> None:
+        self.hang_up = hang_up
+        self.gzip = gzip
+        self.connections = 0
+        self.requests = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        with sock:
+            buffer = b""
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(rest) < length:
+                    rest += sock.recv(65536)
+                buffer = rest[length:]
+                self.requests += 1
+                body = gzip.compress(ANSWER) if self.gzip else ANSWER
+                encoding = b"Content-Encoding: gzip\r\n" if self.gzip else b""
+                sock.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%s"
+                    b"Content-Length: %d\r\n\r\n%s" % (encoding, len(body), body)
+                )
+                if self.hang_up:
+                    time.sleep(0.05)  # the answer is out; now close, as idle servers do
+                    return
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@pytest.fixture
+def keep_alive() -> Iterator[RawServer]:
+    server = RawServer(hang_up=False)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def hanging_up() -> Iterator[RawServer]:
+    server = RawServer(hang_up=True)
+    yield server
+    server.close()
+
+
+def _client(server: RawServer) -> ExperienceClient:
+    return ExperienceClient("org-1", base_url=f"http://127.0.0.1:{server.port}", timeout=2.0,
+                            max_retries=0)
+
+
+def test_calls_reuse_one_connection(keep_alive: RawServer) -> None:
+    client = _client(keep_alive)
+    for _ in range(5):
+        client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
+    assert keep_alive.requests == 5 and keep_alive.connections == 1
+
+
+def test_a_connection_the_server_closed_is_replaced_without_a_retry(
+    hanging_up: RawServer,
+) -> None:
+    client = _client(hanging_up)  # no retries: the second call must not need one
+    client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
+    time.sleep(0.2)  # the server has hung up the idle connection
+    client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
+    assert hanging_up.requests == 2 and hanging_up.connections == 2
+
+
+def test_each_thread_has_its_own_connection(keep_alive: RawServer) -> None:
+    client = _client(keep_alive)
+    errors: list[BaseException] = []
+
+    def calls() -> None:
+        try:
+            for _ in range(20):
+                client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=calls) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and keep_alive.requests == 80 and keep_alive.connections == 4
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "target"),
+    [
+        ("http://127.0.0.1:8765/v2/x", ("http", "127.0.0.1", 8765), "/v2/x"),
+        ("https://experience.ninetailed.co/v2/x", ("https", "experience.ninetailed.co", 443),
+         "/v2/x"),
+        ("http://host", ("http", "host", 80), "/"),
+        ("http://[::1]:9000/p", ("http", "::1", 9000), "/p"),
+        ("http://[::1]/p", ("http", "::1", 80), "/p"),
+    ],
+)
+def test_split_url(url: str, origin: tuple[str, str, int], target: str) -> None:
+    assert split_url(url) == (origin, target)
+
+
+def test_gzip_answers_are_decoded() -> None:
+    server = RawServer(hang_up=False, gzip=True)
+    try:
+        assert _client(server).upsert_profiles(
+            [{"anonymousId": "a", "type": "track", "event": "x"}]
+        ) == []
+    finally:
+        server.close()
