@@ -78,6 +78,7 @@ echo
 if [ -z "${EXPERIENCE_API_URL:-}" ]; then
   EMULATOR_PORT=$(pick_port "${DEMO_EMULATOR_PORT:-8765}")
   export EXPERIENCE_API_URL="http://127.0.0.1:$EMULATOR_PORT"
+  export SHOP_EMULATED_DESTINATIONS=1  # sign-ins also reach its Experiture and Releva emulators
   "$PY" -m django_experience.emulator --host 127.0.0.1 --port "$EMULATOR_PORT" \
     --config example_project/emulator.json &
   PIDS+=("$!")
@@ -111,6 +112,8 @@ EOF
 if [ -n "${EMULATOR_PORT:-}" ]; then
   cat <<EOF
   $EXPERIENCE_API_URL/__emulator__/profiles   what the emulator stored (profiles, events)
+  $EXPERIENCE_API_URL/__emulator__/destinations
+                                      signed-in users upserted to Experiture and Releva
 EOF
 fi
 echo

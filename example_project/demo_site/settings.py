@@ -97,6 +97,29 @@ EXPERIENCE_ENVIRONMENT = env.str("EXPERIENCE_ENVIRONMENT", default="main")
 EXPERIENCE_API_URL = env.str("EXPERIENCE_API_URL", default="http://127.0.0.1:8765")
 EXPERIENCE_USER_TRAITS = "shop.traits.user_traits"
 
+# Profile destinations: with the local emulator (`make demo` sets SHOP_EMULATED_DESTINATIONS),
+# each sign-in is also upserted, in the background, to the emulator's Experiture and Releva
+# (see what they stored at <emulator>/__emulator__/destinations). For the real platforms, set
+# EXPERIENCE_DESTINATIONS here with their URLs and secrets from the environment.
+if env.bool("SHOP_EMULATED_DESTINATIONS", default=False):
+    EXPERIENCE_DESTINATIONS = {
+        "experiture": {
+            "url": f"{EXPERIENCE_API_URL}/experiture/public/v1",
+            "token": "demo-experiture-token",
+            "match_key": "email",
+        },
+        "releva": {
+            "url": f"{EXPERIENCE_API_URL}/releva/api/v0",
+            "secret_key": "demo-releva-key",
+            "fields": {
+                "email": "email",
+                "firstname": "firstName",
+                "lastname": "lastName",
+                "tier": "custom.tier",
+            },
+        },
+    }
+
 # Entry ids the templates personalize. With a real environment, use the ids of the baseline
 # entries of your experiences in Contentful (variants are picked by position, so only the
 # baselines need to match).

@@ -89,6 +89,11 @@ class DemoEmulator:
     def stop(self) -> None:
         self.server.stop()
 
+    def destinations(self) -> dict[str, Any]:
+        """What the emulated Experiture and Releva stored."""
+        data: dict[str, Any] = get_json(f"{self.url}/__emulator__/destinations")["data"]
+        return data
+
     def profile(self, profile_id: str) -> dict[str, Any] | None:
         """What the control API shows of a profile (with its events), or ``None``."""
         try:
@@ -120,6 +125,7 @@ class ExampleSite:
             "EXPERIENCE_ORGANIZATION_ID": ORGANIZATION_ID,
             "EXPERIENCE_ENVIRONMENT": "main",
             "EXPERIENCE_API_URL": api_url,
+            "SHOP_EMULATED_DESTINATIONS": "1",
             # Outage tests stop the API briefly; the site must probe it again soon after.
             "EXPERIENCE_BREAKER_COOLDOWN": "0.5",
             "PYTHONUNBUFFERED": "1",

@@ -11,6 +11,8 @@ import pytest
 
 from tests.browser.servers import ADA, DemoEmulator, ExampleSite
 
+ADA_EMAIL = "ada@example.com"
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
@@ -76,6 +78,22 @@ def test_signing_in_greets_by_first_name(page: Page) -> None:
     click_and_wait(page, "text=Sign out")
     assert page.locator("[data-testid=greeting]").count() == 0
     assert page.get_attribute("[data-testid=shipping]", "data-variant") == "baseline"
+
+
+def test_signing_in_upserts_the_user_to_the_destinations(
+    page: Page, emulator: DemoEmulator, site: ExampleSite
+) -> None:
+    sign_in(page, *ADA)
+    deadline = time.monotonic() + 10  # background delivery: within a round or two
+    while True:
+        stored = emulator.destinations()
+        experiture = [r for r in stored.get("experiture") or [] if r.get("email") == ADA_EMAIL]
+        releva = [p for p in stored.get("releva") or [] if p.get("email") == ADA_EMAIL]
+        if (experiture and releva) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert experiture and experiture[-1]["firstname"] == "Ada", (stored, site.log()[-3000:])
+    assert releva and releva[-1]["firstName"] == "Ada", (stored, site.log()[-3000:])
 
 
 def test_admin_lists_the_signed_in_users_mapping(page: Page) -> None:
