@@ -251,10 +251,16 @@ class Visitor:
                 options["ip"] = client_ip(self.request)
         return options
 
+    @cached_property
+    def page_event(self) -> dict[str, Any]:
+        """This request's page event, built once: a failed call's page view is queued for
+        background delivery as the very same event (same ``messageId``)."""
+        return build_page_event(self.request)
+
     def _page_events(self) -> list[dict[str, Any]]:
         if not self.personalized or self.page_sent:
             return []
-        return [build_page_event(self.request)]
+        return [self.page_event]
 
     def _call(
         self, operation: str, target: str | None, events: list[dict[str, Any]], preflight: bool
@@ -317,11 +323,11 @@ class Visitor:
         if preflight and target is None:
             target = str(uuid.uuid4())  # the browser SDK creates this profile later
         # In preflight mode the page event is evaluated (utm audiences) but not stored.
-        events = [build_page_event(self.request)] if preflight else self._page_events()
+        events = [self.page_event] if preflight else self._page_events()
         if not events and target is not None:
             result = self._get(target)  # the page view was already sent with an identify
         else:
-            events = events or [build_page_event(self.request)]
+            events = events or [self.page_event]
             operation = "preflight" if preflight else "update"
             result = self._call(operation, target, events, preflight)
         if result is not None:
@@ -429,7 +435,7 @@ class Visitor:
         """
         if self.personalized and self.mode == "update" and not self.page_sent:
             try:
-                self.send(build_page_event(self.request))
+                self.send(self.page_event)
                 self.page_sent = True
             except Exception:
                 logger.exception("Experience page event could not be queued")

@@ -251,3 +251,28 @@ def test_async_view_tracks_and_identifies_synchronously(emulator: EmulatorHandle
     assert stored is not None
     assert [e["type"] for e in stored["events"]] == ["track", "page", "identify"]
     assert ProfileMapping.objects.get(external_id="crm-5").profile_id == profile_id
+
+
+def test_a_failed_calls_page_view_is_queued_as_the_same_event(
+    stub: Any, settings: Any
+) -> None:
+    # The call's answer was lost (the API may have stored it): the background copy carries the
+    # same messageId, and the page event is built once.
+    from tests.stub_server import StubResponse, ok_envelope
+
+    settings.EXPERIENCE_API_URL = stub.url
+    settings.EXPERIENCE_DELIVERY = "sync"
+    settings.EXPERIENCE_MAX_RETRIES = 0
+    stub.enqueue(StubResponse(500, {"data": {}, "error": {"code": "ERR_INTERNAL_SERVER_ERROR"}}))
+    stub.responder = lambda request: ok_envelope({"profiles": []})
+    client = Client()
+    client.cookies["ntaid"] = "returning-visitor"
+    response = client.get("/mw/page/")
+    assert response.status_code == 200 and response.json()["degraded"] is True
+    update, batch = stub.requests
+    assert update.path.endswith("/profiles/returning-visitor")
+    assert batch.path.endswith("/events")
+    (sent,) = update.json()["events"]
+    (queued,) = batch.json()["events"]
+    assert queued["messageId"] == sent["messageId"] and queued["type"] == "page"
+    assert queued["anonymousId"] == "returning-visitor"
