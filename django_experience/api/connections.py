@@ -29,7 +29,7 @@ from django_experience.api.errors import (
     TransportError,
 )
 from django_experience.api.retry import Deadline
-from django_experience.api.transport import MAX_BODY_BYTES, RawAnswer, read_body
+from django_experience.api.transport import MAX_BODY_BYTES, RawAnswer, read_body, time_left
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -117,9 +117,7 @@ def send_kept_alive(
     headers: Mapping[str, str] | None = None,
 ) -> RawAnswer:
     """One request on this thread's kept-alive connection, within ``deadline``."""
-    remaining = deadline.remaining()
-    if remaining <= 0:
-        raise RequestTimeout(f"time budget of {deadline.budget:g}s spent before {method} {url}")
+    remaining = time_left(deadline, method, url)
     origin, target = split_url(url)
     if params:
         target = f"{target}?{urlencode(params)}"

@@ -39,6 +39,14 @@ class RawAnswer:
     body: bytes
 
 
+def time_left(deadline: Deadline, method: str, url: str) -> float:
+    """Seconds left for a request about to start; RequestTimeout when there are none."""
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        raise RequestTimeout(f"time budget of {deadline.budget:g}s spent before {method} {url}")
+    return remaining
+
+
 def send(
     session: requests.Session,
     method: str,
@@ -50,9 +58,7 @@ def send(
     headers: Mapping[str, str] | None = None,
 ) -> RawAnswer:
     """One request, connected, sent and read within ``deadline``. Raises TransportError."""
-    remaining = deadline.remaining()
-    if remaining <= 0:
-        raise RequestTimeout(f"time budget of {deadline.budget:g}s spent before {method} {url}")
+    remaining = time_left(deadline, method, url)
     # ``total``: the wait for the answer gets only what connecting left of the budget.
     timeout: Any = urllib3.Timeout(connect=remaining, read=remaining, total=remaining)
     try:
@@ -139,4 +145,4 @@ def _release(response: requests.Response) -> None:
         response.close()
 
 
-__all__ = ["MAX_BODY_BYTES", "RawAnswer", "read_body", "send"]
+__all__ = ["MAX_BODY_BYTES", "RawAnswer", "read_body", "send", "time_left"]

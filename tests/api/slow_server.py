@@ -67,7 +67,7 @@ class SlowServer:
         answer = self.answer
         with connection:
             try:
-                _read_request(connection)
+                read_request(connection)
                 if not self._wait(answer.header_delay):
                     return
                 connection.sendall(
@@ -84,13 +84,14 @@ class SlowServer:
                 return  # the client gave up and closed the connection
 
 
-def _read_request(connection: socket.socket) -> None:
+def read_request(connection: socket.socket) -> bool:
+    """Read one request (head and Content-Length body); False when the client hung up."""
     data = b""
     connection.settimeout(5)
     while b"\r\n\r\n" not in data:
         chunk = connection.recv(65536)
         if not chunk:
-            return
+            return False
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
     length = 0
@@ -101,8 +102,9 @@ def _read_request(connection: socket.socket) -> None:
     while len(rest) < length:
         chunk = connection.recv(65536)
         if not chunk:
-            return
+            return False
         rest += chunk
+    return True
 
 
 def elapsed_since(start: float) -> float:

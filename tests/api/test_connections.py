@@ -14,6 +14,7 @@ import pytest
 
 from django_experience.api import ExperienceClient
 from django_experience.api.connections import split_url
+from tests.api.slow_server import read_request
 
 ANSWER = json.dumps({"data": {"profiles": []}, "error": None}).encode()
 
@@ -41,22 +42,12 @@ class RawServer:
 
     def _serve(self, sock: socket.socket) -> None:
         with sock:
-            buffer = b""
             while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = sock.recv(65536)
-                    if not data:
+                try:
+                    if not read_request(sock):
                         return
-                    buffer += data
-                head, _, rest = buffer.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(rest) < length:
-                    rest += sock.recv(65536)
-                buffer = rest[length:]
+                except OSError:
+                    return
                 self.requests += 1
                 body = gzip.compress(ANSWER) if self.gzip else ANSWER
                 encoding = b"Content-Encoding: gzip\r\n" if self.gzip else b""
