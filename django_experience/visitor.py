@@ -268,11 +268,11 @@ class Visitor:
         """One call (plus one recovery call when ``target`` no longer exists)."""
         from django_experience.clients import experience_client
 
-        options = self._options()
         started = time.monotonic()
 
         def call() -> ProfileResult:
             client = experience_client()  # inside: a misconfiguration is one logged failure
+            options = self._options()  # inside: an open breaker costs nothing of this
             if target is None:
                 return client.create_profile(events, preflight=preflight, **options)
             try:
