@@ -275,9 +275,10 @@ class Pipeline:
     def _collect(self, *, block: bool) -> None:
         if not self._inflight:
             return
-        done, _ = wait(
-            list(self._inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED
-        )
+        if block:
+            done, _ = wait(list(self._inflight), return_when=FIRST_COMPLETED)
+        else:  # called after every row read: a glance at each future, no waiter set up
+            done = {future for future in self._inflight if future.done()}
         for future in done:
             batch = self._inflight.pop(future)
             self._keys.subtract(self._batch_keys.pop(batch.index))
