@@ -1,7 +1,9 @@
 """``ExperienceClient``: every endpoint of the Experience API, with retries and a time budget.
 
-One client holds one ``requests.Session`` whose connection pool is sized for threaded servers;
-share it between threads (it is thread-safe) instead of building one per request.
+One client is shared between threads (it is thread-safe) instead of built per request. Calls
+go over one kept-alive ``http.client`` connection per thread (see ``connections``); a session
+the caller passes in, or changes, is used through ``requests`` with its pool sized for
+threaded servers.
 
 ``timeout`` is the total budget of one call: connecting, waiting, reading the answer, every
 retry and every pause between retries. No call takes longer. Retried: 429, 503 and connection
