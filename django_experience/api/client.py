@@ -1,7 +1,7 @@
 """``ExperienceClient``: every endpoint of the Experience API, with retries and a time budget.
 
 One client is shared between threads (it is thread-safe) instead of built per request. Calls
-go over one kept-alive ``http.client`` connection per thread (see ``connections``); a session
+go over kept-alive ``http.client`` connections (see ``connections``); a session
 the caller passes in, or changes, is used through ``requests`` with its pool sized for
 threaded servers.
 
@@ -30,7 +30,7 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies
 
 from django_experience import __version__
 from django_experience.api.batching import plan_batches
-from django_experience.api.connections import ConnectionCache, send_kept_alive
+from django_experience.api.connections import ConnectionPool, send_kept_alive
 from django_experience.api.envelope import unwrap
 from django_experience.api.errors import InvalidData, MalformedResponse
 from django_experience.api.retry import Deadline, RetryPolicy, call_with_retries
@@ -172,7 +172,7 @@ class ExperienceClient:
             session.verify = ca_bundle
         session.trust_env = False
         self._verify = session.verify
-        self._connections = ConnectionCache(_tls_context(session.verify))
+        self._connections = ConnectionPool(_tls_context(session.verify), max_idle=self._pool_size)
         return session
 
     def close(self) -> None:

@@ -4,8 +4,9 @@ A call to the Experience API sits on the request path of every personalized page
 stack's own cost counts. ``requests`` spends several loopback round trips' worth of CPU per call
 (preparing the request, cookie jars, hooks, pool bookkeeping); the standard library's
 ``http.client`` on a kept-alive socket costs little more than the round trip itself. This
-module keeps one connection per thread and origin (``http.client`` is not thread-safe) and sends
-one request within a :class:`~django_experience.api.retry.Deadline`, raising the same errors as
+module keeps a pool of idle connections per origin (each used by one thread at a time, as
+``http.client`` is not thread-safe) and sends one request within a
+:class:`~django_experience.api.retry.Deadline`, raising the same errors as
 :func:`django_experience.api.transport.send`.
 """
 
@@ -45,31 +46,34 @@ def split_url(url: str) -> tuple[Origin, str]:
     return (scheme, host.strip("[]"), int(port) if port else default), slash + path or "/"
 
 
-class ConnectionCache:
-    """One kept-alive connection per thread and origin; a forked child starts afresh."""
+class ConnectionPool:
+    """Idle kept-alive connections per origin, shared by all threads.
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    A call takes an idle connection (or opens one) and gives it back when its answer was read
+    in full; a connection is never used by two threads at once (``http.client`` is not
+    thread-safe). Thread-per-request servers reuse connections as well as thread pools do.
+    At most ``max_idle`` idle connections are kept per origin; a forked child starts afresh.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None, *, max_idle: int = 32) -> None:
         self._tls = tls
-        self._local = threading.local()
-        self._pid = os.getpid()
+        self.max_idle = max_idle
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
-        self._all: list[http.client.HTTPConnection] = []  # to close them all on close()
+        self._pid = os.getpid()
 
-    def get(self, origin: Origin, timeout: float) -> http.client.HTTPConnection:
-        """This thread's connection to ``origin``: kept alive, or new if it was closed."""
-        if self._pid != os.getpid():
-            self._local = threading.local()  # never share the parent's sockets
-            self._all = []
-            self._lock = threading.Lock()
-            self._pid = os.getpid()
-        connections: dict[Origin, http.client.HTTPConnection] | None = getattr(
-            self._local, "connections", None
-        )
-        if connections is None:
-            connections = self._local.connections = {}
-        connection = connections.get(origin)
-        if connection is not None and _dropped(connection):
-            connection.close()  # the server closed the idle connection: reconnect
+    def take(self, origin: Origin, timeout: float) -> http.client.HTTPConnection:
+        """An idle connection to ``origin`` still open, or a new one (connected on first use)."""
+        with self._lock:
+            if self._pid != os.getpid():  # never share the parent's sockets
+                self._idle, self._lock, self._pid = {}, threading.Lock(), os.getpid()
+            idle = self._idle.get(origin)
+            connection = idle.pop() if idle else None
+        while connection is not None and _dropped(connection):
+            connection.close()  # the server closed it while idle: try the next one
+            with self._lock:
+                idle = self._idle.get(origin)
+                connection = idle.pop() if idle else None
         if connection is None:
             scheme, host, port = origin
             if scheme == "https":
@@ -78,20 +82,30 @@ class ConnectionCache:
                 )
             else:
                 connection = http.client.HTTPConnection(host, port, timeout=timeout)
-            connections[origin] = connection
-            with self._lock:
-                self._all.append(connection)
         connection.timeout = timeout  # for connecting, when the socket is (re)opened
         if connection.sock is not None:
             connection.sock.settimeout(timeout)
         return connection
 
-    def close(self) -> None:
+    def give_back(self, origin: Origin, connection: http.client.HTTPConnection) -> None:
+        """Keep a connection whose answer was read in full for the next call."""
+        if connection.sock is None:
+            return
         with self._lock:
-            connections, self._all = self._all, []
-        for connection in connections:
-            connection.close()
-        self._local = threading.local()
+            if self._pid == os.getpid():
+                idle = self._idle.setdefault(origin, [])
+                if len(idle) < self.max_idle:
+                    idle.append(connection)
+                    return
+        connection.close()
+
+    def close(self) -> None:
+        """Close the idle connections (one in use is closed when it is given back)."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
 
 
 def _dropped(connection: http.client.HTTPConnection) -> bool:
@@ -107,7 +121,7 @@ def _dropped(connection: http.client.HTTPConnection) -> bool:
 
 
 def send_kept_alive(
-    cache: ConnectionCache,
+    pool: ConnectionPool,
     method: str,
     url: str,
     *,
@@ -116,13 +130,13 @@ def send_kept_alive(
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> RawAnswer:
-    """One request on this thread's kept-alive connection, within ``deadline``."""
+    """One request on a kept-alive connection of ``pool``, within ``deadline``."""
     remaining = time_left(deadline, method, url)
     origin, target = split_url(url)
     if params:
         target = f"{target}?{urlencode(params)}"
     what = f"{method} {url}"
-    connection = cache.get(origin, remaining)
+    connection = pool.take(origin, remaining)
     try:
         try:
             connection.request(method, target, body=body, headers=dict(headers or {}))
@@ -147,6 +161,8 @@ def send_kept_alive(
         raise
     if response.will_close:
         connection.close()
+    else:
+        pool.give_back(origin, connection)
     headers_read = _Headers(response.getheaders())
     encoding = headers_read.get("Content-Encoding", "").strip().lower()
     if encoding in ("gzip", "deflate") and payload:
@@ -185,4 +201,4 @@ class _Headers(dict[str, str]):
         return super().__contains__(str(key).lower())
 
 
-__all__ = ["ConnectionCache", "send_kept_alive", "split_url"]
+__all__ = ["ConnectionPool", "send_kept_alive", "split_url"]

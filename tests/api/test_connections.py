@@ -99,7 +99,7 @@ def test_a_connection_the_server_closed_is_replaced_without_a_retry(
     assert hanging_up.requests == 2 and hanging_up.connections == 2
 
 
-def test_each_thread_has_its_own_connection(keep_alive: RawServer) -> None:
+def test_threads_share_the_idle_connections(keep_alive: RawServer) -> None:
     client = _client(keep_alive)
     errors: list[BaseException] = []
 
@@ -115,8 +115,37 @@ def test_each_thread_has_its_own_connection(keep_alive: RawServer) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    assert errors == [] and keep_alive.requests == 80 and keep_alive.connections == 4
+    assert errors == [] and keep_alive.requests == 80
+    assert 1 <= keep_alive.connections <= 4  # never more than the calls at once
     client.close()
+
+
+def test_a_thread_per_request_server_reuses_connections(keep_alive: RawServer) -> None:
+    # runserver and other threading servers start a thread per request: the connection
+    # outlives each of them.
+    client = _client(keep_alive)
+    for _ in range(10):
+        thread = threading.Thread(
+            target=client.upsert_profiles,
+            args=([{"anonymousId": "a", "type": "track", "event": "x"}],),
+        )
+        thread.start()
+        thread.join(timeout=10)
+    assert keep_alive.requests == 10 and keep_alive.connections == 1
+
+
+def test_idle_connections_are_bounded(keep_alive: RawServer) -> None:
+    from django_experience.api.connections import ConnectionPool, split_url
+
+    pool = ConnectionPool(max_idle=2)
+    origin, _ = split_url(f"http://127.0.0.1:{keep_alive.port}/")
+    taken = [pool.take(origin, 1.0) for _ in range(4)]
+    for connection in taken:
+        connection.connect()
+        pool.give_back(origin, connection)
+    assert sum(connection.sock is not None for connection in taken) == 2  # the rest closed
+    pool.close()
+    assert all(connection.sock is None for connection in taken)
 
 
 @pytest.mark.parametrize(
