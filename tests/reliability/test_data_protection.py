@@ -78,9 +78,9 @@ def test_no_trait_value_reaches_the_logs(
     emulator: EmulatorHandle, settings: Any, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings.EXPERIENCE_TIMEOUT = 0.25
     settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
     visitor, user, profile_id = _signed_in_visitor(emulator)
+    settings.EXPERIENCE_TIMEOUT = 0.25  # after the set-up, which must succeed
     people = tmp_path / "people.jsonl"
     people.write_text(
         json.dumps({"id": "zeb-import", "traits": {"email": EMAIL, "firstname": FIRST_NAME}})
