@@ -30,13 +30,16 @@ DELIVERY_BACKENDS = ("thread", "tasks", "sync")
 _UNSET = object()  # neither in Django's settings nor in the environment
 _resolved: dict[str, Any] = {}
 _resolved_from: list[object] = [None]  # the settings object _resolved was read from
+# LazySettings keeps the settings object in its instance dict (cleared in place, never
+# replaced); reading it there skips LazyObject's attribute hook on every lookup.
+_lazy_settings_dict: dict[str, Any] = object.__getattribute__(settings, "__dict__")
 
 
 def _lookup(name: str, parse: Callable[[str], Any], default: Any) -> Any:
     # Remembered until a setting changes: a missing Django setting costs an exception and the
     # environment a lookup, over a dozen times a request otherwise. override_settings (and so
     # pytest-django's fixture) swaps the settings object, which forgets what was read.
-    holder = settings.__dict__.get("_wrapped")
+    holder = _lazy_settings_dict.get("_wrapped")
     if holder is not _resolved_from[0]:
         _resolved.clear()
         _resolved_from[0] = holder
