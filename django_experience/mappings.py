@@ -63,11 +63,8 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
     owner = Q(user=user) if has_user else Q(pk__in=[])
     if external_id:
         owner |= Q(external_id=external_id)
-    lost_race = False
-    busy_retries = 0
-    attempt = 0
-    while attempt < 3:
-        attempt += 1
+    lost_races = busy_retries = 0
+    while lost_races < 3:
         try:
             with transaction.atomic():
                 mapping = (
@@ -76,7 +73,7 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
                     .order_by(F("user_id").desc(nulls_last=True))
                     .first()
                 )
-                if mapping is not None and lost_race:
+                if mapping is not None and lost_races:
                     return mapping.profile_id
                 holder = ProfileMapping.objects.filter(profile_id=profile_id, **namespace_filter)
                 if mapping is not None:
@@ -108,12 +105,11 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
                     mapping.save()
             return profile_id
         except IntegrityError:
-            lost_race = True  # a concurrent sign-in wrote first: read its row and keep it
-        except OperationalError:
+            lost_races += 1  # a concurrent sign-in wrote first: read its row and keep it
+        except OperationalError:  # a busy database: the same attempt again, after a pause
             if not _may_retry_busy(busy_retries):
                 raise
             busy_retries += 1
-            attempt -= 1  # a busy database is not a lost race
             time.sleep(random.uniform(0.5, 1.0) * BUSY_BACKOFF * 2**busy_retries)
     return profile_id
 

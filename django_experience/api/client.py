@@ -13,6 +13,7 @@ failures, up to ``max_retries`` times, with exponential backoff and jitter or th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import ssl
@@ -172,7 +173,9 @@ class ExperienceClient:
             session.verify = ca_bundle
         session.trust_env = False
         self._verify = session.verify
-        self._connections = ConnectionPool(_tls_context(session.verify), max_idle=self._pool_size)
+        self._connections = ConnectionPool(
+            functools.partial(_tls_context, session.verify), max_idle=self._pool_size
+        )
         return session
 
     def close(self) -> None:

@@ -15,20 +15,15 @@ from __future__ import annotations
 import http.client
 import os
 import select
-import socket
 import ssl
 import threading
 import zlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
-from django_experience.api.errors import (
-    ConnectionFailed,
-    MalformedResponse,
-    RequestTimeout,
-    TransportError,
-)
+import urllib3
+
+from django_experience.api.errors import ConnectionFailed, MalformedResponse, RequestTimeout
 from django_experience.api.retry import Deadline
 from django_experience.api.transport import MAX_BODY_BYTES, RawAnswer, read_body, time_left
 
@@ -55,8 +50,11 @@ class ConnectionPool:
     At most ``max_idle`` idle connections are kept per origin; a forked child starts afresh.
     """
 
-    def __init__(self, tls: ssl.SSLContext | None = None, *, max_idle: int = 32) -> None:
-        self._tls = tls
+    def __init__(
+        self, tls: Callable[[], ssl.SSLContext] = ssl.create_default_context, *, max_idle: int = 32
+    ) -> None:
+        self._make_tls = tls  # called on the first HTTPS connection: loading CAs takes a while
+        self._tls: ssl.SSLContext | None = None
         self.max_idle = max_idle
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
@@ -77,8 +75,10 @@ class ConnectionPool:
         if connection is None:
             scheme, host, port = origin
             if scheme == "https":
+                if self._tls is None:
+                    self._tls = self._make_tls()
                 connection = http.client.HTTPSConnection(
-                    host, port, timeout=timeout, context=self._tls or ssl.create_default_context()
+                    host, port, timeout=timeout, context=self._tls
                 )
             else:
                 connection = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -138,22 +138,16 @@ def send_kept_alive(
     what = f"{method} {url}"
     connection = pool.take(origin, remaining)
     try:
-        try:
-            connection.request(method, target, body=body, headers=dict(headers or {}))
-        except (ConnectionRefusedError, socket.gaierror) as exc:
-            raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
+        connection.request(method, target, body=body, headers=dict(headers or {}))
         response = connection.getresponse()
         payload = read_body(response, deadline, what)
         response.close()  # read to the end: the connection is free for the next request
-    except TransportError:
-        connection.close()
-        raise
     except TimeoutError as exc:  # socket.timeout: connecting or waiting for the answer
         connection.close()
         raise RequestTimeout(
             f"no answer to {what} within the time budget of {deadline.budget:g}s"
         ) from exc
-    except (http.client.HTTPException, OSError) as exc:  # dropped, reset, refused, TLS
+    except (http.client.HTTPException, OSError) as exc:  # refused, unresolvable, dropped, TLS
         connection.close()
         raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
     except BaseException:
@@ -163,7 +157,7 @@ def send_kept_alive(
         connection.close()
     else:
         pool.give_back(origin, connection)
-    headers_read = _Headers(response.getheaders())
+    headers_read = urllib3.HTTPHeaderDict(response.getheaders())  # what requests answers too
     encoding = headers_read.get("Content-Encoding", "").strip().lower()
     if encoding in ("gzip", "deflate") and payload:
         payload = _decompress(payload, encoding, what)
@@ -180,25 +174,6 @@ def _decompress(payload: bytes, encoding: str, what: str) -> bytes:
     if len(data) > MAX_BODY_BYTES:
         raise MalformedResponse(f"the answer to {what} is larger than {MAX_BODY_BYTES} bytes")
     return data
-
-
-class _Headers(dict[str, str]):
-    """Response headers, looked up without regard to case (like ``requests``)."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        super().__init__()
-        for name, value in pairs:
-            key = name.lower()
-            super().__setitem__(key, f"{self[key]}, {value}" if key in self else value)
-
-    def __getitem__(self, key: object) -> str:
-        return super().__getitem__(str(key).lower())
-
-    def get(self, key: object, default: Any = None) -> Any:
-        return super().get(str(key).lower(), default)
-
-    def __contains__(self, key: object) -> bool:
-        return super().__contains__(str(key).lower())
 
 
 __all__ = ["ConnectionPool", "send_kept_alive", "split_url"]

@@ -4,8 +4,10 @@ closed them while idle (without a retry being spent on it)."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from django_experience.api import ExperienceClient
-from django_experience.api.connections import split_url
+from django_experience.api.connections import ConnectionPool, split_url
 from tests.api.slow_server import read_request
 
 ANSWER = json.dumps({"data": {"profiles": []}, "error": None}).encode()
@@ -135,8 +137,6 @@ def test_a_thread_per_request_server_reuses_connections(keep_alive: RawServer) -
 
 
 def test_idle_connections_are_bounded(keep_alive: RawServer) -> None:
-    from django_experience.api.connections import ConnectionPool, split_url
-
     pool = ConnectionPool(max_idle=2)
     origin, _ = split_url(f"http://127.0.0.1:{keep_alive.port}/")
     taken = [pool.take(origin, 1.0) for _ in range(4)]
@@ -171,3 +171,22 @@ def test_gzip_answers_are_decoded() -> None:
         ) == []
     finally:
         server.close()
+
+
+def test_the_tls_context_is_built_for_the_first_https_connection_only() -> None:
+    # Loading the CA bundle costs tens of milliseconds: a client of an http:// URL (the
+    # emulator) must not pay it, one of an https:// URL pays it once.
+    made: list[ssl.SSLContext] = []
+
+    def tls() -> ssl.SSLContext:
+        made.append(ssl.create_default_context())
+        return made[-1]
+
+    pool = ConnectionPool(tls)
+    pool.take(("http", "127.0.0.1", 80), 1.0)  # connections open on first use: no I/O here
+    assert made == []
+    first = pool.take(("https", "experience.example", 443), 1.0)
+    second = pool.take(("https", "experience.example", 443), 1.0)
+    assert len(made) == 1
+    assert isinstance(first, http.client.HTTPSConnection)
+    assert isinstance(second, http.client.HTTPSConnection)
