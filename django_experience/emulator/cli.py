@@ -54,9 +54,9 @@ def serve(options: dict[str, Any], out: Writer = sys.stdout) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        # Bind first so the printed URL is the real one (port 0 picks a free port).
-        server.start()
-        server.stop()
+        # Listen before printing so the printed URL is the real one (port 0 picks a free
+        # port), and serve only after printing: whoever waits for the port also sees the banner.
+        server.bind()
     except OSError as exc:
         print(f"error: cannot listen on {server.host}:{server.port}: {exc.strerror}",
               file=sys.stderr)

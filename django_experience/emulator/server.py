@@ -271,6 +271,7 @@ class EmulatorServer:
         self.log_requests = log_requests
         self._server: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._serving = False  # serve_forever() runs in a caller's thread
         self._lock = threading.Lock()
 
     @property
@@ -287,10 +288,21 @@ class EmulatorServer:
         self.port = server.server_address[1]
         return server
 
+    def bind(self) -> EmulatorServer:
+        """Listen on the port without serving yet, so ``.url`` is final (port 0 picks one).
+
+        Connections wait in the listen backlog until ``.start()`` or ``.serve_forever()``.
+        """
+        with self._lock:
+            if self._server is None:
+                self._server = self._bind()
+        return self
+
     def start(self) -> EmulatorServer:
         with self._lock:
             if self._server is None:
                 self._server = self._bind()
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                     name=f"experience-emulator-{self.port}", daemon=True,
@@ -300,11 +312,12 @@ class EmulatorServer:
 
     def stop(self) -> None:
         with self._lock:
-            server, thread = self._server, self._thread
+            server, thread, serving = self._server, self._thread, self._serving
             self._server = self._thread = None
         if server is None:
             return
-        server.shutdown()
+        if thread is not None or serving:
+            server.shutdown()  # would wait forever on a port bound but never served
         server.server_close()
         server.close_connections()
         if thread is not None:
@@ -313,12 +326,18 @@ class EmulatorServer:
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (the command-line entry point)."""
         with self._lock:
-            server = self._server = self._bind()
+            if self._thread is not None:
+                raise RuntimeError("the emulator is already serving from a background thread")
+            if self._server is None:
+                self._server = self._bind()
+            server = self._server
+            self._serving = True
         try:
             server.serve_forever(poll_interval=0.2)
         finally:
             with self._lock:
                 self._server = None
+                self._serving = False
             server.server_close()
             server.close_connections()
 

@@ -61,6 +61,33 @@ def test_mounts_get_their_prefix_reset_and_snapshot() -> None:
         assert server.state.stats.requests() == {}
 
 
+def test_a_bound_emulator_queues_connections_until_it_serves() -> None:
+    # The command line prints its URL between bind() and serving: the URL must already be
+    # live (the connection is accepted), and nothing may be answered before the banner.
+    server = EmulatorServer().bind()
+    try:
+        assert server.port != 0
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(b"GET /__emulator__/config HTTP/1.1\r\nHost: x\r\n"
+                         b"Connection: close\r\n\r\n")
+            sock.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)
+            server.start()
+            sock.settimeout(5)
+            assert sock.recv(12) == b"HTTP/1.1 200"
+    finally:
+        server.stop()
+    assert not server.running
+
+
+def test_a_bound_emulator_stops_without_serving() -> None:
+    server = EmulatorServer().bind()
+    server.stop()  # must not wait for a serving loop that never ran
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((server.host, server.port), timeout=5).close()
+
+
 def test_mount_prefixes_cannot_hide_the_api() -> None:
     for prefix in ("/", "/v2/", "/__emulator__/x"):
         with pytest.raises(ValueError):
