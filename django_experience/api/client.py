@@ -6,7 +6,10 @@ the caller passes in, or changes, is used through ``requests`` with its pool siz
 threaded servers.
 
 ``timeout`` is the total budget of one call: connecting, waiting, reading the answer, every
-retry and every pause between retries. No call takes longer. Retried: 429, 503 and connection
+retry and every pause between retries. No call takes longer. The single-profile calls
+(``create_profile``, ``update_profile``, ``get_profile``, ``delete_profile``) take a keyword
+``timeout`` that replaces it for that one call, e.g. what is left of a page's budget; zero or
+less raises ``RequestTimeout`` without sending. Retried: 429, 503 and connection
 failures, up to ``max_retries`` times, with exponential backoff and jitter or the server's
 ``Retry-After``. Never retried: every other status (other 4xx are the caller's mistake).
 """
@@ -33,7 +36,7 @@ from django_experience import __version__
 from django_experience.api.batching import plan_batches
 from django_experience.api.connections import ConnectionPool, send_kept_alive
 from django_experience.api.envelope import unwrap
-from django_experience.api.errors import InvalidData, MalformedResponse
+from django_experience.api.errors import InvalidData, MalformedResponse, RequestTimeout
 from django_experience.api.retry import Deadline, RetryPolicy, call_with_retries
 from django_experience.api.scheduling import run_batches
 from django_experience.api.transport import send
@@ -207,8 +210,13 @@ class ExperienceClient:
         features: Sequence[str] | None = None,
         location: Mapping[str, Any] | None = None,
         ip: str | None = None,
+        timeout: float | None = None,
     ) -> ProfileResult:
-        """POST ``/profiles``: a new profile from ``events``, with its selected variants."""
+        """POST ``/profiles``: a new profile from ``events``, with its selected variants.
+
+        ``timeout``, when given, replaces the client's budget for this call; a value that is
+        not positive raises :class:`RequestTimeout` without sending anything.
+        """
         return self._mutate(
             "/profiles",
             events,
@@ -217,6 +225,7 @@ class ExperienceClient:
             features=features,
             location=location,
             ip=ip,
+            timeout=timeout,
         )
 
     def update_profile(
@@ -229,8 +238,12 @@ class ExperienceClient:
         features: Sequence[str] | None = None,
         location: Mapping[str, Any] | None = None,
         ip: str | None = None,
+        timeout: float | None = None,
     ) -> ProfileResult:
-        """POST ``/profiles/{id}``: add ``events`` to a profile (created when unknown)."""
+        """POST ``/profiles/{id}``: add ``events`` to a profile (created when unknown).
+
+        ``timeout``, when given, replaces the client's budget for this call.
+        """
         return self._mutate(
             f"/profiles/{_profile_id(profile_id)}",
             events,
@@ -239,18 +252,30 @@ class ExperienceClient:
             features=features,
             location=location,
             ip=ip,
+            timeout=timeout,
         )
 
-    def get_profile(self, profile_id: str, *, locale: str | None = None) -> ProfileResult:
-        """GET ``/profiles/{id}``: the profile with its selected variants."""
+    def get_profile(
+        self, profile_id: str, *, locale: str | None = None, timeout: float | None = None
+    ) -> ProfileResult:
+        """GET ``/profiles/{id}``: the profile with its selected variants.
+
+        ``timeout``, when given, replaces the client's budget for this call.
+        """
         data = self._call(
-            "GET", f"/profiles/{_profile_id(profile_id)}", params=self._query(locale=locale)
+            "GET",
+            f"/profiles/{_profile_id(profile_id)}",
+            params=self._query(locale=locale),
+            timeout=timeout,
         )
         return self._profile_result(data, "get profile")
 
-    def delete_profile(self, profile_id: str) -> None:
-        """DELETE ``/profiles/{id}``."""
-        self._call("DELETE", f"/profiles/{_profile_id(profile_id)}")
+    def delete_profile(self, profile_id: str, *, timeout: float | None = None) -> None:
+        """DELETE ``/profiles/{id}``.
+
+        ``timeout``, when given, replaces the client's budget for this call.
+        """
+        self._call("DELETE", f"/profiles/{_profile_id(profile_id)}", timeout=timeout)
 
     # Batch endpoints --------------------------------------------------------------------
 
@@ -326,6 +351,7 @@ class ExperienceClient:
         features: Sequence[str] | None,
         location: Mapping[str, Any] | None,
         ip: str | None,
+        timeout: float | None,
     ) -> ProfileResult:
         body: dict[str, Any] = {"events": _events_list(events)}
         options: dict[str, Any] = {}
@@ -344,6 +370,7 @@ class ExperienceClient:
             params=self._query(locale=locale, preflight=preflight),
             text_body=body,
             headers=headers,
+            timeout=timeout,
         )
         return self._profile_result(data, "preflight" if preflight else "profile update")
 
@@ -356,8 +383,10 @@ class ExperienceClient:
         json_body: Mapping[str, Any] | None = None,
         text_body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """One API call within the time budget, retried per the policy; returns ``data``."""
+        deadline = self._budget(timeout, method, path)
         request_headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         body: bytes | None = None
         if json_body is not None:
@@ -395,7 +424,22 @@ class ExperienceClient:
                 )
             return unwrap(answer, what)
 
-        return call_with_retries(attempt, self.retry_policy, Deadline(self.timeout))
+        return call_with_retries(attempt, self.retry_policy, deadline)
+
+    def _budget(self, timeout: float | None, method: str, path: str) -> Deadline:
+        """The deadline of one call: the client's ``timeout``, or the call's own.
+
+        A call's own ``timeout`` is typically "what is left" of a larger budget (one page's),
+        so a value that is not positive (nothing left) raises :class:`RequestTimeout` at once,
+        without sending anything, like a budget spent before the call started.
+        """
+        if timeout is None:
+            return Deadline(self.timeout)
+        if not timeout > 0:  # also NaN
+            raise RequestTimeout(
+                f"no time left for {method} {path}: the call's budget is {timeout!r}s"
+            )
+        return Deadline(float(timeout))
 
     def _direct_route(self, session: requests.Session, url: str) -> bool:
         """Whether this call may take the kept-alive ``http.client`` path.
