@@ -17,46 +17,63 @@ JSON = Any
 JSONObject = dict[str, Any]
 
 
-def _object(value: object, where: str) -> Mapping[str, Any]:
+# Each helper takes where the value sits as a base and a suffix, joined only for the error
+# message: a profile answer is parsed on every personalized request, and formatting a path
+# for every field costs more than checking it.
+
+
+def _at(where: str, suffix: str) -> str:
+    return f"{where}{suffix}"
+
+
+def _object(value: object, where: str, suffix: str = "") -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where} must be an object, got {type(value).__name__}")
+        raise ValueError(f"{_at(where, suffix)} must be an object, got {type(value).__name__}")
     return value
 
 
-def _optional_object(value: object, where: str) -> dict[str, Any]:
+def _optional_object(value: object, where: str, suffix: str = "") -> dict[str, Any]:
     if value is None:
         return {}
-    return dict(_object(value, where))
+    if type(value) is dict:
+        return value.copy()
+    return dict(_object(value, where, suffix))
 
 
-def _string(value: object, where: str) -> str:
+def _string(value: object, where: str, suffix: str = "") -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{where} must be a string, got {type(value).__name__}")
+        raise ValueError(f"{_at(where, suffix)} must be a string, got {type(value).__name__}")
     return value
 
 
-def _int(value: object, where: str, default: int = 0) -> int:
+def _int(value: object, where: str, suffix: str = "", default: int = 0) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where} must be a number, got {type(value).__name__}")
+        raise ValueError(f"{_at(where, suffix)} must be a number, got {type(value).__name__}")
     return int(value)
 
 
-def _number(value: object, where: str, default: float = 0.0) -> float:
+def _number(value: object, where: str, suffix: str = "", default: float = 0.0) -> float:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where} must be a number, got {type(value).__name__}")
+        raise ValueError(f"{_at(where, suffix)} must be a number, got {type(value).__name__}")
     return float(value)
 
 
-def _list(value: object, where: str) -> list[Any]:
+def _list(value: object, where: str, suffix: str = "") -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ValueError(f"{where} must be a list, got {type(value).__name__}")
+        raise ValueError(f"{_at(where, suffix)} must be a list, got {type(value).__name__}")
     return value
+
+
+def _strings(values: list[Any], where: str, suffix: str) -> tuple[str, ...]:
+    for value in values:
+        _string(value, where, suffix)
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -75,15 +92,15 @@ class Session:
         obj = _object(data, where)
         session_id = obj.get("id")
         return cls(
-            id=None if session_id is None else _string(session_id, f"{where}.id"),
+            id=None if session_id is None else _string(session_id, where, ".id"),
             is_returning_visitor=bool(obj.get("isReturningVisitor", False)),
-            landing_page=_optional_object(obj.get("landingPage"), f"{where}.landingPage"),
-            count=_int(obj.get("count"), f"{where}.count"),
+            landing_page=_optional_object(obj.get("landingPage"), where, ".landingPage"),
+            count=_int(obj.get("count"), where, ".count"),
             active_session_length=_number(
-                obj.get("activeSessionLength"), f"{where}.activeSessionLength"
+                obj.get("activeSessionLength"), where, ".activeSessionLength"
             ),
             average_session_length=_number(
-                obj.get("averageSessionLength"), f"{where}.averageSessionLength"
+                obj.get("averageSessionLength"), where, ".averageSessionLength"
             ),
         )
 
@@ -105,21 +122,26 @@ class Profile:
     @classmethod
     def from_json(cls, data: object, where: str = "profile") -> Profile:
         obj = _object(data, where)
-        profile_id = _string(obj.get("id"), f"{where}.id")
+        profile_id = _string(obj.get("id"), where, ".id")
         stable_id = obj.get("stableId")
         session = obj.get("session")
-        sticky = _optional_object(obj.get("stickyVariants"), f"{where}.stickyVariants")
+        sticky = obj.get("stickyVariants")
         return cls(
             id=profile_id,
-            stable_id=profile_id if stable_id is None else _string(stable_id, f"{where}.stableId"),
-            random=_number(obj.get("random"), f"{where}.random"),
-            audiences=tuple(
-                _string(a, f"{where}.audiences[]") for a in _list(obj.get("audiences"), where)
+            stable_id=profile_id if stable_id is None else _string(stable_id, where, ".stableId"),
+            random=_number(obj.get("random"), where, ".random"),
+            audiences=_strings(
+                _list(obj.get("audiences"), where, ".audiences"), where, ".audiences[]"
             ),
-            traits=_optional_object(obj.get("traits"), f"{where}.traits"),
-            location=_optional_object(obj.get("location"), f"{where}.location"),
+            traits=_optional_object(obj.get("traits"), where, ".traits"),
+            location=_optional_object(obj.get("location"), where, ".location"),
             session=None if session is None else Session.from_json(session, f"{where}.session"),
-            sticky_variants={str(k): _int(v, f"{where}.stickyVariants") for k, v in sticky.items()},
+            sticky_variants={}
+            if not sticky
+            else {
+                str(k): _int(v, where, ".stickyVariants")
+                for k, v in _object(sticky, where, ".stickyVariants").items()
+            },
             raw=dict(obj),
         )
 
@@ -137,13 +159,17 @@ class Experience:
     @classmethod
     def from_json(cls, data: object, where: str = "experiences[]") -> Experience:
         obj = _object(data, where)
-        variants = _optional_object(obj.get("variants"), f"{where}.variants")
+        variants = _optional_object(obj.get("variants"), where, ".variants")
+        for key, value in variants.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                variants = {
+                    str(k): _string(v, where, f".variants.{k}") for k, v in variants.items()
+                }
+                break
         return cls(
-            experience_id=_string(obj.get("experienceId"), f"{where}.experienceId"),
-            variant_index=_int(obj.get("variantIndex"), f"{where}.variantIndex"),
-            variants={
-                str(k): _string(v, f"{where}.variants.{k}") for k, v in variants.items()
-            },
+            experience_id=_string(obj.get("experienceId"), where, ".experienceId"),
+            variant_index=_int(obj.get("variantIndex"), where, ".variantIndex"),
+            variants=variants,
             sticky=bool(obj.get("sticky", False)),
             raw=dict(obj),
         )
@@ -173,10 +199,10 @@ class Change:
     def from_json(cls, data: object, where: str = "changes[]") -> Change:
         obj = _object(data, where)
         return cls(
-            key=_string(obj.get("key"), f"{where}.key"),
-            type=_string(obj.get("type", "Variable"), f"{where}.type"),
+            key=_string(obj.get("key"), where, ".key"),
+            type=_string(obj.get("type", "Variable"), where, ".type"),
             value=obj.get("value"),
-            meta=_optional_object(obj.get("meta"), f"{where}.meta"),
+            meta=_optional_object(obj.get("meta"), where, ".meta"),
             raw=dict(obj),
         )
 
