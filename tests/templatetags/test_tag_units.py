@@ -100,7 +100,7 @@ def test_experience_entry_forms(render: Callable[[Any], Render]) -> None:
     assert rendered("{% experience_entry id as entry %}[{{ entry }}]", id="hero") == "[hero-a]"
 
 
-def test_experience_change_tracks_variables_once_per_use(
+def test_experience_change_renders_values_and_reports_every_rendered_use(
     render: Callable[[Any], Render],
 ) -> None:
     fake = FakeExperience(changes=(variable_change("cta", {"color": "orange"}, "exp-cta", 1),))
