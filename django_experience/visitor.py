@@ -142,9 +142,14 @@ def guarded_call(
     if not breaker.allow():
         logger.debug("Experience API %s skipped: circuit open; serving baseline", operation)
         return None
+    settled = False
     try:
         result = call()
+        settled = True
+        breaker.record_success()
+        return result
     except Exception as exc:
+        settled = True
         opened = False
         if _counts_against_breaker(exc):
             opened = breaker.record_failure()
@@ -160,8 +165,12 @@ def guarded_call(
             f"; circuit open for {conf.BREAKER_COOLDOWN:g}s" if opened else "",
         )
         return None
-    breaker.record_success()
-    return result
+    finally:
+        if not settled:
+            # A BaseException (gevent.Timeout, KeyboardInterrupt, SystemExit) says nothing
+            # about the API; without this a half-open breaker's probe slot stays claimed and
+            # no request would ever probe the API again.
+            breaker.release()
 
 
 # -- the request's visitor -----------------------------------------------------------------

@@ -177,6 +177,34 @@ def test_success_resets_the_failure_count() -> None:
     assert unit.record_failure() is False and unit.state == CLOSED
 
 
+class _Interrupted(BaseException):
+    """What gevent.Timeout or KeyboardInterrupt look like to the code they interrupt."""
+
+
+def test_a_base_exception_in_the_probe_gives_the_probe_slot_back(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    from django_experience.visitor import guarded_call
+
+    clock = FakeClock()
+    monkeypatch.setattr(breaker, "_clock", clock)
+    settings.EXPERIENCE_BREAKER_THRESHOLD = 1
+    settings.EXPERIENCE_BREAKER_COOLDOWN = 30
+    assert breaker.record_failure() is True
+    clock.now = 30.0
+    assert breaker.state == HALF_OPEN
+
+    def interrupted() -> Any:
+        raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        guarded_call("update", interrupted, "some-profile")
+    # The slot is free again: the next request probes (and a success closes the breaker).
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == CLOSED
+
+
 def test_answers_that_are_not_outages_do_not_trip_the_breaker(
     client: Client, emulator: EmulatorHandle, tight_budget: None, settings: Any
 ) -> None:
