@@ -12,7 +12,6 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -187,7 +186,9 @@ class Pipeline:
         self.summary = Summary()
         self.stop = Stop()
         self._inflight: dict[Future[Outcome], Batch] = {}
-        self._keys: Counter[str] = Counter()
+        # Profiles in flight -> number of batches carrying them; a key leaves when its count
+        # drops to zero, so this holds at most the keys of the batches in flight.
+        self._keys: dict[str, int] = {}
         self._batch_keys: dict[int, set[str]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._saved_at = 0.0
@@ -252,7 +253,7 @@ class Pipeline:
         keys = {key for row in batch.rows for key in self.target.keys(row)}
         window = 2 * max(1, self.options.workers)
         # Wait for room, and for any batch still carrying one of these profiles.
-        while len(self._inflight) >= window or any(self._keys[key] for key in keys):
+        while len(self._inflight) >= window or any(key in self._keys for key in keys):
             self._collect(block=True)
         items, rejected = self.target.prepare(batch)
         for item in rejected:
@@ -263,7 +264,8 @@ class Pipeline:
         future = self._executor_submit(items)
         self._inflight[future] = batch
         self._batch_keys[batch.index] = keys
-        self._keys.update(keys)
+        for key in keys:
+            self._keys[key] = self._keys.get(key, 0) + 1
 
     def _executor_submit(self, items: list[Item]) -> Future[Outcome]:
         if self._pool is None:
@@ -281,8 +283,16 @@ class Pipeline:
             done = {future for future in self._inflight if future.done()}
         for future in done:
             batch = self._inflight.pop(future)
-            self._keys.subtract(self._batch_keys.pop(batch.index))
+            self._release(self._batch_keys.pop(batch.index))
             self._finish(batch, future.result())
+
+    def _release(self, keys: set[str]) -> None:
+        for key in keys:
+            left = self._keys[key] - 1
+            if left:
+                self._keys[key] = left
+            else:
+                del self._keys[key]
 
     def _finish(self, batch: Batch, outcome: Outcome) -> None:
         self.summary.retries += outcome.retries
