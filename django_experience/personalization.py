@@ -77,10 +77,25 @@ def _in_event_loop() -> bool:
 _T = TypeVar("_T")
 
 
+def _offloaded(function: Callable[..., _T], *args: Any) -> _T:
+    """One job of an offload thread; its database connections are closed afterwards.
+
+    The ORM opens a connection per thread, and nothing else ever closes the ones of these
+    threads: as Django does at the end of a request (``request_finished``), connections that
+    are unusable or past ``CONN_MAX_AGE`` (by default: all of them) are closed after each job.
+    """
+    try:
+        return function(*args)
+    finally:
+        from django.db import close_old_connections
+
+        close_old_connections()
+
+
 def _off_the_loop(function: Callable[..., _T], *args: Any) -> _T:
     """Call ``function`` here, or in a worker thread when this thread runs an event loop."""
     if _in_event_loop():
-        return _loop_offload.submit(function, *args).result()
+        return _loop_offload.submit(_offloaded, function, *args).result()
     return function(*args)
 
 
@@ -136,7 +151,7 @@ class Personalization:
         """Resolve now without blocking the event loop (for async views)."""
         if self._source is None:
             return
-        await asyncio.get_running_loop().run_in_executor(_loop_offload, self._load)
+        await asyncio.get_running_loop().run_in_executor(_loop_offload, _offloaded, self._load)
 
     def adopt(self, result: ProfileResult) -> None:
         """Use ``result`` from now on (an identify answered with the visitor's profile)."""

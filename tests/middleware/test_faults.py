@@ -234,6 +234,35 @@ def test_async_view_reading_synchronously_on_the_loop(emulator: EmulatorHandle) 
     assert emulator.request_count("create") == 1
 
 
+def test_offload_threads_close_their_database_connections() -> None:
+    import asyncio
+
+    from django.db import connections
+
+    from django_experience.personalization import Personalization, _off_the_loop
+
+    opened: list[Any] = []
+
+    def uses_the_orm() -> Any:
+        User.objects.count()
+        opened.append(connections["default"])  # this thread's connection
+        return None
+
+    class Source:
+        def resolve(self) -> Any:
+            return uses_the_orm()
+
+    async def in_an_async_view() -> None:
+        _off_the_loop(uses_the_orm)  # a synchronous read on the loop
+        await Personalization(Source()).aload()  # type: ignore[arg-type]
+
+    asyncio.run(in_an_async_view())
+    assert len(opened) == 2
+    for wrapper in opened:
+        assert wrapper is not connections["default"]  # it was another thread's
+        assert wrapper.connection is None  # closed after the job, as at the end of a request
+
+
 def test_async_untouched_page_goes_to_delivery(emulator: EmulatorHandle) -> None:
     response = async_to_sync(AsyncClient().get)("/mw/async-plain/")
     assert response.status_code == 200
