@@ -21,12 +21,22 @@ if TYPE_CHECKING:
 
 ARTIFACTS = Path("test-artifacts") / "browser"  # under the rootdir; git-ignored
 
+CHROMIUM_ENV = "EXPERIENCE_CHROMIUM"
+"""Environment variable naming another Chromium binary than ``/usr/bin/chromium``."""
 
-def _require_browser() -> None:
+
+def chromium_path() -> Path:
+    """The Chromium to launch: ``$EXPERIENCE_CHROMIUM`` when set, else the system one."""
+    value = os.environ.get(CHROMIUM_ENV)
+    return Path(value) if value else CHROMIUM
+
+
+def require_browser() -> None:
     """Skip without Chromium, or fail when the environment says a browser is required (CI)."""
+    chromium = chromium_path()
     problem = None
-    if not CHROMIUM.exists():
-        problem = f"Chromium is not installed at {CHROMIUM}"
+    if not chromium.is_file():
+        problem = f"Chromium is not installed at {chromium}"
     else:
         try:
             import playwright.sync_api  # noqa: F401
@@ -41,12 +51,12 @@ def _require_browser() -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            executable_path=str(chromium_path()), headless=True, args=CHROMIUM_ARGS
         )
         yield chromium
         chromium.close()
