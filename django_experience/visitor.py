@@ -267,7 +267,12 @@ class Visitor:
         return build_page_event(self.request)
 
     def _page_events(self) -> list[dict[str, Any]]:
-        if not self.personalized or self.page_sent:
+        """The page event to send (and store) with this request's next stored call, if any.
+
+        None in ``preflight`` mode: the browser SDK sends the page events there, and a stored
+        one from the server would count every page view twice.
+        """
+        if not self.personalized or self.page_sent or self.mode == "preflight":
             return []
         return [self.page_event]
 
@@ -398,13 +403,15 @@ class Visitor:
         if target is None and mapping is not None:
             target = mapping.profile_id
         self.__dict__["_mapped_id"] = mapping.profile_id if mapping is not None else None
-        events = [*self._page_events(), identify_event(user_id, traits)]
+        page = self._page_events()
+        # Stored even in preflight mode (the point of a sign-in), but without a page event.
+        events = [*page, identify_event(user_id, traits)]
         result = self._call("identify", target, events, preflight=False)
         if result is None:
             if mapping is not None:
                 self.profile_id = mapping.profile_id
             return None
-        self.page_sent = self.page_sent or self.personalized
+        self.page_sent = self.page_sent or bool(page)
         self.signed_out = False
         self.profile_id = store_mapping(result.profile.id, user=user, external_id=user_id)
         self.__dict__["_mapped_id"] = self.profile_id

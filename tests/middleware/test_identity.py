@@ -116,6 +116,26 @@ def test_sign_in_on_a_get_renders_the_identified_profile_with_one_call(
     assert response.cookies["ntaid"].value == data["profile"]
 
 
+@pytest.mark.parametrize("view", ["magic-link", "identify"])
+@pytest.mark.parametrize("returning", [False, True])
+def test_preflight_mode_stores_the_identify_but_no_page_event(
+    client: Client, emulator: EmulatorHandle, ada: User, settings: Any, view: str, returning: bool
+) -> None:
+    settings.EXPERIENCE_MODE = "preflight"  # the browser SDK sends the page events
+    if returning:
+        _page(client)  # a preflight: nothing stored, a fresh id in the cookie
+    url = "/mw/magic-link/?username=ada" if view == "magic-link" else "/mw/identify-on-get/"
+    response = client.get(url, {"user_id": "crm-8"} if view == "identify" else {})
+    data = response.json()
+    assert data["name"] == ("Ada" if view == "magic-link" else "Grace")
+    assert data["degraded"] is False
+    stored = emulator.profile(data["profile"])
+    assert stored is not None
+    assert [e["type"] for e in stored["events"]] == ["identify"]
+    assert [e["type"] for p in emulator.profiles() for e in p["events"]] == ["identify"]
+    assert client.cookies["ntaid"].value == data["profile"]
+
+
 def test_explicit_identify_of_someone_who_is_not_a_user(
     client: Client, emulator: EmulatorHandle
 ) -> None:

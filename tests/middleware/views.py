@@ -52,6 +52,12 @@ def identify(request: HttpRequest) -> JsonResponse:
     return JsonResponse(_summary(request))
 
 
+def identify_on_get(request: HttpRequest) -> JsonResponse:
+    """A personalized page that identifies the visitor (a newsletter link with a CRM id)."""
+    get_experience(request).identify(request.GET["user_id"], {"firstname": "Grace"})
+    return JsonResponse(_summary(request))
+
+
 def sign_in(request: HttpRequest) -> HttpResponse:
     user = authenticate(request, username=request.POST["username"], password="pw")
     assert user is not None
