@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest pytest-django42 demo bench clean
+.PHONY: test lint typecheck pytest pytest-django42 pytest-django6 demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --silent
 	touch node_modules/.installed
 
-test: $(STAMP) node_modules/.installed lint typecheck pytest pytest-django42
+test: $(STAMP) node_modules/.installed lint typecheck pytest pytest-django42 pytest-django6
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -42,6 +42,31 @@ $(STAMP42): pyproject.toml
 pytest-django42: $(STAMP42) node_modules/.installed
 	$(VENV42)/bin/pytest -m "not browser"
 
+# The newest Django (6.x) needs Python 3.12 or later: taken from PATH or pyenv when the machine
+# has one; without one the run says so and the rest of `make test` goes on.
+VENV6 := .venv-django6
+STAMP6 := $(VENV6)/.installed
+PYTHON6 ?= $(shell for v in 3.12 3.13; do \
+	p=$$(command -v python$$v) && $$p -c '' 2>/dev/null && echo $$p && exit; \
+	command -v pyenv >/dev/null || continue; \
+	version=$$(pyenv versions --bare 2>/dev/null | grep "^$$v\." | tail -1); \
+	[ -n "$$version" ] && [ -x "$$(pyenv prefix $$version)/bin/python" ] && \
+	echo "$$(pyenv prefix $$version)/bin/python" && exit; done)
+
+$(STAMP6): pyproject.toml
+	$(PYTHON6) -m venv $(VENV6)
+	$(VENV6)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV6)/bin/python -m pip install --quiet -e '.[dev]' 'django>=6,<7'
+	touch $(STAMP6)
+
+ifeq ($(strip $(PYTHON6)),)
+pytest-django6:
+	@echo "Django 6 run skipped: no Python 3.12 or later on this machine."
+else
+pytest-django6: $(STAMP6) node_modules/.installed
+	$(VENV6)/bin/pytest -m "not browser"
+endif
+
 demo: $(STAMP)
 	@if [ -x example_project/run_demo.sh ]; then exec example_project/run_demo.sh; \
 	else echo "The example project is not built yet."; exit 1; fi
@@ -57,4 +82,4 @@ bench: $(BENCH_STAMP) node_modules/.installed
 	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV42) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV42) $(VENV6) node_modules .mypy_cache .ruff_cache .pytest_cache

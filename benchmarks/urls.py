@@ -8,6 +8,7 @@ from benchmarks import views
 
 urlpatterns = [
     path("page/", views.page),
+    path("page-with-round-trip/", views.page_with_round_trip),
     path("plain/", views.plain),
     path("static/app.css", views.plain),
 ]
