@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client, RequestFactory
 
+from django_experience.api.events import page_event
 from django_experience.emulator.handle import EmulatorHandle
 from django_experience.location import client_ip, geo_location
 from django_experience.models import ProfileMapping
@@ -45,12 +46,23 @@ def test_without_consent_only_page_events_and_no_cookie(
     settings.EXPERIENCE_CONSENT = "tests.middleware.views.no_consent"
     settings.EXPERIENCE_FEATURES = ["location", "ip-enrichment"]
     settings.EXPERIENCE_USER_TRAITS = "tests.middleware.views.user_traits"
+    # The visitor's profile from before they withdrew consent exists in the API.
+    emulator.client().upsert_profiles(
+        [{**page_event("https://example.com/earlier"), "anonymousId": "previous-profile"}]
+    )
     client.cookies["ntaid"] = "previous-profile"
     client.cookies["ctfl-opt-aid"] = "previous-profile"
     response = client.get("/mw/page/", HTTP_CF_IPCOUNTRY="DE")
     assert response.status_code == 200
-    # The stored id is neither used nor kept.
-    assert emulator.profile("previous-profile") is None
+    # The stored id is neither used nor kept: the page event went to a new, throw-away profile
+    # and nothing reached the previous one.
+    requests = emulator.stats()["requests"]
+    assert requests["create"] == {"200": 1} and "update" not in requests and "get" not in requests
+    previous = emulator.profile("previous-profile")
+    assert previous is not None and len(previous["events"]) == 1
+    (other,) = [p for p in emulator.profiles() if p["id"] != "previous-profile"]
+    assert [e["type"] for e in other["events"]] == ["page"]
+    assert response.json()["profile"] == other["id"]
     for name in ("ntaid", "ctfl-opt-aid"):
         assert response.cookies[name].value == "" and response.cookies[name]["max-age"] == 0
     # track and identify send nothing; the sign-in maps nothing.
