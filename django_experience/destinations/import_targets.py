@@ -25,6 +25,7 @@ from django_experience.destinations.errors import DestinationError, InvalidRecor
 from django_experience.destinations.experiture import build_upsert_body, record_from_traits
 from django_experience.destinations.releva import prepare_profile, profile_from_traits
 from django_experience.destinations.sinks import DESTINATION_NAMES, configured_options
+from django_experience.sync.checkpoint import secret_fingerprint
 from django_experience.sync.rows import Batch, Rejected, Row
 from django_experience.sync.targets import ImportTarget, Item, TargetOptions
 
@@ -71,6 +72,18 @@ def _with_user_emails(batch: Batch) -> list[tuple[Row, dict[str, Any]]]:
 
 
 class DestinationTarget(ImportTarget):
+    name = ""
+
+    def fingerprint(self) -> str:
+        # The platform's URL and credentials (hashed) and what shapes the payloads; not the
+        # timeouts and request sizes.
+        options = configured_options(self.name) or {}
+        decisive = {
+            key: value for key, value in options.items()
+            if key not in ("timeout", "max_retries", "batch_size", "check_schema")
+        }
+        return secret_fingerprint(self.name, decisive)
+
     def retry_delay(self, exc: BaseException) -> float | None:
         if getattr(exc, "local", False):
             return None  # refused before sending: it would be refused again

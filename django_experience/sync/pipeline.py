@@ -1,6 +1,11 @@
 """The import pipeline: stream rows, batch them, send batches concurrently (never two at once
 for the same profile), retry what is worth retrying, record what failed, checkpoint progress.
 
+Batches are the valid rows of fixed blocks of input positions: ``batch_size`` lines of a file
+(blank and bad lines included) or ``batch_size`` consecutive users, so a line that is fixed or
+edited between runs changes its own block only, and ``--resume`` can tell by the block's digest
+whether exactly that input was completed before.
+
 Only the main thread reads the source and touches the database; worker threads only send.
 At most ``2 * workers`` batches are in flight or waiting, so memory stays flat.
 """
@@ -17,13 +22,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from django_experience.sync.checkpoint import Checkpoint
+from django_experience.sync.checkpoint import Checkpoint, block_digest
 from django_experience.sync.rows import Batch, Rejected, Row
 from django_experience.sync.targets import ImportTarget, Item
 
 logger = logging.getLogger("django_experience.sync")
-
-CHECKPOINT_INTERVAL = 0.5  # seconds between checkpoint writes
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,10 @@ class Pipeline:
         self._keys: dict[str, int] = {}
         self._batch_keys: dict[int, set[str]] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self._saved_at = 0.0
+        self._next_index = 0
+        # What decides where the rows go (destination settings, a hash of its credentials):
+        # a block completed elsewhere is not skipped on resume.
+        self._context = target.fingerprint()
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -209,8 +215,6 @@ class Pipeline:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
-            if self.checkpoint is not None:
-                self.checkpoint.save()
             self.summary.elapsed = time.monotonic() - started
             self.on_progress(self.summary, True)
         return self.summary
@@ -222,31 +226,43 @@ class Pipeline:
 
     # reading ---------------------------------------------------------------------------
     def _read_all(self) -> None:
-        batch = Batch(0)
+        size = self.options.batch_size
+        batch: Batch | None = None
         for item in self.source:
             self.summary.rows_read += 1
+            line = max(item.line, 1)
+            block = (line - 1) // size
+            if batch is not None and (block != batch.block or len(batch.rows) >= size):
+                self._dispatch(batch)  # the previous block is complete
+                batch = None
             if isinstance(item, Rejected):
                 self._reject(item, "rejected")
             else:
                 self.summary.rows_valid += 1
+                if batch is None:
+                    batch = Batch(self._next_index, block=block)
+                    self._next_index += 1
                 batch.rows.append(item)
-                if len(batch.rows) >= self.options.batch_size:
+                if line % size == 0:  # the block's last position: nothing more can join it
                     self._dispatch(batch)
-                    batch = Batch(batch.index + 1)
+                    batch = None
             self._collect(block=False)
             self.on_progress(self.summary, False)
-        if batch.rows:
+        if batch is not None:
             self._dispatch(batch)
 
-    def _reject(self, item: Rejected, kind: str) -> None:
+    def _reject(self, item: Rejected, kind: str, batch: Batch | None = None) -> None:
         self.summary.rejected += 1
         self.errors.report(item.line, item.reason, item.raw, item.external_id, kind)
+        if batch is not None:  # kept with the block in the checkpoint, to report on resume
+            batch.refused.append({"line": item.line, "kind": kind, "reason": item.reason})
 
     # sending ---------------------------------------------------------------------------
     def _dispatch(self, batch: Batch) -> None:
         self.summary.batches += 1
-        if self.checkpoint is not None and self.checkpoint.is_done(batch.index):
-            self.summary.skipped += len(batch.rows)
+        batch.digest = block_digest(self._context, batch.block, batch.rows)
+        if self.checkpoint is not None and self.checkpoint.is_done(batch.digest):
+            self._skip(batch)
             return
         if self.options.dry_run:
             return
@@ -257,15 +273,33 @@ class Pipeline:
             self._collect(block=True)
         items, rejected = self.target.prepare(batch)
         for item in rejected:
-            self._reject(item, "rejected")
+            self._reject(item, "rejected", batch)
         if not items:
-            self._mark_done(batch.index)
+            self._mark_done(batch)
             return
         future = self._executor_submit(items)
         self._inflight[future] = batch
         self._batch_keys[batch.index] = keys
         for key in keys:
             self._keys[key] = self._keys.get(key, 0) + 1
+
+    def _skip(self, batch: Batch) -> None:
+        """A block an earlier run completed with exactly this content: not sent again, but
+        the rows refused then are reported again, so this run's errors file is complete."""
+        assert self.checkpoint is not None
+        rows = {row.line: row for row in batch.rows}
+        reported = 0
+        for entry in self.checkpoint.refused(batch.digest):
+            line = entry.get("line")
+            row = rows.get(line) if isinstance(line, int) else None
+            if row is None:
+                continue
+            reported += 1
+            self._reject(
+                Rejected(row.line, str(entry.get("reason")), row.canonical(), row.external_id),
+                str(entry.get("kind") or "refused"),
+            )
+        self.summary.skipped += len(batch.rows) - reported
 
     def _executor_submit(self, items: list[Item]) -> Future[Outcome]:
         if self._pool is None:
@@ -303,6 +337,7 @@ class Pipeline:
             self._reject(
                 Rejected(item.row.line, reason, item.row.canonical(), item.row.external_id),
                 "refused",
+                batch,
             )
         for item, reason in outcome.failed:
             self.summary.failed += 1
@@ -311,18 +346,12 @@ class Pipeline:
             )
         if not outcome.failed:
             # Refused rows would be refused again: only retryable failures keep a batch open.
-            self._mark_done(batch.index)
+            self._mark_done(batch)
         self.on_progress(self.summary, False)
 
-    def _mark_done(self, index: int) -> None:
+    def _mark_done(self, batch: Batch) -> None:
         if self.checkpoint is not None:
-            self.checkpoint.mark_done(index)
-            # Written at most every half second (and at the end): a crash resends at most
-            # that much, with the same message ids and profile ids.
-            now = time.monotonic()
-            if now - self._saved_at >= CHECKPOINT_INTERVAL:
-                self.checkpoint.save()
-                self._saved_at = now
+            self.checkpoint.mark_done(batch.digest, batch.refused)
 
     def _drain(self) -> None:
         while self._inflight:

@@ -48,10 +48,20 @@ class Rejected:
 
 @dataclass
 class Batch:
-    """Consecutive valid rows sent together; ``index`` is stable across runs of one source."""
+    """Valid rows of one block of the source, sent together.
+
+    ``block`` is the block of input positions the rows come from (``batch_size`` lines of a
+    file, or consecutive users), the same in every run of an unchanged source; ``index``
+    numbers the batches of this run. ``digest`` identifies the block's content for the resume
+    checkpoint, and ``refused`` collects the rows refused for their content (line, kind and
+    reason), kept with the block when it completes.
+    """
 
     index: int
     rows: list[Row] = field(default_factory=list)
+    block: int = 0
+    digest: str = ""
+    refused: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def first_line(self) -> int:

@@ -98,6 +98,9 @@ def run_import(
         )
 
     with ExitStack() as stack:
+        if checkpoint is not None:
+            checkpoint.start()
+            stack.callback(checkpoint.close)
         errors_file = None
         if config.errors:
             errors_file = stack.enter_context(open(config.errors, "w", encoding="utf-8"))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django_experience import errors_policy
+from django_experience.sync.checkpoint import secret_fingerprint
 from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
 
 
@@ -40,6 +41,11 @@ class ImportTarget:
     def keys(self, row: Row) -> set[str]:
         """Rows sharing a key are never in flight at the same time (one profile each)."""
         return {row.external_id}
+
+    def fingerprint(self) -> str:
+        """What decides where and how rows are sent, as a short hash (never a secret): the
+        resume checkpoint skips a block only if it was completed with the same fingerprint."""
+        return ""
 
     def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
         raise NotImplementedError
@@ -87,6 +93,12 @@ class ExperienceTarget(ImportTarget):
             timeout=options.timeout,
             max_retries=0,
         )
+
+    def fingerprint(self) -> str:
+        from django_experience.conf import conf
+
+        # SECRET_KEY decides the profile ids of never-seen external ids.
+        return secret_fingerprint(conf.API_URL, self._secret, self.options.locale)
 
     def _namespace(self) -> dict[str, str]:
         return {"organization_id": self.organization_id, "environment": self.environment}

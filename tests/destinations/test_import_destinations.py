@@ -232,3 +232,22 @@ def test_users_import_adds_each_users_email(
                                      "email": "ada@example.com"}]
     assert [profile["email"] for profile in stored["releva"]] == ["ada@example.com"]
     assert result.stdout.count("Rows rejected: 1") == 2  # bob, at each destination
+
+
+def test_resume_with_other_credentials_sends_the_blocks_again(
+    stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None
+) -> None:
+    stub.responder = lambda request: StubResponse(202, {})
+    settings.EXPERIENCE_DESTINATIONS = {"releva": {"url": stub.url, "secret_key": "account-a"}}
+    source = write_jsonl(tmp_path / "people.jsonl", [*GOOD[:2], "{not json"])
+    checkpoint = tmp_path / "import.checkpoint"
+    args = ("--file", str(source), "--destination", "releva", "--checkpoint", str(checkpoint))
+    assert run_import(*args).code == 1  # the bad line keeps the checkpoint
+    assert run_import(*args, "--resume").code == 1
+    assert len(stub.requests) == 1  # the same account: the block was not sent twice
+    assert "account-a" not in checkpoint.read_text()  # only a hash of it
+
+    settings.EXPERIENCE_DESTINATIONS = {"releva": {"url": stub.url, "secret_key": "account-b"}}
+    result = run_import(*args, "--resume")
+    assert "Profiles sent: 2" in result.stdout
+    assert stub.requests[-1].header("Authorization") == "Bearer account-b"

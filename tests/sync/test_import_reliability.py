@@ -112,8 +112,8 @@ def test_resume_continues_without_resending_completed_batches(
     assert failed_lines and len(failed_lines) < 100
     assert all(e["kind"] == "failed" for e in read_errors(errors))  # nothing rejected
     failed_batches = {(line - 1) // 10 for line in failed_lines}
-    state = json.loads(checkpoint.read_text())
-    assert state["identity"]["batch_size"] == 10
+    header = json.loads(checkpoint.read_text().splitlines()[0])
+    assert header["identity"]["batch_size"] == 10
     before = emulator.request_count("batch")
 
     second = run_import(*common, "--resume")

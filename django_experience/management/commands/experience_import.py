@@ -67,7 +67,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--resume",
             action="store_true",
-            help="Continue a previous run from its checkpoint, skipping completed batches.",
+            help="Continue a previous run from its checkpoint, skipping the batches it "
+            "completed with exactly the same input.",
         )
         parser.add_argument("--checkpoint", metavar="PATH", help="Checkpoint file to use.")
         parser.add_argument(
