@@ -1,0 +1,340 @@
+"""One kept-alive HTTP/1.1 connection, bounded in time by a deadline: the client's fast path.
+
+The Experience API call sits on the request path of every personalized page. The standard
+library's ``http.client`` costs several times the loopback round trip itself in Python work
+(its header parsing goes through the ``email`` package), and its socket timeout applies to each
+read, so a server trickling its headers could hold a call long past its budget. What the client
+needs is small: send one request in one write, read a status line, headers and a body framed by
+``Content-Length``, ``chunked`` or the end of the connection, each read given only the time that
+is left. That is this module.
+
+Errors: :class:`RequestTimeout` when the deadline passes, :class:`ConnectionFailed` when the
+connection cannot be made or breaks or the answer is not HTTP/1.x, :class:`MalformedResponse`
+when the answer is larger than the client accepts.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator, Mapping
+
+from django_experience.api.errors import ConnectionFailed, MalformedResponse, RequestTimeout
+from django_experience.api.retry import Deadline
+
+MAX_HEAD_BYTES = 64 * 1024  # status line and headers
+_RECV_SIZE = 64 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class Headers(Mapping[str, str]):
+    """Response headers looked up case-insensitively; repeated headers joined with ``", "``."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: dict[str, tuple[str, str]]) -> None:
+        self._items = items  # lower-case name -> (name as sent, value)
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        item = self._items.get(name.lower())
+        return default if item is None else item[1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+class Response:
+    """A response read in full."""
+
+    __slots__ = ("body", "headers", "status", "will_close")
+
+    def __init__(self, status: int, headers: Headers, body: bytes, will_close: bool) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.will_close = will_close
+
+
+class Connection:
+    """A kept-alive connection to one origin; one request at a time (not thread-safe).
+
+    Connects on first use (again after :meth:`close`). After a response that leaves the
+    connection usable (``will_close`` false) the next request reuses the socket.
+    """
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        max_body: int = 16 * 1024 * 1024,
+    ) -> None:
+        if scheme == "https" and tls is None:
+            raise ValueError("an https connection needs a TLS context")
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.tls = tls if scheme == "https" else None
+        self.max_body = max_body
+        self.sock: socket.socket | None = None
+        default_port = 443 if scheme == "https" else 80
+        name = f"[{host}]" if ":" in host else host
+        self.host_header = name if port == default_port else f"{name}:{port}"
+        self._buffer = b""  # read past the last response (must stay empty between requests)
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _connect(self, deadline: Deadline) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=_left(deadline))
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock.settimeout(_left(deadline))
+                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def close(self) -> None:
+        sock, self.sock, self._buffer = self.sock, None, b""
+        if sock is not None:
+            sock.close()
+
+    # -- one request -----------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        deadline: Deadline,
+    ) -> Response:
+        """Send one request and read its whole response within ``deadline``.
+
+        On any error the connection is closed (a half-used connection is never reused).
+        """
+        what = f"{method} {self.scheme}://{self.host_header}{target}"
+        try:
+            if self.sock is None:
+                self.sock = self._connect(deadline)
+            sock = self.sock
+            sock.settimeout(_left(deadline))
+            sock.sendall(self._encode(method, target, headers, body))
+            response = self._read_response(sock, method, deadline)
+        except TimeoutError as exc:  # socket.timeout, or _left() finding nothing left
+            self.close()
+            raise RequestTimeout(
+                f"no answer to {what} within the time budget of {deadline.budget:g}s"
+            ) from exc
+        except MalformedResponse:
+            self.close()
+            raise
+        except _ProtocolError as exc:
+            self.close()
+            raise ConnectionFailed(f"{what}: the answer is not HTTP/1.1: {exc}") from exc
+        except OSError as exc:  # refused, unresolvable, reset, TLS (ssl.SSLError is an OSError)
+            self.close()
+            raise ConnectionFailed(f"connection for {what} failed: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
+        if response.will_close or self._buffer:
+            self.close()  # the server said so, or sent more than one answer: start afresh
+        return response
+
+    def _encode(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes | None
+    ) -> bytes:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}"]
+        for name, value in headers.items():
+            if name.lower() in ("host", "content-length", "transfer-encoding"):
+                continue  # framing is ours to write
+            text = str(value)
+            if "\r" in text or "\n" in text or "\r" in name or "\n" in name or ":" in name:
+                raise ValueError(f"invalid HTTP header {name!r}")
+            lines.append(f"{name}: {text}")
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head + body if body else head  # one write: one segment for a small request
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _recv(self, sock: socket.socket, deadline: Deadline) -> bytes:
+        sock.settimeout(_left(deadline))
+        return sock.recv(_RECV_SIZE)
+
+    def _read_head(self, sock: socket.socket, deadline: Deadline) -> bytes:
+        data = self._buffer
+        searched = 0
+        while True:
+            end = data.find(b"\r\n\r\n", max(0, searched - 3))
+            if end > MAX_HEAD_BYTES or (end < 0 and len(data) > MAX_HEAD_BYTES):
+                raise _ProtocolError(f"the status line and headers exceed {MAX_HEAD_BYTES} bytes")
+            if end >= 0:
+                self._buffer = data[end + 4 :]
+                return data[:end]
+            searched = len(data)
+            chunk = self._recv(sock, deadline)
+            if not chunk:
+                raise _ProtocolError(
+                    "the server closed the connection without answering"
+                    if not data
+                    else "the connection closed in the middle of the headers"
+                )
+            data += chunk
+
+    def _read_response(self, sock: socket.socket, method: str, deadline: Deadline) -> Response:
+        while True:
+            version, status, headers = _parse_head(self._read_head(sock, deadline))
+            if 100 <= status < 200 and status != 101:
+                continue  # 100 Continue, 103 Early Hints: the real answer follows
+            break
+        connection = (headers.get("connection") or "").lower()
+        will_close = "close" in connection or (
+            version == "HTTP/1.0" and "keep-alive" not in connection
+        )
+        if method == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200:
+            return Response(status, headers, b"", will_close)
+        encoding = (headers.get("transfer-encoding") or "").lower()
+        if encoding:
+            if encoding.replace(" ", "").split(",")[-1] != "chunked":
+                raise _ProtocolError(f"unsupported Transfer-Encoding {encoding!r}")
+            return Response(status, headers, self._read_chunked(sock, deadline), will_close)
+        length_header = headers.get("content-length")
+        if length_header is None:
+            return Response(status, headers, self._read_to_close(sock, deadline), True)
+        lengths = {part.strip() for part in length_header.split(",")}
+        if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+            raise _ProtocolError(f"invalid Content-Length {length_header!r}")
+        length = int(next(iter(lengths)))
+        self._check_size(length)
+        return Response(status, headers, self._read_exactly(sock, length, deadline), will_close)
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_body:
+            raise MalformedResponse(f"the answer is larger than {self.max_body} bytes")
+
+    def _read_exactly(self, sock: socket.socket, length: int, deadline: Deadline) -> bytes:
+        data = self._buffer
+        while len(data) < length:
+            chunk = self._recv(sock, deadline)
+            if not chunk:
+                raise _ProtocolError(
+                    f"the connection closed after {len(data)} of {length} body bytes"
+                )
+            data += chunk
+        self._buffer = data[length:]
+        return data[:length]
+
+    def _read_line(self, sock: socket.socket, deadline: Deadline) -> bytes:
+        data = self._buffer
+        while True:
+            end = data.find(b"\r\n")
+            if end >= 0:
+                self._buffer = data[end + 2 :]
+                return data[:end]
+            if len(data) > MAX_HEAD_BYTES:
+                raise _ProtocolError("a chunk size line is too long")
+            chunk = self._recv(sock, deadline)
+            if not chunk:
+                raise _ProtocolError("the connection closed in the middle of a chunked body")
+            data += chunk
+
+    def _read_chunked(self, sock: socket.socket, deadline: Deadline) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            line = self._read_line(sock, deadline).split(b";", 1)[0].strip()
+            try:
+                chunk_size = int(line, 16)
+            except ValueError:
+                raise _ProtocolError(f"invalid chunk size {line[:20]!r}") from None
+            if chunk_size < 0:
+                raise _ProtocolError(f"invalid chunk size {line[:20]!r}")
+            if chunk_size == 0:
+                while self._read_line(sock, deadline):  # trailers, up to the empty line
+                    pass
+                return b"".join(parts)
+            size += chunk_size
+            self._check_size(size)
+            parts.append(self._read_exactly(sock, chunk_size, deadline))
+            if self._read_line(sock, deadline):
+                raise _ProtocolError("a chunk is longer than its size says")
+
+    def _read_to_close(self, sock: socket.socket, deadline: Deadline) -> bytes:
+        parts = [self._buffer]
+        size = len(self._buffer)
+        self._buffer = b""
+        self._check_size(size)
+        while True:
+            chunk = self._recv(sock, deadline)
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            self._check_size(size)
+            parts.append(chunk)
+
+
+class _ProtocolError(Exception):
+    """The answer does not follow HTTP/1.x (reported as a broken connection)."""
+
+
+def _left(deadline: Deadline) -> float:
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        raise TimeoutError("time budget spent")
+    return remaining
+
+
+def _parse_head(head: bytes) -> tuple[str, int, Headers]:
+    try:
+        text = head.decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        raise _ProtocolError("undecodable headers") from None
+    lines = text.split("\r\n")
+    status_line = lines[0]
+    version, _, rest = status_line.partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or not code.isdigit() or rest[3:4] not in ("", " "):
+        raise _ProtocolError(f"bad status line {status_line[:40]!r}")
+    items: dict[str, tuple[str, str]] = {}
+    last: str | None = None
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):  # obsolete line folding: continues the previous header
+            if last is None:
+                raise _ProtocolError("a folded header line without a header")
+            name, value = items[last]
+            items[last] = (name, f"{value} {line.strip()}")
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise _ProtocolError(f"bad header line {line[:40]!r}")
+        key = name.lower()
+        value = value.strip()
+        if key in items:
+            items[key] = (items[key][0], f"{items[key][1]}, {value}")
+        else:
+            items[key] = (name, value)
+        last = key
+    return version, int(code), Headers(items)
+
+
+__all__ = ["MAX_HEAD_BYTES", "Connection", "Headers", "Response"]
