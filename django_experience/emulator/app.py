@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from django_experience.emulator import service
 from django_experience.emulator.errors import (
@@ -89,6 +89,35 @@ def _text_path(environ: Mapping[str, Any]) -> str:
         return raw
 
 
+# The documented code of each documented status; other statuses carry a code naming the fault.
+_FAULT_CODES = {400: "ERR_INVALID_DATA", 404: "ERR_PROFILE_NOT_FOUND", 429: "ERR_PROFILE_OVERLOAD"}
+
+
+def _fault_code(status: int) -> str:
+    if status >= 500:
+        return "ERR_INTERNAL_SERVER_ERROR"
+    return _FAULT_CODES.get(status, "ERR_INJECTED_FAULT")
+
+
+def _match_api_path(path: str, environ: Mapping[str, Any]) -> dict[str, str | None] | None:
+    """The route's parts (organization, environment, resource, profile id), or ``None``.
+
+    ``PATH_INFO`` is percent-decoded, so an id holding an encoded slash (``a%2Fb``) would split
+    in two there. Where the server passes the request's raw target (``RAW_URI``, as the
+    built-in server and gunicorn do, or uWSGI's ``REQUEST_URI``), the route is matched on that
+    and each part decoded afterwards.
+    """
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw.startswith("/"):
+        match = API_PATH.match(raw.partition("?")[0])
+        if match is None:
+            return None
+        return {key: None if value is None else unquote(value)
+                for key, value in match.groupdict().items()}
+    match = API_PATH.match(path)
+    return None if match is None else match.groupdict()
+
+
 class EmulatorApp:
     """WSGI callable serving one ``EmulatorState``."""
 
@@ -167,10 +196,10 @@ class EmulatorApp:
     # -- Experience API -------------------------------------------------------------------
 
     def api(self, method: str, path: str, environ: Mapping[str, Any]) -> Response:
-        match = API_PATH.match(path)
+        match = _match_api_path(path, environ)
         if match is None:
             return error_response(APIError(404, "ERR_NOT_FOUND", f"No endpoint at {path}"))
-        resource = match["resource"]
+        resource = str(match["resource"])
         endpoint = _endpoint(method, resource)
         if endpoint is None:
             return error_response(APIError(
@@ -181,7 +210,9 @@ class EmulatorApp:
             raise DropConnection()  # the emulator was reset meanwhile: this request is gone
         if response is None:
             response = self._guarded(
-                lambda: self._handle(endpoint, match["org"], match["env"], match["pid"], environ)
+                lambda: self._handle(
+                    endpoint, str(match["org"]), str(match["env"]), match["pid"], environ
+                )
             )
             trickle = self.state.faults.slow_body_ms
             if trickle > 0:
@@ -207,8 +238,7 @@ class EmulatorApp:
             return response
         if dice.roll(faults.error_rate):
             status = faults.error_status
-            code = "ERR_INTERNAL_SERVER_ERROR" if status >= 500 else "ERR_INVALID_DATA"
-            return error_response(APIError(status, code, "Injected fault"))
+            return error_response(APIError(status, _fault_code(status), "Injected fault"))
         if dice.roll(faults.malformed_rate):
             return Response(200, MALFORMED_BODY,
                             [("Content-Type", "application/json; charset=utf-8")])

@@ -90,6 +90,11 @@ class ExperienceConfig:
     distribution: tuple[DistributionRange, ...]
     components: tuple[Component, ...]
 
+    @property
+    def variant_count(self) -> int:
+        """Variants besides the baseline (the most any component has)."""
+        return max((_variant_count(c) for c in self.components), default=0)
+
 
 @dataclass(frozen=True)
 class EmulatorConfig:

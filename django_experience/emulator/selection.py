@@ -50,6 +50,8 @@ def select(
         if not is_experience_match(experience, profile.stable_id, profile.audiences):
             continue
         pinned = profile.sticky_variants.get(experience.id)
+        if pinned is not None and not 0 <= pinned <= experience.variant_count:
+            pinned = None  # a view of a variant this experience does not have (any more)
         if pinned is None:
             index = select_distribution_index(experience, profile.stable_id)
             if experience.sticky and pin:

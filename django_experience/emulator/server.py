@@ -83,6 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
             "REQUEST_METHOD": self.command,
             "SCRIPT_NAME": "",
             "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+            "RAW_URI": path,  # undecoded, as gunicorn passes it: ids may hold %2F
             "QUERY_STRING": query,
             "CONTENT_TYPE": self.headers.get("Content-Type", ""),
             "CONTENT_LENGTH": str(length),

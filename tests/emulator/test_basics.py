@@ -49,3 +49,12 @@ def test_get_of_an_unknown_id_is_profile_not_found(api: Api) -> None:
     response = api.get("/profiles/nobody")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "ERR_PROFILE_NOT_FOUND"
+
+
+def test_profile_ids_with_an_encoded_slash_are_one_id(api: Api) -> None:
+    # Clients percent-encode ids; an encoded slash is part of the id, not a path separator.
+    assert api.get("/profiles/a%2Fb").json()["error"]["code"] == "ERR_PROFILE_NOT_FOUND"
+    data = api.update("a%2Fb", page("/"))
+    assert data["profile"]["id"] == "a/b"
+    assert api.get("/profiles/a%2Fb").json()["data"]["profile"]["id"] == "a/b"
+    assert api.get("/profiles/a/b").json()["error"]["code"] == "ERR_NOT_FOUND"

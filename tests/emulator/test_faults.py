@@ -25,6 +25,17 @@ def test_error_rate_answers_the_configured_status(server: EmulatorServer, api: A
     assert server.state.stats.requests() == {"create": {"503": 1}}
 
 
+@pytest.mark.parametrize(("status", "code"), [
+    (400, "ERR_INVALID_DATA"), (404, "ERR_PROFILE_NOT_FOUND"), (429, "ERR_PROFILE_OVERLOAD"),
+    (418, "ERR_INJECTED_FAULT"), (500, "ERR_INTERNAL_SERVER_ERROR"),
+])
+def test_an_injected_error_carries_the_code_of_its_status(
+        server: EmulatorServer, api: Api, status: int, code: str) -> None:
+    server.state.set_faults(Faults(error_rate=1.0, error_status=status))
+    response = api.post("/profiles", {"events": [page()]})
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+
+
 def test_overload_rate_answers_429_with_optional_retry_after(server: EmulatorServer,
                                                              api: Api) -> None:
     server.state.set_faults(Faults(overload_rate=1.0))

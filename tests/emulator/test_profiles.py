@@ -160,6 +160,19 @@ def test_component_events_pin_sticky_variants(server: EmulatorServer, api: Api) 
     assert later["experiences"][0]["variantIndex"] == 2 and later["experiences"][0]["sticky"]
 
 
+def test_a_view_of_a_variant_the_experience_lacks_pins_nothing(
+        server: EmulatorServer, api: Api) -> None:
+    server.state.configure({"experiences": [{
+        "id": "exp", "distribution": [{"index": 1, "start": 0, "end": 1}],
+        "components": [{"type": "EntryReplacement", "baseline": {"id": "base"},
+                        "variants": [{"id": "v1"}]}]}]})
+    profile_id = api.create(page("/"))["profile"]["id"]
+    data = api.update(profile_id, _component("exp", 5))
+    # The distribution decides, as if no view had been recorded: index and entry agree.
+    assert data["experiences"][0] == {"experienceId": "exp", "variantIndex": 1,
+                                      "variants": {"base": "v1"}, "sticky": False}
+
+
 def test_rejected_imports_are_only_logged(api: Api, server: EmulatorServer,
                                           caplog: Any) -> None:
     with caplog.at_level("WARNING", logger="django_experience.emulator"):
