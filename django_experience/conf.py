@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import environ
 from django.conf import settings
@@ -21,6 +21,7 @@ from django.utils.module_loading import import_string
 
 _env = environ.Env()
 _MISSING = object()
+_T = TypeVar("_T")
 
 DEFAULT_API_URL = "https://experience.ninetailed.co"
 MODES = ("update", "preflight")
@@ -50,6 +51,22 @@ def _lookup(name: str, parse: Callable[[str], Any], default: Any) -> Any:
             value = parse(name) if name in os.environ else _UNSET
         _resolved[name] = value
     return default if value is _UNSET else value
+
+
+def remembered(key: str, compute: Callable[[], _T]) -> _T:
+    """``compute()``, remembered like a setting: until the settings change or :func:`reload`.
+
+    For values derived from settings that would cost too much to derive on every request;
+    ``key`` must not be a setting's name.
+    """
+    holder = _lazy_settings_dict.get("_wrapped")
+    if holder is not _resolved_from[0]:
+        _resolved.clear()
+        _resolved_from[0] = holder
+    value = _resolved.get(key, _MISSING)
+    if value is _MISSING:
+        value = _resolved[key] = compute()
+    return cast(_T, value)
 
 
 def reload() -> None:
@@ -154,12 +171,17 @@ class Settings:
 
     @property
     def EXCLUDE_PATHS(self) -> list[str]:
-        defaults = [r"^/admin/", r"^/favicon\.ico$", r"^/robots\.txt$"]
-        for url_setting in ("STATIC_URL", "MEDIA_URL"):
-            url = getattr(settings, url_setting, None)
-            if url and str(url).startswith("/") and str(url) != "/":
-                defaults.append("^" + re.escape(str(url)))
-        return _list("EXPERIENCE_EXCLUDE_PATHS", defaults)
+        """The configured regexes, else the defaults: favicon, robots.txt, ``STATIC_URL`` and
+        ``MEDIA_URL``. (With the defaults, the middleware also excludes the admin wherever
+        its URLconf mounts it: that is not a setting, see ``middleware.classify``.)"""
+        configured = self.EXCLUDE_PATHS_CONFIGURED
+        return list(default_exclude_paths() if configured is None else configured)
+
+    @property
+    def EXCLUDE_PATHS_CONFIGURED(self) -> list[str] | None:
+        """``EXPERIENCE_EXCLUDE_PATHS`` as configured, ``None`` when it is not set."""
+        value = _lookup("EXPERIENCE_EXCLUDE_PATHS", _env.list, None)
+        return None if value is None else [str(item) for item in value]
 
     @property
     def USER_TRAITS(self) -> str | Callable[..., Any] | None:
@@ -207,6 +229,16 @@ class Settings:
     @property
     def DESTINATIONS(self) -> dict[str, dict[str, Any]]:
         return cast(dict[str, dict[str, Any]], _lookup("EXPERIENCE_DESTINATIONS", _env.json, {}))
+
+
+def default_exclude_paths() -> list[str]:
+    """The default ``EXPERIENCE_EXCLUDE_PATHS`` (without the admin, found in the URLconf)."""
+    defaults = [r"^/favicon\.ico$", r"^/robots\.txt$"]
+    for url_setting in ("STATIC_URL", "MEDIA_URL"):
+        url = getattr(settings, url_setting, None)
+        if url and str(url).startswith("/") and str(url) != "/":
+            defaults.append("^" + re.escape(str(url)))
+    return defaults
 
 
 conf = Settings()

@@ -13,12 +13,14 @@ import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import patch_cache_control, patch_vary_headers
 
-from django_experience.conf import conf
+from django_experience.conf import conf, default_exclude_paths, remembered
 from django_experience.personalization import NULL_PERSONALIZATION, Personalization
 from django_experience.visitor import VISITOR_ATTRIBUTE, Visitor
 
@@ -28,10 +30,10 @@ EXCLUDED = "excluded"  # no personalization at all: the null object
 PASSIVE = "passive"  # track/identify work, but no page is personalized (POST and friends)
 PERSONALIZED = "personalized"
 
+# Matched against the lower-cased user agent: re.IGNORECASE makes this search 10x slower.
 _BOTS = re.compile(
     r"bot\b|bot/|crawl|spider|slurp|facebookexternalhit|mediapartners|bingpreview|"
-    r"pingdom|uptimerobot|lighthouse|python-requests|curl/|wget/",
-    re.IGNORECASE,
+    r"pingdom|uptimerobot|lighthouse|python-requests|curl/|wget/"
 )
 
 
@@ -51,6 +53,71 @@ def _compile_exclusions(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{pattern})" for pattern in valid))
 
 
+def admin_paths(urlconf: str | ModuleType | None = None) -> list[str] | None:
+    """Where the URLconf mounts each admin site: their index paths (``/admin/``), as seen in
+    ``request.path_info`` (no script prefix), one per language under ``i18n_patterns``.
+
+    ``None`` when the URLconf could not be loaded (ask again later); ``[]`` without an admin.
+    """
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.admin"):
+        return []
+    from django.conf import settings
+    from django.conf.urls.i18n import is_language_prefix_patterns_used
+    from django.contrib.admin.sites import all_sites
+    from django.urls import NoReverseMatch, get_resolver, get_script_prefix, reverse
+    from django.utils import translation
+
+    # A module works as well as its dotted path (request.urlconf may be either).
+    conf_of_request: Any = urlconf or settings.ROOT_URLCONF
+    languages: list[str | None] = [None]  # as reverse() answers for this request
+    prefix = get_script_prefix()
+    found: set[str] = set()
+    try:
+        get_resolver(conf_of_request).url_patterns  # noqa: B018 - imports it, its sites too
+        if is_language_prefix_patterns_used(conf_of_request)[0]:
+            languages = [code for code, _ in settings.LANGUAGES]  # under i18n_patterns
+        for site in list(all_sites):
+            for language in languages:
+                with translation.override(language):
+                    try:
+                        url = reverse(f"{site.name}:index", urlconf=conf_of_request)
+                    except NoReverseMatch:  # this site is not mounted (or not in this language)
+                        continue
+                path = "/" + url[len(prefix) :] if url.startswith(prefix) else url
+                if path != "/":  # an admin at the root: excluding it would exclude every page
+                    found.add(path)
+    except Exception:  # a URLconf that does not import: the request itself reports that
+        logger.debug("Experience could not find the admin in the URLconf", exc_info=True)
+        return None
+    return sorted(found)
+
+
+_NOT_YET = object()
+
+
+def _exclusions(request: HttpRequest) -> re.Pattern[str] | None:
+    """The request's exclusion regex: remembered per URLconf until the settings change."""
+    by_urlconf: dict[object, re.Pattern[str] | None] = remembered(
+        "django_experience.middleware.exclusions", dict
+    )
+    urlconf = getattr(request, "urlconf", None)
+    pattern = by_urlconf.get(urlconf, _NOT_YET)
+    if pattern is not _NOT_YET:
+        return pattern  # type: ignore[return-value]
+    configured = conf.EXCLUDE_PATHS_CONFIGURED
+    if configured is not None:  # the setting replaces every default, the admin's too
+        by_urlconf[urlconf] = pattern = _compile_exclusions(tuple(configured))
+        return pattern
+    admin = admin_paths(urlconf)
+    patterns = [*default_exclude_paths(), *("^" + re.escape(path) for path in admin or ())]
+    pattern = _compile_exclusions(tuple(patterns))
+    if admin is not None:
+        by_urlconf[urlconf] = pattern
+    return pattern
+
+
 def classify(request: HttpRequest) -> str:
     """``excluded``, ``passive`` or ``personalized``; cheap, no I/O."""
     meta = request.META
@@ -58,10 +125,10 @@ def classify(request: HttpRequest) -> str:
         meta.get("HTTP_PURPOSE") == "prefetch" or meta.get("HTTP_X_MOZ") == "prefetch"
     ):
         return EXCLUDED
-    exclusions = _compile_exclusions(tuple(conf.EXCLUDE_PATHS))
+    exclusions = _exclusions(request)
     if exclusions is not None and exclusions.search(request.path_info):
         return EXCLUDED
-    if _BOTS.search(meta.get("HTTP_USER_AGENT", "")):
+    if _BOTS.search(meta.get("HTTP_USER_AGENT", "").lower()):
         return EXCLUDED
     if request.method not in ("GET", "HEAD"):
         return PASSIVE

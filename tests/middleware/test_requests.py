@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, RequestFactory
 
+from django_experience.conf import reload as conf_reload
 from django_experience.emulator.handle import EmulatorHandle
+from django_experience.middleware import EXCLUDED, PERSONALIZED, classify
 
 pytestmark = pytest.mark.django_db
 
@@ -157,6 +159,98 @@ def test_excluded_requests_cost_nothing(
         assert _json(response)["degraded"] is True
     assert emulator.request_count() == 0
     assert "ntaid" not in response.cookies
+
+
+def _costs_nothing(response: Any, emulator: EmulatorHandle) -> None:
+    assert response.status_code in (200, 302, 404)
+    assert emulator.request_count() == 0  # not even a queued page view
+    assert "ntaid" not in response.cookies
+
+
+def test_the_admin_is_excluded_by_default(client: Client, emulator: EmulatorHandle) -> None:
+    _costs_nothing(client.get("/admin/login/"), emulator)
+    _costs_nothing(client.get("/admin/django_experience/profilemapping/"), emulator)
+    assert "ntaid" in client.get("/mw/page/").cookies  # the rest of the site is personalized
+
+
+def test_a_moved_admin_is_excluded_wherever_it_is_mounted(
+    client: Client, emulator: EmulatorHandle, settings: Any
+) -> None:
+    settings.ROOT_URLCONF = "tests.middleware.urls_moved_admin"
+    _costs_nothing(client.get("/backoffice/login/"), emulator)
+    _costs_nothing(client.get("/backoffice/auth/user/"), emulator)
+    _costs_nothing(client.get("/staff-area/login/"), emulator)  # another AdminSite
+    # /admin/ is nothing special on this site: a page there would be personalized.
+    assert classify(RequestFactory().get("/admin/help/")) == PERSONALIZED
+    assert "ntaid" in client.get("/mw/page/").cookies
+
+
+def test_an_admin_under_i18n_patterns_is_excluded_in_every_language(settings: Any) -> None:
+    settings.ROOT_URLCONF = "tests.middleware.urls_i18n_admin"
+    settings.LANGUAGES = [("en", "English"), ("de", "German")]
+    factory = RequestFactory()
+    assert classify(factory.get("/de/admin/login/")) == EXCLUDED
+    assert classify(factory.get("/en/admin/")) == EXCLUDED
+    assert classify(factory.get("/admin/")) == PERSONALIZED
+    assert classify(factory.get("/mw/page/")) == PERSONALIZED
+
+
+def test_a_urlconf_chosen_per_request_finds_its_own_admin() -> None:
+    request = RequestFactory().get("/backoffice/")
+    assert classify(request) == PERSONALIZED  # the root URLconf mounts the admin at /admin/
+    request.urlconf = "tests.middleware.urls_moved_admin"
+    assert classify(request) == EXCLUDED
+
+
+def test_the_admin_is_found_once_per_urlconf_not_per_request(
+    client: Client, emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_experience import middleware
+
+    calls: list[object] = []
+    original = middleware.admin_paths
+
+    def counting(urlconf: Any = None) -> Any:
+        calls.append(urlconf)
+        return original(urlconf)
+
+    monkeypatch.setattr(middleware, "admin_paths", counting)
+    conf_reload()
+    for _ in range(3):
+        _costs_nothing(client.get("/admin/login/"), emulator)
+    client.get("/mw/plain/")
+    assert calls == [None]
+
+
+def test_media_url_is_excluded_by_default(
+    client: Client, emulator: EmulatorHandle, settings: Any
+) -> None:
+    settings.MEDIA_URL = "/uploads/"
+    _costs_nothing(client.get("/uploads/avatars/ada.png"), emulator)
+    settings.MEDIA_URL = "https://cdn.example.com/media/"  # another host: no path of ours
+    assert classify(RequestFactory().get("/media/x.png")) == PERSONALIZED
+
+
+def test_setting_the_exclusions_replaces_every_default(settings: Any) -> None:
+    settings.EXPERIENCE_EXCLUDE_PATHS = [r"^/private/"]
+    factory = RequestFactory()
+    assert classify(factory.get("/private/x")) == EXCLUDED
+    assert classify(factory.get("/admin/")) == PERSONALIZED
+    assert classify(factory.get("/static/app.css")) == PERSONALIZED
+
+
+def test_head_requests_are_personalized_like_get(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    response = client.head("/mw/page/")
+    assert response.status_code == 200 and response.content == b""
+    assert response.cookies["ntaid"].value
+    assert emulator.stats()["requests"] == {"create": {"200": 1}}
+    assert response["Cache-Control"] == "private"
+    before = emulator.request_count()
+    for path in ("/static/app.css", "/admin/login/"):
+        excluded = client.head(path)
+        assert emulator.request_count() == before and "ntaid" not in excluded.cookies
 
 
 def test_post_requests_are_not_personalized_but_track(
