@@ -50,11 +50,12 @@ class Summary:
     batches: int = 0
     retries: int = 0
     interrupted: bool = False
+    stopped: str | None = None  # why the import stopped early (a configuration refusal)
     elapsed: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not (self.rejected or self.failed or self.interrupted)
+        return not (self.rejected or self.failed or self.interrupted or self.stopped)
 
 
 @dataclass
@@ -99,14 +100,25 @@ class ErrorSink:
 
 
 class Stop:
-    """Set on Ctrl-C: retry waits end at once and no new batch starts."""
+    """Set on Ctrl-C, or by :meth:`halt` when the destination refuses the import's
+    configuration: retry waits end at once and no new request starts."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.reason: str | None = None  # set by halt()
 
     def wait(self, seconds: float) -> bool:
         """Sleep; False when stopping."""
         return not self.event.wait(seconds)
+
+    def halt(self, reason: str) -> None:
+        """Stop the whole import: every further request would be refused the same way."""
+        if self.reason is None:
+            self.reason = reason
+        self.event.set()
+
+    def why(self) -> str:
+        return "the import stopped early" if self.reason else "interrupted"
 
 
 def _backoff(attempt: int, base: float, cap: float) -> float:
@@ -132,12 +144,21 @@ def _send(
     *,
     recovered: bool,
 ) -> None:
+    if stop.event.is_set():  # no new request once stopping
+        outcome.failed.extend((item, f"not sent: {stop.why()}") for item in items)
+        return
     attempt = 0
     while True:
         try:
             answer = target.send(items)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
+            if target.stops_import(exc, recovered=recovered):
+                # Auth, permissions, a wrong organization or environment: the same for every
+                # row, so nothing is worth sending until the configuration is fixed.
+                stop.halt(f"{target.name or 'the destination'} refused the import: {reason}")
+                outcome.failed.extend((item, reason) for item in items)
+                return
             minimum = target.retry_delay(exc)
             if minimum is None:
                 if len(items) > 1 and target.splittable(exc):
@@ -159,7 +180,7 @@ def _send(
             attempt += 1
             delay = max(minimum, _backoff(attempt, options.backoff, options.backoff_max))
             if not stop.wait(delay):
-                outcome.failed.extend((item, f"{reason} (interrupted)") for item in items)
+                outcome.failed.extend((item, f"{reason} ({stop.why()})") for item in items)
                 return
             outcome.retries += 1
         else:
@@ -229,6 +250,8 @@ class Pipeline:
         size = self.options.batch_size
         batch: Batch | None = None
         for item in self.source:
+            if self.stop.reason is not None:
+                return  # the rest is left for --resume
             self.summary.rows_read += 1
             line = max(item.line, 1)
             block = (line - 1) // size
@@ -248,7 +271,7 @@ class Pipeline:
                     batch = None
             self._collect(block=False)
             self.on_progress(self.summary, False)
-        if batch is not None:
+        if batch is not None and self.stop.reason is None:
             self._dispatch(batch)
 
     def _reject(self, item: Rejected, kind: str, batch: Batch | None = None) -> None:
@@ -271,6 +294,8 @@ class Pipeline:
         # Wait for room, and for any batch still carrying one of these profiles.
         while len(self._inflight) >= window or any(key in self._keys for key in keys):
             self._collect(block=True)
+        if self.stop.reason is not None:
+            return  # stopped while waiting: left for --resume
         items, rejected = self.target.prepare(batch)
         for item in rejected:
             self._reject(item, "rejected", batch)
@@ -344,8 +369,11 @@ class Pipeline:
             self.errors.report(
                 item.row.line, reason, item.row.canonical(), item.row.external_id, "failed"
             )
+        if self.stop.reason is not None:
+            self.summary.stopped = self.stop.reason
         if not outcome.failed:
-            # Refused rows would be refused again: only retryable failures keep a batch open.
+            # Rows refused for their content would be refused again; failures (retryable, or
+            # a refused configuration) keep the batch open for --resume.
             self._mark_done(batch)
         self.on_progress(self.summary, False)
 

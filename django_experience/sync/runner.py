@@ -146,6 +146,12 @@ def describe(summary: Summary, *, dry_run: bool) -> str:
     if summary.retries:
         lines.append(f"Retried requests: {summary.retries}")
     lines.append(f"Elapsed: {summary.elapsed:.1f}s")
-    if summary.interrupted:
+    if summary.stopped:
+        lines.append(f"Stopped early: {summary.stopped}")
+        lines.append(
+            "Every further row would be refused the same way: fix the configuration, then "
+            "run the same command with --resume to send the rest"
+        )
+    elif summary.interrupted:
         lines.append("Interrupted: run again with --resume to continue")
     return "\n".join(lines)

@@ -14,6 +14,11 @@ from django_experience import errors_policy
 from django_experience.sync.checkpoint import secret_fingerprint
 from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
 
+# Refusals that concern the configuration (credentials, permissions, organization and
+# environment), the same for every row.
+CONFIGURATION_STATUSES = (401, 403)
+CONFIGURATION_CODES = ("ERR_CONFIG_NOT_FOUND",)
+
 
 @dataclass
 class Item:
@@ -63,6 +68,15 @@ class ImportTarget:
     def splittable(self, exc: BaseException) -> bool:
         """True when one bad row may have spoiled the whole batch (so bisect to find it)."""
         return errors_policy.refused_for_content(exc)
+
+    def stops_import(self, exc: BaseException, *, recovered: bool = False) -> bool:
+        """True when ``exc`` refuses the import's configuration, not a row: every further
+        request would meet it (bad credentials, no permission, an unknown organization or
+        environment). The import stops and leaves the rest for ``--resume``. ``recovered``
+        tells that ``exc`` answered a retry with a replacement from :meth:`recover`."""
+        return getattr(exc, "status", None) in CONFIGURATION_STATUSES or getattr(
+            exc, "code", None
+        ) in CONFIGURATION_CODES
 
     def recover(self, item: Item, exc: BaseException) -> Item | None:
         """A replacement for a single refused item worth one more try, or None."""
@@ -162,6 +176,13 @@ class ExperienceTarget(ImportTarget):
         # A stale mapping (profile deleted or merged away) is found the same way as a bad row.
         # A wrong organization or environment (ERR_CONFIG_NOT_FOUND) concerns every row: no split.
         return super().splittable(exc) or errors_policy.profile_gone(exc)
+
+    def stops_import(self, exc: BaseException, *, recovered: bool = False) -> bool:
+        # A profile id made up a moment ago cannot be gone or foreign: when even that one is
+        # refused, the organization or environment is what is wrong.
+        return super().stops_import(exc, recovered=recovered) or (
+            recovered and errors_policy.profile_gone(exc)
+        )
 
     def recover(self, item: Item, exc: BaseException) -> Item | None:
         if not errors_policy.profile_gone(exc):

@@ -251,3 +251,55 @@ def test_resume_with_other_credentials_sends_the_blocks_again(
     result = run_import(*args, "--resume")
     assert "Profiles sent: 2" in result.stdout
     assert stub.requests[-1].header("Authorization") == "Bearer account-b"
+
+
+def test_a_refused_key_stops_the_import_and_resume_sends_everything_once_fixed(
+    site: EmulatorHandle, settings: SettingsWrapper, tmp_path: Path
+) -> None:
+    emulated.configure(releva_secret_key="the-real-key")  # the settings have "rel-key"
+    rows = [{"id": f"q{n}", "traits": {"email": f"q{n}@example.com"}} for n in range(6)]
+    source = write_jsonl(tmp_path / "people.jsonl", rows)
+    args = _fast("--file", str(source), "--destination", "releva", "--batch-size", "2")
+    first = run_import(*args)
+    assert first.code == 1
+    assert "Stopped early: releva refused the import: Unauthorized" in first.stdout
+    assert "Fix the configuration, then run the same command with --resume" in first.stderr
+    assert site.destinations()["releva"] == []
+
+    settings.EXPERIENCE_DESTINATIONS = {
+        **settings.EXPERIENCE_DESTINATIONS,
+        "releva": {"url": site.url + "/releva/api/v0", "secret_key": "the-real-key"},
+    }
+    second = run_import(*args, "--resume")
+    assert second.code == 0, second.stderr
+    assert "Skipped" not in second.stdout
+    assert sorted(p["email"] for p in site.destinations()["releva"]) == [
+        f"q{n}@example.com" for n in range(6)
+    ]
+
+
+def test_the_errors_file_of_a_resumed_run_still_lists_the_first_runs_refusals(
+    stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None
+) -> None:
+    answers = iter([202, 503])
+    stub.responder = lambda request: StubResponse(next(answers, 202), {})
+    settings.EXPERIENCE_DESTINATIONS = {"releva": {"url": stub.url, "secret_key": "k"}}
+    rows: list[Any] = [GOOD[0], {"id": "bad-phone", "traits": {"phone": "0888"}}, *GOOD[1:3]]
+    source = write_jsonl(tmp_path / "people.jsonl", [*rows, "{not json"])
+    errors = tmp_path / "errors.jsonl"
+    args = _fast("--file", str(source), "--destination", "releva", "--batch-size", "2",
+                 "--retries", "0", "--errors", str(errors))
+    first = run_import(*args)
+    assert first.code == 1
+    assert sorted((e["line"], e["kind"]) for e in read_errors(errors)) == [
+        (2, "rejected"), (3, "failed"), (4, "failed"), (5, "rejected")
+    ]
+    second = run_import(*args, "--resume")
+    # The first block is not sent again, but its refused row is reported again; the bad line
+    # is read again; the failed block was sent.
+    assert "Skipped (completed by an earlier run): 1" in second.stdout
+    assert sorted((e["line"], e["kind"]) for e in read_errors(errors)) == [
+        (2, "rejected"), (5, "rejected")
+    ]
+    assert "Profiles sent: 2" in second.stdout
+    assert len(stub.requests) == 3

@@ -189,12 +189,25 @@ def test_failed_rows_are_reported_and_the_exit_status_is_non_zero(
     assert "Failures: 3" in result.stdout
 
 
-def test_an_unknown_environment_is_one_refusal_per_batch_not_per_row(
+def test_an_unknown_environment_stops_the_import_after_one_request(
     emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
     emulator.restrict(emulator.organization_id, ["production"])  # ours ("main") is unknown
-    source = write_jsonl(tmp_path / "people.jsonl", people(30))
-    result = run_import("--file", str(source), "--batch-size", "10", *FAST_RETRIES)
-    assert result.code != 0
-    assert emulator.request_count("batch") == 3  # no splitting, no fresh profile per row
+    rows = people(30)
+    source = write_jsonl(tmp_path / "people.jsonl", rows)
+    errors = tmp_path / "errors.jsonl"
+    args = ("--file", str(source), "--batch-size", "10", *FAST_RETRIES)
+    result = run_import(*args, "--errors", str(errors))
+    assert result.code == 1
+    # The same for every row: no splitting, no fresh profile per row, no further batch.
+    assert emulator.request_count("batch") == 1
     assert emulator.stats()["events"] == 0 and not ProfileMapping.objects.exists()
+    assert "Stopped early: experience refused the import: ConfigNotFound" in result.stdout
+    assert "--resume" in result.stderr
+    assert {e["kind"] for e in read_errors(errors)} == {"failed"}
+
+    emulator.restrict(emulator.organization_id, ["production", emulator.environment])
+    resumed = run_import(*args, "--resume")
+    assert resumed.code == 0, resumed.stderr
+    assert "Skipped" not in resumed.stdout  # nothing was completed by the refused run
+    assert_one_profile_each(emulator, [row["id"] for row in rows])

@@ -185,3 +185,39 @@ def test_memory_stays_flat_with_the_number_of_distinct_ids() -> None:
     small, large = retained(1_000), retained(30_000)
     # A byte per extra row would be 29 kB; the leak was about a hundred.
     assert large - small < 100_000, (small, large)
+
+
+class RefusingTarget(QuickTarget):
+    """Answers every request with 401, as a wrong API key would."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def send(self, items: Sequence[Item]) -> Any:
+        self.calls += 1
+        raise ServerError("bad key", status=401)
+
+
+def test_a_refused_configuration_stops_reading_and_sending() -> None:
+    source = CountingSource(1_000)
+    target = RefusingTarget()
+    errors = io.StringIO()
+    pipeline = Pipeline(
+        source, target, PipelineOptions(batch_size=10, workers=1, max_retries=5),
+        errors=ErrorSink(errors, None),
+    )
+    summary = pipeline.run()
+    assert target.calls == 1  # not retried, not split, nothing after it
+    assert summary.stopped and "401" in summary.stopped and not summary.ok
+    assert source.pulled < 100 and summary.sent == 0
+    assert "line 1 (id id-0): failed: ServerError: bad key" in errors.getvalue()
+
+
+def test_a_fresh_profile_refused_as_foreign_is_a_configuration_problem(db: None) -> None:
+    from django_experience.api.errors import NamespaceMismatch
+    from django_experience.sync.targets import ExperienceTarget, TargetOptions
+
+    target = ExperienceTarget(TargetOptions())
+    gone = NamespaceMismatch(status=404, code="ERR_NAMESPACE_MISMATCH")
+    assert not target.stops_import(gone)  # a stale mapping: that row gets a fresh profile
+    assert target.stops_import(gone, recovered=True)  # even the fresh one: the namespace

@@ -9,6 +9,7 @@ from typing import Any, TextIO, cast
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_experience.sync.checkpoint import CheckpointError
+from django_experience.sync.pipeline import Summary
 from django_experience.sync.runner import ImportConfig, describe, run_import
 from django_experience.sync.sources import SourceError
 from django_experience.sync.targets import target_names
@@ -103,16 +104,25 @@ class Command(BaseCommand):
                 "several destinations"
             )
         failed = interrupted = False
+        stopped: list[str] = []
         for destination in destinations:
             if len(destinations) > 1:
                 self.stdout.write(f"== {destination}")
-            summary_ok, was_interrupted = self._import(destination, options)
-            failed = failed or not summary_ok
-            if was_interrupted:
+            summary = self._import(destination, options)
+            failed = failed or not summary.ok
+            if summary.stopped:
+                stopped.append(summary.stopped)  # that destination only: the others go on
+            elif summary.interrupted:
                 interrupted = True
                 break
         if interrupted:
             raise CommandError("import interrupted", returncode=130)
+        if stopped:
+            raise CommandError(
+                "the import stopped early: " + "; ".join(stopped)
+                + ". Fix the configuration, then run the same command with --resume.",
+                returncode=1,
+            )
         if failed:
             raise CommandError(
                 "some rows were rejected or failed"
@@ -134,7 +144,7 @@ class Command(BaseCommand):
             )
         return list(dict.fromkeys(names))
 
-    def _import(self, destination: str, options: dict[str, Any]) -> tuple[bool, bool]:
+    def _import(self, destination: str, options: dict[str, Any]) -> Summary:
         errors, checkpoint = options["errors"], options["checkpoint"]
         if destination != self._destinations(options["destination"])[0]:
             # One errors file and one checkpoint per destination.
@@ -170,4 +180,4 @@ class Command(BaseCommand):
         except (SourceError, CheckpointError, LookupError, OSError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(describe(summary, dry_run=config.dry_run))
-        return summary.ok, summary.interrupted
+        return summary
