@@ -1,23 +1,35 @@
 """``ExperienceClient``: every endpoint of the Experience API, with retries and a time budget.
 
 One client is shared between threads (it is thread-safe) instead of built per request. Calls
-go over kept-alive ``http.client`` connections (see ``connections``); a session
-the caller passes in, or changes, is used through ``requests`` with its pool sized for
-threaded servers.
+go over kept-alive ``http.client`` connections from one pool of idle connections shared by all
+threads (see ``connections``); a session the caller passes in, or changes, is used through
+``requests`` with its pool sized for threaded servers.
 
-``timeout`` is the total budget of one call: connecting, waiting, reading the answer, every
-retry and every pause between retries. No call takes longer. The single-profile calls
-(``create_profile``, ``update_profile``, ``get_profile``, ``delete_profile``) take a keyword
-``timeout`` that replaces it for that one call, e.g. what is left of a page's budget; zero or
-less raises ``RequestTimeout`` without sending. Retried: 429, 503 and connection
-failures, up to ``max_retries`` times, with exponential backoff and jitter or the server's
-``Retry-After``. Never retried: every other status (other 4xx are the caller's mistake).
+``timeout`` is the total budget of one call: connecting, the TLS handshake, sending, waiting
+for and reading the answer, every retry and every pause between retries. On the client's own
+kept-alive path every socket operation gets only what is left of it, so no call takes longer
+(name resolution aside: the system resolver is not bounded by a socket timeout). Through
+``requests`` (a session of the caller's, or one changed) the budget bounds connecting, a silent
+server and the body, but not a server that keeps sending its status line and headers a byte at
+a time: urllib3 bounds each of those reads, not their number (see ``transport``).
+
+The single-profile calls (``create_profile``, ``update_profile``, ``get_profile``,
+``delete_profile``) take a keyword ``timeout`` that replaces the client's for that one call,
+e.g. what is left of a page's budget; zero, less or NaN raises ``RequestTimeout`` without
+sending. The batch calls (``upsert_profiles``, ``import_events``) apply ``timeout`` to each
+request of the batch, not to the whole batch: a batch of many requests may take many times
+``timeout``.
+
+Retried: 429, 503 and connection failures, up to ``max_retries`` times, with exponential
+backoff and jitter or the server's ``Retry-After``. Never retried: every other status (other
+4xx are the caller's mistake).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import ssl
 import threading
@@ -131,7 +143,7 @@ class ExperienceClient:
             raise ValueError(f"environment must be a non-empty string, got {environment!r}")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
-        if not timeout > 0:
+        if not 0 < timeout < math.inf:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.organization_id = organization_id
         self.environment = environment
@@ -290,8 +302,12 @@ class ExperienceClient:
 
         Every event needs an ``anonymousId`` (checked before anything is sent). Returns one
         profile per profile id answered, the latest answer winning, in order of first answer.
-        ``timeout`` applies to each request. With ``max_workers > 1`` requests run
-        concurrently, but never two carrying events of the same profile.
+        With ``max_workers > 1`` requests run concurrently, but never two carrying events of
+        the same profile.
+
+        The client's ``timeout`` is the budget of each request of the batch (with its
+        retries), not of the whole batch: the whole call may take up to ``timeout`` for each
+        request it sends.
         """
         batches = plan_batches(events)
         params = self._query(locale=locale)
@@ -315,8 +331,9 @@ class ExperienceClient:
     ) -> None:
         """POST ``/import/events`` (batch async, processed later by the API), in batches.
 
-        Same rules as :meth:`upsert_profiles`; the API answers before processing, so there is
-        nothing to return.
+        Same rules as :meth:`upsert_profiles`, ``timeout`` included: it bounds each request of
+        the batch (with its retries), not the whole batch. The API answers before processing,
+        so there is nothing to return.
         """
         batches = plan_batches(events)
         params = self._query(locale=locale)
@@ -439,6 +456,8 @@ class ExperienceClient:
             raise RequestTimeout(
                 f"no time left for {method} {path}: the call's budget is {timeout!r}s"
             )
+        if timeout == math.inf:  # no socket timeout can be that long
+            raise ValueError("timeout must be a finite number of seconds, got inf")
         return Deadline(float(timeout))
 
     def _direct_route(self, session: requests.Session, url: str) -> bool:

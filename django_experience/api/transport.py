@@ -1,8 +1,18 @@
-"""Send one HTTP request and read its answer within a deadline.
+"""Send one HTTP request through ``requests`` and read its answer within a deadline.
 
-``requests``' read timeout applies to each socket read, so a server that trickles its body a
-byte at a time could hold a call far past its budget. The body is therefore streamed in small
-reads, each given only the time that is left, and the deadline is checked between reads.
+This is the path of a session the caller passed in or changed (see ``ExperienceClient``); the
+client's own session takes the kept-alive path of ``connections``, where every socket
+operation is bounded by the deadline. Through ``requests`` only part of that can be done,
+because urllib3's timeouts apply to each socket operation and ``requests`` gives no hold on
+the socket before the answer's headers have been read:
+
+- connecting gets what is left of the deadline (each address tried gets that much);
+- each read of the status line and headers gets what connecting left of it (urllib3's
+  ``total``), so a silent server is given up on within the budget, but nothing limits the
+  number of reads: a server that keeps sending its head a byte at a time, each byte within
+  that time, holds the call for as long as it keeps doing so;
+- the body is read in small reads, the deadline checked before each one and each given only
+  what is left, so a trickled or stalled body cannot stretch the call.
 """
 
 from __future__ import annotations

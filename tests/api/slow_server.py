@@ -17,6 +17,7 @@ BODY = b'{"data": {"profile": {"id": "p-1"}}, "error": null, "message": "ok"}'
 @dataclass
 class SlowAnswer:
     header_delay: float = 0.0  # before the status line
+    head_byte_interval: float = 0.0  # between bytes of the status line and headers
     byte_interval: float = 0.0  # between body bytes
     stall_after: int | None = None  # body bytes sent before going silent
     stall_for: float = 5.0
@@ -70,10 +71,17 @@ class SlowServer:
                 read_request(connection)
                 if not self._wait(answer.header_delay):
                     return
-                connection.sendall(
+                head = (
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     + f"Content-Length: {len(answer.body)}\r\n\r\n".encode()
                 )
+                if answer.head_byte_interval:
+                    for index in range(len(head)):
+                        connection.sendall(head[index : index + 1])
+                        if not self._wait(answer.head_byte_interval):
+                            return
+                else:
+                    connection.sendall(head)
                 for index in range(len(answer.body)):
                     if index == answer.stall_after and not self._wait(answer.stall_for):
                         return

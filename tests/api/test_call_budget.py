@@ -16,7 +16,7 @@ from django_experience.api import ExperienceClient
 from django_experience.api.errors import RequestTimeout
 from django_experience.api.events import track_event
 from tests.api.conftest import FAST_RETRIES
-from tests.api.payloads import profile_answer
+from tests.api.payloads import batch_answer, profile_answer
 from tests.api.slow_server import elapsed_since
 from tests.stub_server import StubResponse, StubServer
 
@@ -84,4 +84,28 @@ def test_no_time_left_raises_without_sending(
     client = make_client(stub.url, timeout=2.0, session=session)
     with pytest.raises(RequestTimeout, match="no time left"):
         CALLS[name](client, budget)
+    assert stub.requests == []
+
+
+@pytest.mark.parametrize("method", ["upsert_profiles", "import_events"])
+def test_a_batch_call_gives_the_budget_to_each_request(stub: StubServer, method: str) -> None:
+    # Three requests of 0.25 s each: 0.75 s in all, over the 0.5 s budget, and yet no timeout.
+    def slow_batch(request: Any) -> StubResponse:
+        return dataclasses.replace(batch_answer(request), delay=0.25)
+
+    stub.responder = slow_batch
+    client = make_client(stub.url, timeout=0.5)
+    events = [{"anonymousId": f"a-{i % 40}", "type": "track", "event": "x"} for i in range(450)]
+    start = time.monotonic()
+    getattr(client, method)(events)
+    assert len(stub.requests) == 3
+    assert elapsed_since(start) > 0.5
+
+
+def test_an_infinite_budget_is_refused(stub: StubServer) -> None:
+    client = make_client(stub.url, timeout=2.0)
+    with pytest.raises(ValueError, match="finite"):
+        client.get_profile("p-1", timeout=math.inf)
+    with pytest.raises(ValueError, match="timeout"):
+        ExperienceClient("org-1", timeout=math.inf)
     assert stub.requests == []

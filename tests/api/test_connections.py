@@ -16,6 +16,7 @@ import pytest
 
 from django_experience.api import ExperienceClient
 from django_experience.api.connections import ConnectionPool, split_url
+from django_experience.api.retry import Deadline
 from tests.api.slow_server import read_request
 
 ANSWER = json.dumps({"data": {"profiles": []}, "error": None}).encode()
@@ -139,7 +140,7 @@ def test_a_thread_per_request_server_reuses_connections(keep_alive: RawServer) -
 def test_idle_connections_are_bounded(keep_alive: RawServer) -> None:
     pool = ConnectionPool(max_idle=2)
     origin, _ = split_url(f"http://127.0.0.1:{keep_alive.port}/")
-    taken = [pool.take(origin, 1.0) for _ in range(4)]
+    taken = [pool.take(origin, Deadline(1.0)) for _ in range(4)]
     for connection in taken:
         connection.connect()
         pool.give_back(origin, connection)
@@ -183,10 +184,10 @@ def test_the_tls_context_is_built_for_the_first_https_connection_only() -> None:
         return made[-1]
 
     pool = ConnectionPool(tls)
-    pool.take(("http", "127.0.0.1", 80), 1.0)  # connections open on first use: no I/O here
+    pool.take(("http", "127.0.0.1", 80), Deadline(1.0))  # connections open on first use: no I/O
     assert made == []
-    first = pool.take(("https", "experience.example", 443), 1.0)
-    second = pool.take(("https", "experience.example", 443), 1.0)
+    first = pool.take(("https", "experience.example", 443), Deadline(1.0))
+    second = pool.take(("https", "experience.example", 443), Deadline(1.0))
     assert len(made) == 1
     assert isinstance(first, http.client.HTTPSConnection)
     assert isinstance(second, http.client.HTTPSConnection)
