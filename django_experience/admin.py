@@ -1,8 +1,11 @@
 """Admin of ``ProfileMapping``: find a visitor's profile, look at it live, delete it remotely.
 
-The live profile is fetched from the Experience API only when asked for (its own page); an API
-failure shows a message, never an error page. "Delete in the Experience API" sends one DELETE per
-profile (the API has no batch delete) and removes the local mapping, for data-protection
+Every call goes to the mapping's own organization and environment (a ``staging`` mapping is
+looked up in ``staging``). The live profile is fetched from the Experience API only when asked
+for (its own page); an API failure, or a malformed id or mapping, shows a message or a 404,
+never an error page. "Refresh from the Experience API" checks each mapping against the live
+profile (and takes the id the API answers with); "Delete in the Experience API" sends one DELETE
+per profile (the API has no batch delete) and removes the local mapping, for data-protection
 requests; only users with the delete permission see it, and each deletion is logged.
 """
 
@@ -13,18 +16,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_experience.api.errors import ProfileNotFound
+from django_experience.api.errors import NamespaceMismatch, ProfileNotFound
 from django_experience.api.types import ProfileResult
 from django_experience.models import ProfileMapping
 from django_experience.visitor import short_id
@@ -38,19 +42,27 @@ class Fetched(NamedTuple):
     missing: bool = False
 
 
-def _fetch(profile_id: str) -> Fetched:
-    """The live profile, or why there is none."""
+def _client(mapping: ProfileMapping) -> ExperienceClient:
+    """The client of the mapping's own organization and environment (``ValueError`` when the
+    mapping has none: an imported or hand-edited row)."""
     from django_experience.clients import experience_client
 
+    return experience_client(
+        organization=mapping.organization_id, environment=mapping.environment
+    )
+
+
+def _fetch(mapping: ProfileMapping) -> Fetched:
+    """The live profile, or why there is none."""
     try:
-        return Fetched(experience_client().get_profile(profile_id))
-    except ProfileNotFound:
+        return Fetched(_client(mapping).get_profile(mapping.profile_id))
+    except (ProfileNotFound, NamespaceMismatch):
         message = _("This profile does not exist in the Experience API (deleted or merged).")
         return Fetched(None, str(message), missing=True)
     except Exception as exc:  # an admin page must never fail because of the API
         logger.warning(
             "Experience API get failed for profile %s (%s)",
-            short_id(profile_id),
+            short_id(mapping.profile_id),
             type(exc).__name__,
         )
         message = _("The Experience API could not be used: %(error)s")
@@ -72,6 +84,8 @@ def _log(request: HttpRequest, mapping: ProfileMapping, action_flag: int, messag
 
 
 if TYPE_CHECKING:
+    from django_experience.api import ExperienceClient
+
     _ModelAdmin = admin.ModelAdmin[ProfileMapping]
 else:  # ModelAdmin is generic for the type checker only
     _ModelAdmin = admin.ModelAdmin
@@ -125,10 +139,13 @@ class ProfileMappingAdmin(_ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, _("View the live profile"))
 
     def live_profile_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        mapping = get_object_or_404(ProfileMapping, pk=object_id)
+        request.current_app = self.admin_site.name
+        mapping = self.get_object(request, unquote(object_id))  # None for a malformed id too
+        if mapping is None:
+            raise Http404(_("No such profile mapping."))
         if not self.has_view_or_change_permission(request, mapping):
             raise PermissionDenied
-        result, error, _missing = _fetch(mapping.profile_id)
+        result, error, _missing = _fetch(mapping)
         if error:
             messages.error(request, error)
         profile = result.profile if result else None
@@ -152,37 +169,77 @@ class ProfileMappingAdmin(_ModelAdmin):
 
     @admin.action(description=_("Refresh from the Experience API"), permissions=["change"])
     def refresh_from_api(self, request: HttpRequest, queryset: QuerySet[ProfileMapping]) -> None:
-        refreshed, missing, failed = 0, 0, 0
+        """Check each mapping against the live profile (in the mapping's own namespace).
+
+        A profile that exists is confirmed; when the API answers with another id (the profile
+        was merged into the one it answers with), the mapping takes that id, as the visitor's
+        cookie would. A profile that no longer exists is reported by id; its mapping is kept
+        (delete it, or let the user's next visit replace it).
+        """
+        confirmed, moved, missing, failed = 0, 0, [], 0
         for mapping in queryset:
-            fetched = _fetch(mapping.profile_id)
-            if fetched.result is not None:
-                mapping.save(update_fields=["updated_at"])
-                _log(request, mapping, CHANGE, "Refreshed from the Experience API.")
-                refreshed += 1
-            elif fetched.missing:
-                missing += 1
-            else:
-                failed += 1
-        if refreshed:
+            fetched = _fetch(mapping)
+            if fetched.result is None:
+                if fetched.missing:
+                    missing.append(mapping.profile_id)
+                else:
+                    failed += 1
+                continue
+            profile = fetched.result.profile
+            if profile.id != mapping.profile_id and self._take_profile_id(mapping, profile.id):
+                _log(
+                    request,
+                    mapping,
+                    CHANGE,
+                    f"Refreshed from the Experience API: the profile id is now {profile.id}.",
+                )
+                moved += 1
+                continue
+            _log(
+                request,
+                mapping,
+                CHANGE,
+                "Refreshed from the Experience API: the profile exists "
+                f"({len(profile.audiences)} audiences, {len(fetched.result.experiences)} "
+                "experiences).",
+            )
+            confirmed += 1
+        if confirmed:
             self.message_user(
                 request,
                 ngettext(
-                    "%d profile refreshed from the Experience API.",
-                    "%d profiles refreshed from the Experience API.",
-                    refreshed,
+                    "%d profile refreshed: it exists in the Experience API.",
+                    "%d profiles refreshed: they exist in the Experience API.",
+                    confirmed,
                 )
-                % refreshed,
+                % confirmed,
+                messages.SUCCESS,
+            )
+        if moved:
+            self.message_user(
+                request,
+                ngettext(
+                    "%d mapping now has the profile id the Experience API answers with.",
+                    "%d mappings now have the profile id the Experience API answers with.",
+                    moved,
+                )
+                % moved,
                 messages.SUCCESS,
             )
         if missing:
+            shown = ", ".join(missing[:20]) + (", …" if len(missing) > 20 else "")
             self.message_user(
                 request,
                 ngettext(
-                    "%d profile no longer exists in the Experience API.",
-                    "%d profiles no longer exist in the Experience API.",
-                    missing,
+                    "%(count)d profile no longer exists in the Experience API (deleted or "
+                    "merged): %(ids)s. Its mapping was kept; the user gets a new profile on "
+                    "their next visit.",
+                    "%(count)d profiles no longer exist in the Experience API (deleted or "
+                    "merged): %(ids)s. Their mappings were kept; each user gets a new profile "
+                    "on their next visit.",
+                    len(missing),
                 )
-                % missing,
+                % {"count": len(missing), "ids": shown},
                 messages.WARNING,
             )
         if failed:
@@ -197,18 +254,38 @@ class ProfileMappingAdmin(_ModelAdmin):
                 messages.ERROR,
             )
 
+    @staticmethod
+    def _take_profile_id(mapping: ProfileMapping, profile_id: str) -> bool:
+        """Give ``mapping`` the id the API answered with, unless another mapping has it."""
+        taken = (
+            ProfileMapping.objects.filter(
+                profile_id=profile_id,
+                organization_id=mapping.organization_id,
+                environment=mapping.environment,
+            )
+            .exclude(pk=mapping.pk)
+            .exists()
+        )
+        if taken:
+            return False
+        mapping.profile_id = profile_id
+        try:
+            with transaction.atomic():
+                mapping.save(update_fields=["profile_id", "updated_at"])
+        except IntegrityError:  # taken meanwhile
+            return False
+        return True
+
     @admin.action(description=_("Delete in the Experience API"), permissions=["delete"])
     def delete_in_api(self, request: HttpRequest, queryset: QuerySet[ProfileMapping]) -> None:
-        from django_experience.clients import experience_client
-
-        client = experience_client()
         deleted, failed = 0, 0
         for mapping in queryset:
             try:
-                client.delete_profile(mapping.profile_id)  # one DELETE per profile
-            except ProfileNotFound:
+                # One DELETE per profile, in the mapping's own organization and environment.
+                _client(mapping).delete_profile(mapping.profile_id)
+            except (ProfileNotFound, NamespaceMismatch):
                 pass  # already gone remotely: still remove the mapping
-            except Exception as exc:
+            except Exception as exc:  # the API, or a mapping without a namespace
                 logger.warning(
                     "Experience API delete failed for profile %s (%s)",
                     short_id(mapping.profile_id),

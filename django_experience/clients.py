@@ -17,17 +17,40 @@ _lock = threading.Lock()
 _clients: dict[tuple[str, str, str, float, int, int], ExperienceClient] = {}
 
 
-def experience_client() -> ExperienceClient:
-    """The shared client for the current ``EXPERIENCE_*`` settings."""
-    return cached_client(timeout=conf.TIMEOUT, max_retries=conf.MAX_RETRIES)
+def experience_client(
+    *, organization: str | None = None, environment: str | None = None
+) -> ExperienceClient:
+    """The shared client for the current ``EXPERIENCE_*`` settings.
+
+    ``organization``/``environment`` default to the configured ones; the admin passes a
+    mapping's own (a ``staging`` mapping is looked up in ``staging``). Raises ``ValueError``
+    for an empty organization id or environment.
+    """
+    return cached_client(
+        timeout=conf.TIMEOUT,
+        max_retries=conf.MAX_RETRIES,
+        organization=organization,
+        environment=environment,
+    )
 
 
-def cached_client(*, timeout: float, max_retries: int) -> ExperienceClient:
-    """The shared client for the current settings with this ``timeout`` and ``max_retries``.
+def cached_client(
+    *,
+    timeout: float,
+    max_retries: int,
+    organization: str | None = None,
+    environment: str | None = None,
+) -> ExperienceClient:
+    """The shared client for the current settings with this ``timeout`` and ``max_retries``
+    (and this organization and environment, when given instead of the configured ones).
 
     Keyed by process id too, so a forked child never shares the parent's pooled connections.
     """
-    organization, environment, url = conf.ORGANIZATION_ID, conf.ENVIRONMENT, conf.API_URL
+    if organization is None:
+        organization = conf.ORGANIZATION_ID
+    if environment is None:
+        environment = conf.ENVIRONMENT
+    url = conf.API_URL
     key = (organization, environment, url, timeout, max_retries, os.getpid())
     client = _clients.get(key)
     if client is None:

@@ -191,3 +191,130 @@ def test_delete_action_needs_the_delete_permission(
     client.post(CHANGELIST, {"action": "delete_in_api", "_selected_action": [profiles[0].pk]})
     assert emulator.request_count("delete") == deletes
     assert ProfileMapping.objects.count() == count
+
+
+# -- bad input, other namespaces, what refresh does ------------------------------------------
+
+
+@pytest.mark.parametrize("object_id", ["not-a-number", "999999", "%3Cscript%3E"])
+def test_live_profile_of_a_malformed_or_unknown_id_is_a_404(
+    staff: Client, emulator: EmulatorHandle, object_id: str
+) -> None:
+    assert staff.get(f"{CHANGELIST}{object_id}/live/").status_code == 404
+
+
+def test_a_mapping_without_an_organization_never_fails_a_page(
+    staff: Client, profiles: list[ProfileMapping], emulator: EmulatorHandle
+) -> None:
+    broken = ProfileMapping.objects.create(profile_id="orphan", organization_id="")
+    live = staff.get(f"{CHANGELIST}{broken.pk}/live/")
+    assert live.status_code == 200 and 'class="errornote"' in live.content.decode()
+    refreshed = _action(staff, "refresh_from_api", [broken])
+    assert refreshed.status_code == 200
+    assert "1 profile could not be fetched" in refreshed.content.decode()
+    response = _action(staff, "delete_in_api", [broken, profiles[0]])
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "1 profile deleted" in text and "1 profile could not be deleted" in text
+    assert ProfileMapping.objects.filter(pk=broken.pk).exists()  # kept: nothing was deleted
+    assert not ProfileMapping.objects.filter(pk=profiles[0].pk).exists()
+
+
+@pytest.fixture
+def staging(emulator: EmulatorHandle) -> ProfileMapping:
+    """A profile of the staging environment (the site is configured for main)."""
+    result = emulator.client(environment="staging").create_profile(
+        [identify_event("crm-s", {"firstname": "Stella"})]
+    )
+    return ProfileMapping.objects.create(
+        profile_id=result.profile.id,
+        external_id="crm-s",
+        organization_id="test-org",
+        environment="staging",
+    )
+
+
+def test_live_profile_is_fetched_from_the_mappings_own_environment(
+    staff: Client, staging: ProfileMapping
+) -> None:
+    html = staff.get(f"{CHANGELIST}{staging.pk}/live/").content.decode()
+    assert 'class="errornote"' not in html
+    assert "Stella" in html and "staging" in html
+
+
+def test_refresh_and_delete_use_the_mappings_own_environment(
+    staff: Client, staging: ProfileMapping, emulator: EmulatorHandle
+) -> None:
+    refreshed = _action(staff, "refresh_from_api", [staging]).content.decode()
+    assert "1 profile refreshed" in refreshed and "no longer exists" not in refreshed
+    _action(staff, "delete_in_api", [staging])
+    assert emulator.profile(staging.profile_id) is None
+    assert emulator.stats()["requests"]["delete"] == {"200": 1}
+
+
+def test_the_paths_called_for_a_mapping_of_another_namespace(
+    staff: Client, stub: Any, settings: Any
+) -> None:
+    from tests.stub_server import ok_envelope
+
+    settings.EXPERIENCE_API_URL = stub.url
+    stub.responder = lambda request: ok_envelope(
+        {
+            "profile": {"id": "p-1", "stableId": "p-1", "audiences": [], "traits": {}},
+            "experiences": [],
+            "changes": [],
+        }
+    )
+    mapping = ProfileMapping.objects.create(
+        profile_id="p-1", organization_id="other-org", environment="staging"
+    )
+    staff.get(f"{CHANGELIST}{mapping.pk}/live/")
+    _action(staff, "refresh_from_api", [mapping])
+    _action(staff, "delete_in_api", [mapping])
+    assert [(r.method, r.path) for r in stub.requests] == [
+        ("GET", "/v2/organizations/other-org/environments/staging/profiles/p-1"),
+        ("GET", "/v2/organizations/other-org/environments/staging/profiles/p-1"),
+        ("DELETE", "/v2/organizations/other-org/environments/staging/profiles/p-1"),
+    ]
+
+
+def test_refresh_names_the_profiles_that_are_gone(
+    staff: Client, profiles: list[ProfileMapping], emulator: EmulatorHandle
+) -> None:
+    emulator.client().delete_profile(profiles[1].profile_id)
+    text = _action(staff, "refresh_from_api", profiles[:2]).content.decode()
+    assert "1 profile refreshed" in text
+    assert "1 profile no longer exists in the Experience API" in text
+    assert profiles[1].profile_id in text
+    assert ProfileMapping.objects.filter(pk=profiles[1].pk).exists()  # kept, as the message says
+
+
+def test_refresh_takes_the_profile_id_the_api_answers_with(
+    staff: Client, stub: Any, settings: Any
+) -> None:
+    from tests.stub_server import ok_envelope
+
+    settings.EXPERIENCE_API_URL = stub.url
+    stub.responder = lambda request: ok_envelope(
+        {
+            "profile": {"id": "merged-into", "stableId": "old", "audiences": [], "traits": {}},
+            "experiences": [],
+            "changes": [],
+        }
+    )
+    mapping = ProfileMapping.objects.create(profile_id="old", organization_id="test-org")
+    taken = ProfileMapping.objects.create(
+        profile_id="old-2", organization_id="test-org", environment="staging"
+    )
+    text = _action(staff, "refresh_from_api", [mapping]).content.decode()
+    assert "1 mapping now has the profile id the Experience API answers with" in text
+    mapping.refresh_from_db()
+    assert mapping.profile_id == "merged-into"
+    entry = LogEntry.objects.get(object_id=str(mapping.pk), action_flag=CHANGE)
+    assert "merged-into" in entry.get_change_message()
+    # An id another mapping of the namespace already has is not taken twice.
+    ProfileMapping.objects.create(profile_id="merged-into", organization_id="test-org",
+                                  environment="staging")
+    _action(staff, "refresh_from_api", [taken])
+    taken.refresh_from_db()
+    assert taken.profile_id == "old-2"
