@@ -166,11 +166,31 @@ class ExperienceTarget(ImportTarget):
         return items, rejected
 
     def send(self, items: Sequence[Item]) -> Any:
+        """Returns ``{sent anonymousId: profile id}`` for the rows whose profile is known."""
+        from django_experience.api.errors import ExperienceAPIError
+
         events = [item.payload for item in items]
         if self.options.asynchronous:
             self.client.import_events(events, locale=self.options.locale)
             return None
-        return self.client.upsert_profiles(events, locale=self.options.locale)
+        profiles = self.client.upsert_profiles(events, locale=self.options.locale)
+        matched = match_profiles(
+            [event["anonymousId"] for event in events], [profile.id for profile in profiles]
+        )
+        if len(profiles) > len(set(matched.values())):
+            # Several rows were merged into other profiles and the answer cannot tell which
+            # went where: ask again one row at a time (same message id, so nothing counts
+            # twice). A failure here loses nothing: the row was delivered, only not mapped.
+            for event in {event["anonymousId"]: event for event in events}.values():
+                if event["anonymousId"] in matched:
+                    continue
+                try:
+                    alone = self.client.upsert_profiles([event], locale=self.options.locale)
+                except ExperienceAPIError:
+                    continue
+                if len(alone) == 1:
+                    matched[event["anonymousId"]] = alone[0].id
+        return matched
 
     def splittable(self, exc: BaseException) -> bool:
         # A stale mapping (profile deleted or merged away) is found the same way as a bad row.
@@ -194,13 +214,7 @@ class ExperienceTarget(ImportTarget):
     def complete(self, items: Sequence[Item], answer: Any) -> None:
         if self.options.asynchronous or not answer:
             return
-        sent_ids = list(dict.fromkeys(item.payload["anonymousId"] for item in items))
-        returned = [profile.id for profile in answer]
-        by_sent: dict[str, str] = {pid: pid for pid in sent_ids if pid in set(returned)}
-        if len(returned) == len(sent_ids):
-            # One profile per anonymousId, in request order (an identify may have merged a
-            # profile into the one already holding that user id).
-            by_sent = dict(zip(sent_ids, returned, strict=True))
+        by_sent: dict[str, str] = answer
         self._store(
             [
                 (item.row, by_sent[item.payload["anonymousId"]])
@@ -268,6 +282,26 @@ class ExperienceTarget(ImportTarget):
             except IntegrityError:
                 # The profile is mapped to somebody else already: leave that mapping alone.
                 continue
+
+
+def match_profiles(sent: Sequence[str], returned: Sequence[str]) -> dict[str, str]:
+    """Which returned profile each sent ``anonymousId`` ended up in.
+
+    The batch endpoint answers one profile per unique anonymousId, in no promised order, and a
+    profile may come back under another id (an identify merged it into the profile already
+    holding that user id). Returned ids equal to a sent one are matched to it; of the rest, a
+    single sent id left over is paired with a single returned id left over. Anything else is
+    ambiguous and left unmatched: no mapping is better than one to somebody else's profile.
+    """
+    sent_ids = list(dict.fromkeys(sent))
+    returned_ids = list(dict.fromkeys(returned))
+    sent_set, returned_set = set(sent_ids), set(returned_ids)
+    matched = {pid: pid for pid in sent_ids if pid in returned_set}
+    left_sent = [pid for pid in sent_ids if pid not in returned_set]
+    left_returned = [pid for pid in returned_ids if pid not in sent_set]
+    if len(left_sent) == 1 and len(left_returned) == 1:
+        matched[left_sent[0]] = left_returned[0]
+    return matched
 
 
 TargetFactory = Callable[[TargetOptions], ImportTarget]
