@@ -42,7 +42,7 @@ class PipelineOptions:
 @dataclass
 class Summary:
     rows_read: int = 0
-    rows_valid: int = 0
+    rows_valid: int = 0  # read and passed the destination's validation
     sent: int = 0
     rejected: int = 0
     failed: int = 0
@@ -287,8 +287,6 @@ class Pipeline:
         if self.checkpoint is not None and self.checkpoint.is_done(batch.digest):
             self._skip(batch)
             return
-        if self.options.dry_run:
-            return
         keys = {key for row in batch.rows for key in self.target.keys(row)}
         window = 2 * max(1, self.options.workers)
         # Wait for room, and for any batch still carrying one of these profiles.
@@ -296,9 +294,14 @@ class Pipeline:
             self._collect(block=True)
         if self.stop.reason is not None:
             return  # stopped while waiting: left for --resume
+        # The destination's own validation, in dry runs too: a dry run counts what a real
+        # run would send.
         items, rejected = self.target.prepare(batch)
+        self.summary.rows_valid -= len(rejected)
         for item in rejected:
             self._reject(item, "rejected", batch)
+        if self.options.dry_run:
+            return
         if not items:
             self._mark_done(batch)
             return

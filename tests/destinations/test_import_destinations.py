@@ -303,3 +303,27 @@ def test_the_errors_file_of_a_resumed_run_still_lists_the_first_runs_refusals(
     ]
     assert "Profiles sent: 2" in second.stdout
     assert len(stub.requests) == 3
+
+
+@pytest.mark.parametrize("name", ["experiture", "releva"])
+def test_a_dry_run_applies_the_destinations_validation_and_sends_nothing(
+    stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None, name: str
+) -> None:
+    settings.EXPERIENCE_DESTINATIONS = {
+        "experiture": {"url": stub.url, "token": "t", "match_key": "email"},
+        "releva": {"url": stub.url, "secret_key": "k"},
+    }
+    rows: list[Any] = [
+        *GOOD[:2],
+        {"id": "phone-only", "traits": {"phone": "0888 123"}},  # refused by both platforms
+    ]
+    source = write_jsonl(tmp_path / "people.jsonl", rows)
+    errors = tmp_path / "errors.jsonl"
+    result = run_import("--file", str(source), "--destination", name, "--dry-run",
+                        "--errors", str(errors))
+    assert result.code == 1
+    assert "Valid rows: 2 (dry run: nothing sent)" in result.stdout
+    assert "Rows rejected: 1" in result.stdout
+    assert [(e["line"], e["kind"]) for e in read_errors(errors)] == [(3, "rejected")]
+    assert stub.requests == []
+    assert not list(tmp_path.glob("*.checkpoint"))
