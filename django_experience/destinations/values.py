@@ -19,6 +19,14 @@ DATETIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # The time-zone designator at the end of an ISO 8601 date-time: Z, +hh:mm, +hhmm, +hh.
 ZONE_PATTERN = re.compile(r"(Z|z|[+-]\d{2}(:?\d{2})?)$")
+# The ISO 8601 date-times we accept, whole: a date, T (or a space), hh:mm, optional seconds with
+# an optional fraction (any number of digits, after "." or ","), an optional zone designator.
+ISO_DATETIME = re.compile(
+    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})[T ]"
+    r"(?P<hour>\d{2}):(?P<minute>\d{2})"
+    r"(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d+))?)?"
+    r"(?P<zone>[Zz]|(?P<sign>[+-])(?P<zone_hours>\d{2})(?::?(?P<zone_minutes>\d{2}))?)?"
+)
 
 
 class ValueProblem(ValueError):
@@ -40,12 +48,33 @@ def is_naive_datetime_string(value: str) -> bool:
 
 
 def parse_datetime(value: str) -> dt.datetime | None:
-    """The date-time an ISO 8601 string denotes, or ``None`` if it is not one."""
-    if not looks_like_datetime(value):
+    """The date-time an ISO 8601 string denotes, or ``None`` if it is not one.
+
+    Parsed here rather than with ``datetime.fromisoformat``, which before Python 3.11 refuses
+    a trailing ``Z``, ``+hhmm`` offsets and fractions other than 3 or 6 digits (the Releva
+    document's own example, ``2019-08-18T05:48:42.419Z``, among them): the same strings are
+    accepted on every supported Python.
+    """
+    match = ISO_DATETIME.fullmatch(value.strip())
+    if match is None:
         return None
+    zone: dt.tzinfo | None = None
     try:
-        return dt.datetime.fromisoformat(value.strip())
-    except ValueError:
+        if match["zone"] in ("Z", "z"):
+            zone = dt.timezone.utc
+        elif match["zone"]:
+            hours, minutes = int(match["zone_hours"]), int(match["zone_minutes"] or 0)
+            if minutes > 59:
+                return None
+            offset = dt.timedelta(hours=hours, minutes=minutes)
+            zone = dt.timezone(-offset if match["sign"] == "-" else offset)
+        return dt.datetime(
+            int(match["year"]), int(match["month"]), int(match["day"]),
+            int(match["hour"]), int(match["minute"]), int(match["second"] or 0),
+            int((match["fraction"] or "")[:6].ljust(6, "0")),
+            tzinfo=zone,
+        )
+    except ValueError:  # out of range: month 13, hour 25, an offset of a day or more, ...
         return None
 
 
