@@ -8,6 +8,7 @@ own code) can react without the request waiting for them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -74,28 +75,67 @@ def forget_on_logout(sender: Any, request: HttpRequest | None = None, **kwargs: 
 
 
 @receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="django_experience.user_del")
-def delete_remote_profiles(sender: Any, instance: Any, **kwargs: Any) -> None:
-    """With ``EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE``: delete the user's remote profiles."""
+def delete_remote_profiles(
+    sender: Any, instance: Any, using: str | None = None, **kwargs: Any
+) -> None:
+    """With ``EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE``: delete the user's remote profiles.
+
+    Once the deletion commits (a rolled-back deletion leaves the live profiles alone), one
+    DELETE per mapped profile, each in its mapping's organization and environment (the
+    mappings go with the user, whatever their namespace).
+    """
     if not conf.DELETE_REMOTE_ON_USER_DELETE:
         return
-    from django_experience.clients import experience_client
+    from django.db import transaction
+
     from django_experience.models import ProfileMapping
-    from django_experience.visitor import short_id
 
-    profile_ids = list(
-        ProfileMapping.objects.filter(
-            user=instance, organization_id=conf.ORGANIZATION_ID, environment=conf.ENVIRONMENT
-        ).values_list("profile_id", flat=True)
-    )
-    for profile_id in profile_ids:
+    profiles = [
+        (str(profile_id), str(organization), str(environment))
+        for profile_id, organization, environment in ProfileMapping.objects.using(using)
+        .filter(user=instance)
+        .values_list("profile_id", "organization_id", "environment")
+    ]
+    if profiles:
+        transaction.on_commit(functools.partial(delete_profiles_remotely, profiles), using=using)
+
+
+def delete_profiles_remotely(profiles: list[tuple[str, str, str]]) -> int:
+    """DELETE each ``(profile id, organization, environment)``; the number that failed.
+
+    Each DELETE is retried per the client's policy (``EXPERIENCE_MAX_RETRIES`` within
+    ``EXPERIENCE_TIMEOUT``); one that still fails is logged as an error naming the profile, so
+    that it can be deleted by hand (the mapping that knew it is gone with the user).
+    """
+    from django_experience.api.errors import ExperienceAPIError, NamespaceMismatch, ProfileNotFound
+    from django_experience.clients import experience_client
+
+    failed = 0
+    for profile_id, organization, environment in profiles:
         try:
-            experience_client().delete_profile(profile_id)
+            client = experience_client(organization=organization, environment=environment)
+            client.delete_profile(profile_id)
+        except (ProfileNotFound, NamespaceMismatch):
+            continue  # already gone
         except Exception as exc:
-            logger.warning(
-                "Experience API delete failed for profile %s (%s)",
-                short_id(profile_id),
+            failed += 1
+            status = getattr(exc, "status", None) if isinstance(exc, ExperienceAPIError) else None
+            logger.error(
+                "Experience API delete of profile %s (organization %s, environment %s) of a "
+                "deleted user failed (%s%s); the profile still exists remotely: delete it by hand",
+                profile_id,
+                organization or "-",
+                environment or "-",
                 type(exc).__name__,
+                f" status={status}" if status is not None else "",
             )
+    return failed
 
 
-__all__ = ["delete_remote_profiles", "forget_on_logout", "identify_on_login", "profile_identified"]
+__all__ = [
+    "delete_profiles_remotely",
+    "delete_remote_profiles",
+    "forget_on_logout",
+    "identify_on_login",
+    "profile_identified",
+]

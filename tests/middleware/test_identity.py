@@ -185,13 +185,18 @@ def test_merged_cookie_profile_recovers_in_the_same_request(
 
 
 def test_remote_delete_when_a_user_is_deleted(
-    client: Client, emulator: EmulatorHandle, ada: User, settings: Any
+    client: Client,
+    emulator: EmulatorHandle,
+    ada: User,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     _page(client)
     _sign_in(client)
     mapped = ProfileMapping.objects.get(user=ada).profile_id
     settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
-    ada.delete()
+    with django_capture_on_commit_callbacks(execute=True):  # sent once the deletion commits
+        ada.delete()
     assert emulator.profile(mapped) is None
     assert not ProfileMapping.objects.filter(profile_id=mapped).exists()
 

@@ -13,8 +13,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.management import CommandError, call_command
+from django.db import transaction
 from django.test import Client
 
+from django_experience.api.events import page_event
 from django_experience.emulator.handle import EmulatorHandle
 from django_experience.models import ProfileMapping
 from tests.reliability.test_fault_matrix import FAULTS
@@ -66,16 +68,79 @@ def test_admin_action_deletes_remotely_and_locally(emulator: EmulatorHandle) -> 
 
 
 def test_deleting_the_user_deletes_remotely_and_locally(
-    emulator: EmulatorHandle, settings: Any
+    emulator: EmulatorHandle, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
     visitor, user, profile_id = _signed_in_visitor(emulator)
-    user.delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        user.delete()
+        assert emulator.profile(profile_id) is not None  # nothing is sent before the commit
     _assert_forgotten(emulator, visitor, profile_id)
 
 
+def test_a_rolled_back_user_deletion_keeps_the_remote_profile(
+    emulator: EmulatorHandle, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
+    _, user, profile_id = _signed_in_visitor(emulator)
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        user.delete()
+        raise RuntimeError("the view failed after deleting the user")
+    assert callbacks == []
+    assert emulator.request_count("delete") == 0
+    assert emulator.profile(profile_id) is not None
+    assert ProfileMapping.objects.filter(profile_id=profile_id).exists()
+
+
+def test_a_user_deletion_deletes_their_profiles_in_every_environment(
+    emulator: EmulatorHandle, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
+    _, user, profile_id = _signed_in_visitor(emulator)
+    staging_client = emulator.client(environment="staging")
+    staging = staging_client.create_profile([page_event("https://example.com/")]).profile.id
+    ProfileMapping.objects.create(
+        profile_id=staging, user_id=user.pk, organization_id="test-org", environment="staging"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        user.delete()
+    assert emulator.profile(profile_id) is None and emulator.profile(staging) is None
+    assert emulator.stats()["requests"]["delete"] == {"200": 2}
+
+
+def test_a_failed_remote_delete_is_retried_then_logged_as_an_error_naming_the_profile(
+    emulator: EmulatorHandle,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
+    _, user, profile_id = _signed_in_visitor(emulator)
+    settings.EXPERIENCE_MAX_RETRIES = 2
+    settings.EXPERIENCE_TIMEOUT = 5.0
+    emulator.faults(error_rate=1.0, error_status=503)
+    with django_capture_on_commit_callbacks(execute=True):
+        user.delete()  # never raises
+    emulator.clear_faults()
+    assert emulator.stats()["requests"]["delete"] == {"503": 3}  # retried per the policy
+    (line,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    message = line.getMessage()
+    assert line.name == "django_experience"
+    assert profile_id in message and "test-org" in message and "status=503" in message
+    assert all(secret not in message for secret in SECRETS)
+    assert emulator.profile(profile_id) is not None  # still there, as the line says
+
+
 def test_no_trait_value_reaches_the_logs(
-    emulator: EmulatorHandle, settings: Any, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    emulator: EmulatorHandle,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
@@ -100,7 +165,8 @@ def test_no_trait_value_reaches_the_logs(
                          stdout=io.StringIO(), stderr=io.StringIO())
     emulator.clear_faults()
     emulator.stop()  # deleting while the API is down: logged, not raised
-    user.delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        user.delete()
     emulator.start()
 
     assert caplog.records, "nothing was logged: the test exercised no failure"
@@ -108,6 +174,9 @@ def test_no_trait_value_reaches_the_logs(
         text = record.getMessage() + (caplog.text if record is caplog.records[-1] else "")
         for secret in SECRETS:
             assert secret not in text, (record.name, record.getMessage())
-    # Our own lines name a profile only by a short prefix (HTTP libraries log URLs at DEBUG).
+    # Our own lines name a profile only by a short prefix (HTTP libraries log URLs at DEBUG);
+    # except the error of a remote delete that failed, which must say which profile is left.
     own = [r for r in caplog.records if r.name.startswith("django_experience")]
-    assert own and all(profile_id not in r.getMessage() for r in own)
+    (left,) = [r for r in own if profile_id in r.getMessage()]
+    assert left.levelno == logging.ERROR and "delete it by hand" in left.getMessage()
+    assert all(profile_id not in r.getMessage() for r in own if r is not left)
