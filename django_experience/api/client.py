@@ -1,8 +1,8 @@
 """``ExperienceClient``: every endpoint of the Experience API, with retries and a time budget.
 
 One client is shared between threads (it is thread-safe) instead of built per request. Calls
-go over kept-alive ``http.client`` connections from one pool of idle connections shared by all
-threads (see ``connections``); a session the caller passes in, or changes, is used through
+go over kept-alive HTTP/1.1 connections (``http11``) from one pool of idle connections shared
+by all threads (see ``connections``); a session the caller passes in, or changes, is used through
 ``requests`` with its pool sized for threaded servers.
 
 ``timeout`` is the total budget of one call: connecting, the TLS handshake, sending, waiting
@@ -461,7 +461,7 @@ class ExperienceClient:
         return Deadline(float(timeout))
 
     def _direct_route(self, session: requests.Session, url: str) -> bool:
-        """Whether this call may take the kept-alive ``http.client`` path.
+        """Whether this call may take the kept-alive ``http11`` path.
 
         Only for the session this client built, untouched: a caller's session, proxies, auth,
         certificate settings changed, another adapter mounted, or ``HTTPAdapter.send`` patched

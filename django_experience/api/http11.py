@@ -99,16 +99,44 @@ class Connection:
     # -- connecting ------------------------------------------------------------------------
 
     def _connect(self, deadline: Deadline) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout=_left(deadline))
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.tls is not None:
+        """Connect (and shake hands), each address tried with only what is left.
+
+        Resolving the name is the one step no socket timeout covers: ``getaddrinfo`` blocks for
+        as long as the system's resolver takes.
+        """
+        error: OSError | None = None
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            self.host, self.port, 0, socket.SOCK_STREAM
+        ):
+            sock = socket.socket(family, kind, proto)
+            try:
                 sock.settimeout(_left(deadline))
-                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.connect(address)
+            except TimeoutError:
+                sock.close()
+                raise  # the budget went on this address: none is left for the next
+            except OSError as exc:
+                sock.close()
+                error = exc  # refused or unreachable: try the next address
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            if self.tls is None:
+                return sock
+            try:
+                sock.settimeout(_left(deadline))
+                return self.tls.wrap_socket(sock, server_hostname=self.host)
+            except BaseException:
+                sock.close()
+                raise
+        raise error or OSError(f"no address found for {self.host}")
+
+    def connect(self, deadline: Deadline) -> None:
+        """Open the connection now (a request opens it when needed); OSError when it fails."""
+        if self.sock is None:
+            self.sock = self._connect(deadline)
 
     def close(self) -> None:
         sock, self.sock, self._buffer = self.sock, None, b""
@@ -132,9 +160,9 @@ class Connection:
         """
         what = f"{method} {self.scheme}://{self.host_header}{target}"
         try:
-            if self.sock is None:
-                self.sock = self._connect(deadline)
+            self.connect(deadline)
             sock = self.sock
+            assert sock is not None
             sock.settimeout(_left(deadline))
             sock.sendall(self._encode(method, target, headers, body))
             response = self._read_response(sock, method, deadline)

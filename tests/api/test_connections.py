@@ -4,7 +4,6 @@ closed them while idle (without a retry being spent on it)."""
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import socket
 import ssl
@@ -140,9 +139,9 @@ def test_a_thread_per_request_server_reuses_connections(keep_alive: RawServer) -
 def test_idle_connections_are_bounded(keep_alive: RawServer) -> None:
     pool = ConnectionPool(max_idle=2)
     origin, _ = split_url(f"http://127.0.0.1:{keep_alive.port}/")
-    taken = [pool.take(origin, Deadline(1.0)) for _ in range(4)]
+    taken = [pool.take(origin) for _ in range(4)]
     for connection in taken:
-        connection.connect()
+        connection.connect(Deadline(1.0))
         pool.give_back(origin, connection)
     assert sum(connection.sock is not None for connection in taken) == 2  # the rest closed
     pool.close()
@@ -184,10 +183,9 @@ def test_the_tls_context_is_built_for_the_first_https_connection_only() -> None:
         return made[-1]
 
     pool = ConnectionPool(tls)
-    pool.take(("http", "127.0.0.1", 80), Deadline(1.0))  # connections open on first use: no I/O
+    pool.take(("http", "127.0.0.1", 80))  # connections open on first use: no I/O
     assert made == []
-    first = pool.take(("https", "experience.example", 443), Deadline(1.0))
-    second = pool.take(("https", "experience.example", 443), Deadline(1.0))
+    first = pool.take(("https", "experience.example", 443))
+    second = pool.take(("https", "experience.example", 443))
     assert len(made) == 1
-    assert isinstance(first, http.client.HTTPSConnection)
-    assert isinstance(second, http.client.HTTPSConnection)
+    assert first.tls is made[0] and second.tls is made[0]

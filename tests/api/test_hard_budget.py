@@ -8,7 +8,6 @@ These tests hold real servers on loopback that misbehave in each of those ways.
 
 from __future__ import annotations
 
-import http.client
 import socket
 import threading
 import time
@@ -19,8 +18,8 @@ import pytest
 import requests
 
 from django_experience.api import ExperienceClient
-from django_experience.api.connections import DeadlineConnection
 from django_experience.api.errors import RequestTimeout
+from django_experience.api.http11 import Connection
 from django_experience.api.retry import Deadline, RetryPolicy
 from tests.api.slow_server import SlowAnswer, SlowServer, elapsed_since, read_request
 
@@ -186,16 +185,15 @@ class RecordingSocket:
 def test_request_line_headers_and_body_go_out_in_one_write() -> None:
     with SlowServer(SlowAnswer()) as server:
         host, port = server.url.removeprefix("http://").split(":")
-        connection = DeadlineConnection(host, int(port))
-        connection.deadline = Deadline(2.0)
-        connection.connect()
+        connection = Connection("http", host, int(port))
+        connection.connect(Deadline(2.0))
         assert connection.sock is not None
         recording = RecordingSocket(connection.sock)
-        connection.sock = recording
+        connection.sock = recording  # type: ignore[assignment]
         body = b'{"events": []}'
-        connection.request("POST", "/x", body=body, headers={"Content-Type": "text/plain"})
-        response = connection.getresponse()
-        assert response.status == 200 and response.read()
+        response = connection.request("POST", "/x", body=body, deadline=Deadline(2.0),
+                                      headers={"Content-Type": "text/plain"})
+        assert response.status == 200 and response.body
         assert len(recording.sent) == 1
         assert recording.sent[0].startswith(b"POST /x HTTP/1.1\r\n")
         assert recording.sent[0].endswith(b"\r\n\r\n" + body)
@@ -211,25 +209,8 @@ def test_kept_alive_connections_set_tcp_nodelay() -> None:
         assert idle[0].sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
-@pytest.mark.parametrize("timeout", [{"timeout": 2.0}, {"timeout": None}, {}])
-def test_a_connection_used_outside_a_call_behaves_like_http_client(
-    timeout: dict[str, Any],
-) -> None:
-    # No deadline set: the connection's own timeout (or the default) applies, as in http.client.
-    with SlowServer(SlowAnswer()) as server:
-        host, port = server.url.removeprefix("http://").split(":")
-        connection = DeadlineConnection(host, int(port), **timeout)
-        connection.request("GET", "/x")
-        response = connection.getresponse()
-        assert isinstance(response, http.client.HTTPResponse)
-        assert response.read().startswith(b'{"data"')
-        assert connection.sock is not None
-        assert connection.sock.gettimeout() == timeout.get("timeout", socket.getdefaulttimeout())
-        connection.close()
-
-
 def test_a_server_that_hangs_up_after_answering_with_connection_close() -> None:
-    # The answer outlives its connection (http.client closes it on "Connection: close").
+    # The answer outlives its connection (closed on "Connection: close").
     def serve(listener: socket.socket) -> None:
         connection, _ = listener.accept()
         with connection:
