@@ -76,8 +76,9 @@ TRAIT_ALIASES = {
 }
 CUSTOM_PREFIX = "custom."
 
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
-PHONE_PATTERN = re.compile(r"^\+[0-9]+$")
+# Matched with fullmatch: "$" would also match before a final newline ("+123\n").
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")
+PHONE_PATTERN = re.compile(r"\+[0-9]+")
 
 Scalar = (str, int, float, bool, dt.date, Decimal, uuid.UUID)
 
@@ -93,14 +94,14 @@ def _string(value: Any, name: str) -> str:
 
 def _email(value: Any, name: str) -> str:
     text = _string(value, name)
-    if not EMAIL_PATTERN.match(text):
+    if not EMAIL_PATTERN.fullmatch(text):
         raise InvalidRecord(f"{name} {text!r} is not an email address", field=name)
     return text
 
 
 def _phone(value: Any, name: str) -> str:
     text = _string(value, name)
-    if not PHONE_PATTERN.match(text):
+    if not PHONE_PATTERN.fullmatch(text):
         raise InvalidRecord(
             f"{name} {text!r} must be '+' followed by digits only, like +49875345976", field=name
         )
@@ -119,7 +120,8 @@ def _datetime(value: Any, name: str) -> str:
     if isinstance(value, dt.datetime):
         return format_datetime(value)
     if isinstance(value, str) and parse_datetime(value) is not None:
-        return value
+        text = value.strip()
+        return text[:10] + "T" + text[11:]  # ISO 8601 separates the time with a T, not a space
     raise InvalidRecord(f"{name} {value!r} must be an ISO 8601 date and time", field=name)
 
 

@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 # A string that claims to be a date with a time of day ("2026-04-21T15:30", "... 15:30:00").
-DATETIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
-DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATETIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", re.ASCII)
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)  # fullmatch: not before a "\n"
 # The time-zone designator at the end of an ISO 8601 date-time: Z, +hh:mm, +hhmm, +hh.
 ZONE_PATTERN = re.compile(r"(Z|z|[+-]\d{2}(:?\d{2})?)$")
 # The ISO 8601 date-times we accept, whole: a date, T (or a space), hh:mm, optional seconds with
@@ -25,7 +25,8 @@ ISO_DATETIME = re.compile(
     r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})[T ]"
     r"(?P<hour>\d{2}):(?P<minute>\d{2})"
     r"(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d+))?)?"
-    r"(?P<zone>[Zz]|(?P<sign>[+-])(?P<zone_hours>\d{2})(?::?(?P<zone_minutes>\d{2}))?)?"
+    r"(?P<zone>[Zz]|(?P<sign>[+-])(?P<zone_hours>\d{2})(?::?(?P<zone_minutes>\d{2}))?)?",
+    re.ASCII,
 )
 
 
@@ -80,7 +81,7 @@ def parse_datetime(value: str) -> dt.datetime | None:
 
 def parse_date(value: str) -> dt.date | None:
     """The date a ``YYYY-MM-DD`` string denotes, or ``None``."""
-    if not DATE_PATTERN.match(value):
+    if not DATE_PATTERN.fullmatch(value):
         return None
     try:
         return dt.date.fromisoformat(value)

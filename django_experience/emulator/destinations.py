@@ -18,6 +18,7 @@ import copy
 import datetime as dt
 import functools
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -30,9 +31,7 @@ from django_experience.destinations.errors import (
     REQUEST_INVALID,
     SCHEMA_MISMATCH,
     UNAUTHORIZED,
-    InvalidRecord,
 )
-from django_experience.destinations.releva import prepare_profile
 from django_experience.destinations.values import is_naive_datetime_string
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -321,6 +320,139 @@ class ExperitureApp:
         }
 
 
+# --- Releva's profile object, checked as its document describes it ---------------------------
+# Written from releva-profile-upsert-api.txt on its own, NOT with the client's validation
+# (django_experience.destinations.releva), so that tests against the emulator catch a client
+# that sends what the platform would refuse.
+
+RELEVA_CONSENTS = frozenset({"legitimateInterest", "privacyPolicy", "mandatoryCookies",
+                             "cookiesPolicy"})
+_DIGITS = frozenset("0123456789")
+_RELEVA_DATE_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:[.,]\d+)?)?"
+    r"(?:Z|[+-](\d{2})(?::?(\d{2}))?)?",
+    re.ASCII,
+)
+_RELEVA_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_email(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    local, at, domain = value.partition("@")
+    return bool(at and local and domain) and "@" not in domain and not any(
+        char.isspace() for char in value
+    )
+
+
+def _is_phone(value: Any) -> bool:
+    # 'Phone numbers must start with "+" followed by a sequence of numbers.'
+    return isinstance(value, str) and len(value) > 1 and value[0] == "+" and set(
+        value[1:]
+    ) <= _DIGITS
+
+
+def _is_calendar_date(year: str, month: str, day: str) -> bool:
+    try:
+        dt.date(int(year), int(month), int(day))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_date_time(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    match = _RELEVA_DATE_TIME.fullmatch(value)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second, zone_hours, zone_minutes = match.groups()
+    return (_is_calendar_date(year, month, day) and int(hour) < 24 and int(minute) < 60
+            and int(second or 0) < 60 and int(zone_hours or 0) < 24
+            and int(zone_minutes or 0) < 60)
+
+
+def _is_date(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    match = _RELEVA_DATE.fullmatch(value)
+    return match is not None and _is_calendar_date(*match.groups())
+
+
+def _is_string_array(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_location(value: Any) -> bool:
+    return (isinstance(value, dict) and set(value) == {"lat", "lon"}
+            and _is_number(value["lat"]) and -90 <= value["lat"] <= 90
+            and _is_number(value["lon"]) and -180 <= value["lon"] <= 180)
+
+
+def _is_custom(value: Any) -> bool:
+    # The document shows typed lists: {"string": [{"key": "gender", "values": ["M"]}]}.
+    if not isinstance(value, dict):
+        return False
+    for kind, entries in value.items():
+        if not isinstance(entries, list):
+            return False
+        for entry in entries:
+            if not (isinstance(entry, dict) and set(entry) == {"key", "values"}
+                    and isinstance(entry["key"], str) and entry["key"]
+                    and isinstance(entry["values"], list)):
+                return False
+            if kind == "string" and not _is_string_array(entry["values"]):
+                return False
+    return True
+
+
+RELEVA_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "email": (_is_email, "must be an email address"),
+    "firstName": (_is_text, "must be a string"),
+    "lastName": (_is_text, "must be a string"),
+    "phoneNumber": (_is_phone, 'must start with "+" followed by a sequence of numbers'),
+    "consent": (lambda value: isinstance(value, str) and value in RELEVA_CONSENTS,
+                "must be one of " + ", ".join(sorted(RELEVA_CONSENTS))),
+    "registeredAt": (_is_date_time, "must be an ISO-8601 date and time"),
+    "subscribedAt": (_is_date_time, "must be an ISO-8601 date and time"),
+    "birthday": (_is_date, "must be an ISO-8601 date without time"),
+    "unsubscribeLink": (_is_text, "must be a string"),
+    "custom": (_is_custom, "must be an object of typed lists of {key, values}"),
+    "addTags": (_is_string_array, "must be an array of strings"),
+    "removeTags": (_is_string_array, "must be an array of strings"),
+    "subscriptions": (_is_string_array, "must be an array of strings"),
+    "location": (_is_location, "must be {lat, lon} in decimal degrees"),
+}
+
+
+def releva_profile(profile: Any) -> dict[str, Any]:
+    """The profile as stored, or ``ValueError`` saying what the document says is wrong.
+    ``null`` fields are left out: the document gives ``null`` no effect."""
+    if not isinstance(profile, dict):
+        raise ValueError("must be an object")
+    checked: dict[str, Any] = {}
+    for name, value in profile.items():
+        if name not in RELEVA_FIELDS:
+            raise ValueError(f"{name!r} is not a field of the profile object")
+        if value is None:
+            continue
+        check, rule = RELEVA_FIELDS[name]
+        if not check(value):
+            raise ValueError(f"{name} {rule}")
+        checked[name] = value
+    if "email" not in checked and "phoneNumber" not in checked:
+        raise ValueError("email or phoneNumber is required")
+    return checked
+
+
 class RelevaApp:
     """The Releva Profile Upsert API over a :class:`DestinationStore`."""
 
@@ -373,9 +505,9 @@ class RelevaApp:
             if not isinstance(entry.get("subscribedAtChanged"), bool):
                 raise _Refusal(400, f"{where}.subscribedAtChanged must be a boolean")
             try:
-                profile = prepare_profile(entry.get("profile"))
-            except InvalidRecord as problem:
-                raise _Refusal(400, f"{where}.profile: {problem.message}") from None
+                profile = releva_profile(entry.get("profile"))
+            except ValueError as problem:
+                raise _Refusal(400, f"{where}.profile: {problem}") from None
             entries.append((profile, entry["subscribedAtChanged"]))
         return entries
 
