@@ -7,11 +7,14 @@
 - E005 a dotted path (``EXPERIENCE_USER_TRAITS``, ``EXPERIENCE_USER_ID``, ``EXPERIENCE_CONSENT``)
   does not import, or is not callable.
 - E006 an ``EXPERIENCE_EXCLUDE_PATHS`` entry is not a valid regular expression.
+- E007 ``EXPERIENCE_DELIVERY`` is not ``thread``, ``tasks`` or ``sync``, or is ``tasks`` while
+  neither ``django.tasks`` (Django 6) nor the ``django_tasks`` backport can be imported.
 - W001 the middleware is not installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -21,8 +24,10 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
-from django_experience.conf import MODES, conf
+from django_experience.conf import DELIVERY_BACKENDS, MODES, conf
 
+# Where the ``tasks`` delivery backend finds Django Tasks, in the order it tries them.
+TASK_MODULES = ("django.tasks", "django_tasks")
 MIDDLEWARE_PATH = "django_experience.middleware.ExperienceMiddleware"
 AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
 
@@ -161,9 +166,36 @@ def check_exclude_paths(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     return errors
 
 
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a missing parent package
+        return False
+
+
+@register()
+def check_delivery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    backend = conf.DELIVERY
+    if backend not in DELIVERY_BACKENDS:
+        problem = f"EXPERIENCE_DELIVERY is {backend!r}; it must be one of " + ", ".join(
+            DELIVERY_BACKENDS
+        ) + "."
+        hint = "Anything else would quietly use the default, thread."
+    elif backend == "tasks" and not any(_importable(name) for name in TASK_MODULES):
+        problem = (
+            "EXPERIENCE_DELIVERY is 'tasks', but Django Tasks cannot be imported: neither "
+            "django.tasks (Django 6) nor the django_tasks backport is installed."
+        )
+        hint = "pip install django-tasks (before Django 6), or use 'thread'."
+    else:
+        return []
+    return [Error(problem, hint=hint, id="django_experience.E007")]
+
+
 __all__ = [
     "check_api_url",
     "check_callables",
+    "check_delivery",
     "check_exclude_paths",
     "check_middleware",
     "check_mode",

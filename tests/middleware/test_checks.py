@@ -78,3 +78,28 @@ def test_dotted_paths_that_do_not_import(settings: Any, name: str) -> None:
 def test_invalid_exclude_regex(settings: Any, client: Any) -> None:
     settings.EXPERIENCE_EXCLUDE_PATHS = ["^/ok/", "([unclosed"]
     assert _ids() == {"django_experience.E006"}
+
+
+@pytest.mark.parametrize("value", ["threads", "Thread", "celery", ""])
+def test_unknown_delivery_backend(settings: Any, value: str) -> None:
+    settings.EXPERIENCE_DELIVERY = value
+    messages = [m for m in run_checks() if m.id == "django_experience.E007"]
+    assert _ids() == {"django_experience.E007"}
+    assert repr(value) in messages[0].msg
+
+
+@pytest.mark.parametrize("value", ["thread", "tasks", "sync"])
+def test_known_delivery_backends(settings: Any, value: str) -> None:
+    settings.EXPERIENCE_DELIVERY = value
+    assert _ids() == set()
+
+
+def test_tasks_delivery_without_django_tasks(settings: Any, monkeypatch: Any) -> None:
+    from django_experience import checks
+
+    monkeypatch.setattr(checks, "TASK_MODULES", ("django.no_tasks_here", "no_tasks_backport"))
+    settings.EXPERIENCE_DELIVERY = "tasks"
+    [message] = [m for m in run_checks() if m.id == "django_experience.E007"]
+    assert "django_tasks" in message.msg and "django.tasks" in message.msg
+    settings.EXPERIENCE_DELIVERY = "thread"
+    assert _ids() == set()
