@@ -128,9 +128,13 @@ def test_all_sends_every_row_to_every_destination(site: EmulatorHandle, tmp_path
     stored = site.destinations()
     assert len(stored["experiture"]) == 5
     assert len(stored["releva"]) == 6
-    assert read_errors(errors) == [] and read_errors(Path(f"{errors}.releva")) == []
+    # One file per destination, each named after it, the first one too.
+    assert not errors.exists()
+    assert read_errors(Path(f"{errors}.experience")) == []
+    assert read_errors(Path(f"{errors}.releva")) == []
     [rejected] = read_errors(Path(f"{errors}.experiture"))
     assert rejected["line"] == 6 and rejected["id"] == "phone-only"
+    assert f"see {errors}.<destination>" in result.stderr
 
 
 def test_rate_limits_and_outages_are_retried(site: EmulatorHandle, tmp_path: Path) -> None:

@@ -43,8 +43,8 @@ class Command(BaseCommand):
             "--destination",
             default="experience",
             help="Where to send the rows: a destination name, a comma-separated list, or "
-            "'all' (default experience). With several, each gets its own checkpoint and "
-            "errors file (FILE.<destination>).",
+            "'all' (default experience). With several, each gets its own errors file "
+            "(FILE.<destination>) and checkpoint (PATH.<destination> with --checkpoint).",
         )
         parser.add_argument(
             "--async",
@@ -124,9 +124,11 @@ class Command(BaseCommand):
                 returncode=1,
             )
         if failed:
+            where = options["errors"]
+            if where and len(destinations) > 1:
+                where += ".<destination>"
             raise CommandError(
-                "some rows were rejected or failed"
-                + (f" (see {options['errors']})" if options["errors"] else ""),
+                "some rows were rejected or failed" + (f" (see {where})" if where else ""),
                 returncode=1,
             )
 
@@ -146,8 +148,8 @@ class Command(BaseCommand):
 
     def _import(self, destination: str, options: dict[str, Any]) -> Summary:
         errors, checkpoint = options["errors"], options["checkpoint"]
-        if destination != self._destinations(options["destination"])[0]:
-            # One errors file and one checkpoint per destination.
+        if len(self._destinations(options["destination"])) > 1:
+            # One errors file and one checkpoint per destination, each named after it.
             errors = f"{errors}.{destination}" if errors else None
             checkpoint = f"{checkpoint}.{destination}" if checkpoint else None
         config = ImportConfig(
