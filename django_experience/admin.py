@@ -47,9 +47,7 @@ def _client(mapping: ProfileMapping) -> ExperienceClient:
     mapping has none: an imported or hand-edited row)."""
     from django_experience.clients import experience_client
 
-    return experience_client(
-        organization=mapping.organization_id, environment=mapping.environment
-    )
+    return experience_client(organization=mapping.organization_id, environment=mapping.environment)
 
 
 def _fetch(mapping: ProfileMapping) -> Fetched:

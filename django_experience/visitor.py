@@ -2,9 +2,13 @@
 
 One ``Visitor`` per request (the middleware attaches it). It knows the profile id from the cookie
 (validated), the signed-in user's mapped profile, consent, location headers and the client IP;
-it makes the request's API call (at most one, plus one recovery call when the cookie's profile
-no longer exists), identifies visitors, hands events that need no answer to background
-delivery, and finally writes the cookie on the response.
+it makes the request's API call (at most one, plus recovery calls when the cookie's profile no
+longer exists), identifies visitors, hands events that need no answer to background delivery,
+and finally writes the cookie on the response.
+
+All API calls of a request share one budget, ``EXPERIENCE_TIMEOUT``: each gets what the earlier
+ones left, none starts once it is spent, and the request logs one failure line at most. An
+identify that failed is not tried again in the same request.
 """
 
 from __future__ import annotations
@@ -136,9 +140,17 @@ def _counts_against_breaker(exc: BaseException) -> bool:
 
 
 def guarded_call(
-    operation: str, call: Callable[[], ProfileResult], profile_id: str | None
+    operation: str,
+    call: Callable[[], ProfileResult],
+    profile_id: str | None,
+    *,
+    report: Callable[..., None] | None = None,
 ) -> ProfileResult | None:
-    """Run an API call behind the breaker; ``None`` (after one log line) when it fails."""
+    """Run an API call behind the breaker; ``None`` (after one log line) when it fails.
+
+    ``report(message, *args)`` writes that line (default: a warning on the package's logger;
+    a visitor passes its own, which warns once per request).
+    """
     if not breaker.allow():
         logger.debug("Experience API %s skipped: circuit open; serving baseline", operation)
         return None
@@ -157,7 +169,7 @@ def guarded_call(
             breaker.record_success()
         else:  # a fault of ours says nothing about the API
             breaker.release()
-        logger.warning(
+        (report or logger.warning)(
             "Experience API %s failed for profile %s (%s); serving baseline%s",
             operation,
             short_id(profile_id),
@@ -173,6 +185,15 @@ def guarded_call(
             breaker.release()
 
 
+MIN_CALL_SECONDS = 0.01
+"""A call is not started with less of the request's budget left than this: it could not be
+answered in time, and the API might still act on it (a profile created for nobody)."""
+
+
+def _time_left(deadline: float) -> float:
+    return deadline - time.monotonic()
+
+
 # -- the request's visitor -----------------------------------------------------------------
 
 
@@ -184,9 +205,7 @@ class Visitor:
     sends nothing either (the user is identified on their first personalized page instead).
     """
 
-    def __init__(
-        self, request: HttpRequest, *, personalized: bool, excluded: bool = False
-    ) -> None:
+    def __init__(self, request: HttpRequest, *, personalized: bool, excluded: bool = False) -> None:
         self.request = request
         self.personalized = personalized and not excluded
         self.excluded = excluded
@@ -194,6 +213,9 @@ class Visitor:
         self.page_sent = False
         self.signed_out = False
         self._mapping_unknown = False
+        self._identify_failed = False  # an identify of this request failed: not tried again
+        self._api_seconds = 0.0  # what this request's API calls took so far
+        self._reported = False  # the request's one failure line was written
         self._lock = threading.Lock()
 
     # state derived from the request, computed on first use
@@ -276,39 +298,99 @@ class Visitor:
             return []
         return [self.page_event]
 
+    # the request's time budget --------------------------------------------------------------
+
+    @cached_property
+    def budget(self) -> float:
+        """``EXPERIENCE_TIMEOUT``: the seconds all of this request's API calls may take together
+        (read when the request's first call starts)."""
+        return conf.TIMEOUT
+
+    def budget_left(self) -> float:
+        """Seconds of the request's budget its API calls have not used yet."""
+        return self.budget - self._api_seconds
+
+    def _report(self, message: str, *args: object) -> None:
+        """A failure line: a warning the first time in this request, debug afterwards."""
+        level = logging.DEBUG if self._reported else logging.WARNING
+        self._reported = True
+        logger.log(level, message, *args)
+
+    def _guarded(
+        self,
+        operation: str,
+        call: Callable[[float], ProfileResult],
+        profile_id: str | None,
+    ) -> ProfileResult | None:
+        """``call(deadline)`` behind the breaker, with what is left of the request's budget.
+
+        The budget is the API time of the whole request: each call gets what the earlier ones
+        left (every HTTP request it makes passes ``timeout=`` the time left until
+        ``deadline``), and none starts once it is spent. Time the view spends between calls
+        does not count: the budget bounds what the API adds to the response time.
+        """
+        left = self.budget_left()
+        if left < MIN_CALL_SECONDS:
+            self._report(
+                "Experience API %s skipped for profile %s: the request's time budget (%gs) is "
+                "spent; serving baseline",
+                operation,
+                short_id(profile_id),
+                self.budget,
+            )
+            return None
+        started = time.monotonic()
+        deadline = started + left
+        try:
+            return guarded_call(operation, lambda: call(deadline), profile_id, report=self._report)
+        finally:
+            with self._lock:
+                self._api_seconds += time.monotonic() - started
+
     def _call(
         self, operation: str, target: str | None, events: list[dict[str, Any]], preflight: bool
     ) -> ProfileResult | None:
-        """One call (plus one recovery call when ``target`` no longer exists)."""
+        """One call (plus recovery calls when ``target`` no longer exists), in one budget."""
         from django_experience.clients import experience_client
 
-        started = time.monotonic()
-
-        def call() -> ProfileResult:
+        def call(deadline: float) -> ProfileResult:
             client = experience_client()  # inside: a misconfiguration is one logged failure
             options = self._options()  # inside: an open breaker costs nothing of this
             if target is None:
-                return client.create_profile(events, preflight=preflight, **options)
+                return client.create_profile(
+                    events, preflight=preflight, timeout=_time_left(deadline), **options
+                )
             try:
-                return client.update_profile(target, events, preflight=preflight, **options)
+                return client.update_profile(
+                    target, events, preflight=preflight, timeout=_time_left(deadline), **options
+                )
             except (ProfileNotFound, NamespaceMismatch):
                 mapped = self._mapped_id
                 if mapped == target:
                     self._forget_stale_mapping(target)
                     mapped = None
-                if time.monotonic() - started > conf.TIMEOUT / 2:
-                    raise
+                if _time_left(deadline) < MIN_CALL_SECONDS:
+                    raise  # no time to recover in: this request serves baseline
                 if mapped and mapped != target:
                     try:
-                        return client.update_profile(mapped, events, preflight=preflight, **options)
+                        return client.update_profile(
+                            mapped,
+                            events,
+                            preflight=preflight,
+                            timeout=_time_left(deadline),
+                            **options,
+                        )
                     except (ProfileNotFound, NamespaceMismatch):
-                        pass
+                        if _time_left(deadline) < MIN_CALL_SECONDS:
+                            raise
                 if preflight:
                     fresh = str(uuid.uuid4())
-                    return client.update_profile(fresh, events, preflight=True, **options)
-                return client.create_profile(events, **options)
+                    return client.update_profile(
+                        fresh, events, preflight=True, timeout=_time_left(deadline), **options
+                    )
+                return client.create_profile(events, timeout=_time_left(deadline), **options)
 
-        return guarded_call(operation, call, target)
+        return self._guarded(operation, call, target)
 
     def _forget_stale_mapping(self, profile_id: str) -> None:
         """The mapped profile is gone remotely: drop the mapping; the user is identified anew."""
@@ -353,6 +435,8 @@ class Visitor:
 
     def _unidentified_user(self) -> Any:
         """A signed-in user without a mapping (signed in before, elsewhere, or by a test)."""
+        if self._identify_failed:
+            return None  # failed earlier in this request: the next request identifies them
         user = getattr(self.request, "user", None)
         if not self.consent or self.signed_out or not getattr(user, "is_authenticated", False):
             return None
@@ -363,15 +447,21 @@ class Visitor:
         from django_experience.clients import experience_client
 
         locale = request_locale(self.request)
-        return guarded_call(
-            "get", lambda: experience_client().get_profile(target, locale=locale), target
-        )
+
+        def call(deadline: float) -> ProfileResult:
+            client = experience_client()
+            return client.get_profile(target, locale=locale, timeout=_time_left(deadline))
+
+        return self._guarded("get", call, target)
 
     def identify(
         self, user_id: str, traits: dict[str, Any], user: Any = None
     ) -> ProfileResult | None:
         if not self.consent:
             logger.debug("Experience identify skipped: no consent")
+            return None
+        if self._identify_failed:
+            logger.debug("Experience identify skipped: one failed in this request already")
             return None
         from django.db.models import F, Q
 
@@ -408,6 +498,7 @@ class Visitor:
         events = [*page, identify_event(user_id, traits)]
         result = self._call("identify", target, events, preflight=False)
         if result is None:
+            self._identify_failed = True
             if mapping is not None:
                 self.profile_id = mapping.profile_id
             return None

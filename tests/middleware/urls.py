@@ -11,6 +11,7 @@ urlpatterns = [
     path("track/", views.track),
     path("identify/", views.identify),
     path("identify-on-get/", views.identify_on_get),
+    path("read-then-identify/", views.read_then_identify),
     path("sign-in/", views.sign_in),
     path("magic-link/", views.sign_in_and_render),
     path("sign-out/", views.sign_out),

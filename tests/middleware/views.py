@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.middleware import AuthenticationMiddleware
@@ -56,6 +57,15 @@ def identify_on_get(request: HttpRequest) -> JsonResponse:
     """A personalized page that identifies the visitor (a newsletter link with a CRM id)."""
     get_experience(request).identify(request.GET["user_id"], {"firstname": "Grace"})
     return JsonResponse(_summary(request))
+
+
+def read_then_identify(request: HttpRequest) -> JsonResponse:
+    """Reads personalization, then identifies the visitor (a second call in one request)."""
+    experience = get_experience(request)
+    before = experience.degraded
+    time.sleep(float(request.GET.get("pause", 0)))  # the view's own work
+    experience.identify(request.GET.get("user_id", "crm-9"), {"firstname": "Grace"})
+    return JsonResponse({**_summary(request), "degraded_before": before})
 
 
 def sign_in(request: HttpRequest) -> HttpResponse:
