@@ -84,6 +84,9 @@ class DestinationTarget(ImportTarget):
         }
         return secret_fingerprint(self.name, decisive)
 
+    def accepted(self, item: Item) -> bool:
+        return bool(item.payload.get(SENT))
+
     def retry_delay(self, exc: BaseException) -> float | None:
         if getattr(exc, "local", False):
             return None  # refused before sending: it would be refused again

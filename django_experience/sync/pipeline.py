@@ -145,7 +145,7 @@ def _send(
     recovered: bool,
 ) -> None:
     if stop.event.is_set():  # no new request once stopping
-        outcome.failed.extend((item, f"not sent: {stop.why()}") for item in items)
+        _give_up(target, outcome, outcome.failed, items, f"not sent: {stop.why()}")
         return
     attempt = 0
     while True:
@@ -157,7 +157,7 @@ def _send(
                 # Auth, permissions, a wrong organization or environment: the same for every
                 # row, so nothing is worth sending until the configuration is fixed.
                 stop.halt(f"{target.name or 'the destination'} refused the import: {reason}")
-                outcome.failed.extend((item, reason) for item in items)
+                _give_up(target, outcome, outcome.failed, items, reason)
                 return
             minimum = target.retry_delay(exc)
             if minimum is None:
@@ -170,22 +170,37 @@ def _send(
                 if len(items) == 1 and replacement is not None:
                     _send(target, [replacement], options, stop, outcome, recovered=True)
                     return
-                outcome.refused.extend((item, reason) for item in items)
+                _give_up(target, outcome, outcome.refused, items, reason)
                 return
             if attempt >= options.max_retries:
-                outcome.failed.extend(
-                    (item, f"{reason} (after {attempt} retries)") for item in items
+                _give_up(
+                    target, outcome, outcome.failed, items, f"{reason} (after {attempt} retries)"
                 )
                 return
             attempt += 1
             delay = max(minimum, _backoff(attempt, options.backoff, options.backoff_max))
             if not stop.wait(delay):
-                outcome.failed.extend((item, f"{reason} ({stop.why()})") for item in items)
+                _give_up(target, outcome, outcome.failed, items, f"{reason} ({stop.why()})")
                 return
             outcome.retries += 1
         else:
             outcome.succeeded.append((items, answer))
             return
+
+
+def _give_up(
+    target: ImportTarget,
+    outcome: Outcome,
+    bucket: list[tuple[Item, str]],
+    items: list[Item],
+    reason: str,
+) -> None:
+    """Put ``items`` in ``bucket`` (refused or failed) with ``reason``, except those the
+    destination accepted before the failure (one request per row): those were sent."""
+    accepted = [item for item in items if target.accepted(item)]
+    if accepted:
+        outcome.succeeded.append((accepted, None))
+    bucket.extend((item, reason) for item in items if not target.accepted(item))
 
 
 class Pipeline:

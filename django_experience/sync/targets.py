@@ -59,7 +59,13 @@ class ImportTarget:
         raise NotImplementedError
 
     def complete(self, items: Sequence[Item], answer: Any) -> None:
-        """Record a successful send (e.g. profile mappings)."""
+        """Record a successful send (e.g. profile mappings). ``answer`` is what :meth:`send`
+        returned, or ``None`` for items :meth:`accepted` before their request failed."""
+
+    def accepted(self, item: Item) -> bool:
+        """True when ``item`` was accepted by the destination although :meth:`send` raised
+        (a destination taking one request per row, failing part-way): it counts as sent."""
+        return False
 
     def retry_delay(self, exc: BaseException) -> float | None:
         """``None`` when ``exc`` is final, else the minimum wait before retrying."""

@@ -331,3 +331,26 @@ def test_a_dry_run_applies_the_destinations_validation_and_sends_nothing(
     assert [(e["line"], e["kind"]) for e in read_errors(errors)] == [(3, "rejected")]
     assert stub.requests == []
     assert not list(tmp_path.glob("*.checkpoint"))
+
+
+@pytest.mark.parametrize("status", [503, 401])
+def test_rows_upserted_before_a_failure_in_their_batch_count_as_sent(
+    stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None, status: int
+) -> None:
+    answers = iter([200, 200, status])
+
+    def experiture(request: RecordedRequest) -> StubResponse:
+        answer = next(answers, 200)
+        if answer != 200:
+            return StubResponse(answer, {"success": False, "error": {"message": "no"}})
+        return StubResponse(200, {"success": True, "data": {"accepted": True}})
+
+    stub.responder = experiture
+    settings.EXPERIENCE_DESTINATIONS = {"experiture": {"url": stub.url, "token": "t"}}
+    source = write_jsonl(tmp_path / "people.jsonl", GOOD)
+    errors = tmp_path / "errors.jsonl"
+    result = run_import(*_fast("--file", str(source), "--destination", "experiture",
+                               "--retries", "0", "--errors", str(errors)))
+    assert result.code == 1
+    assert "Profiles sent: 2" in result.stdout and "Failures: 3" in result.stdout
+    assert [e["line"] for e in read_errors(errors)] == [3, 4, 5]  # not the two accepted
