@@ -18,7 +18,12 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
-from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.cache import (
+    get_max_age,
+    has_vary_header,
+    patch_cache_control,
+    patch_vary_headers,
+)
 
 from django_experience.conf import conf, default_exclude_paths, remembered
 from django_experience.personalization import NULL_PERSONALIZATION, Personalization
@@ -135,6 +140,43 @@ def classify(request: HttpRequest) -> str:
     return PERSONALIZED
 
 
+def _shared_cacheable(response: HttpResponseBase) -> bool:
+    """Whether a response says any cache may keep it for everyone (a max-age, no private, no
+    ``Vary: Cookie``): what ``@cache_page`` makes of a view before this middleware sees it."""
+    cache_control = response.get("Cache-Control")
+    if not cache_control:
+        return False
+    directives = {part.split("=", 1)[0].strip().lower() for part in cache_control.split(",")}
+    if directives & {"private", "no-store", "no-cache"} or has_vary_header(response, "Cookie"):
+        return False
+    max_age = get_max_age(response)
+    return bool(max_age and max_age > 0) or "s-maxage" in directives
+
+
+_warned_views: set[str] = set()
+
+
+def _warn_cached_once(request: HttpRequest, response: HttpResponseBase) -> None:
+    """One warning per view and process: a response that used personalization came back
+    cacheable for everyone. The middleware marks it private, but a Django cache inside the
+    view's stack (``@cache_page``, a cache middleware placed after this one) stored it before
+    and hands it to every visitor; no header written now changes that."""
+    match = getattr(request, "resolver_match", None)
+    view = (getattr(match, "_func_path", None) or getattr(match, "view_name", None)) or "?"
+    if view in _warned_views:
+        return
+    _warned_views.add(view)
+    logger.warning(
+        "Experience: the response of %s used personalization but came with Cache-Control "
+        "%r and no Vary: Cookie. It is marked private now, but a Django cache that stored it "
+        "before (cache_page, or UpdateCacheMiddleware after ExperienceMiddleware) serves this "
+        "visitor's variant to everyone: add vary_on_cookie inside cache_page, or cache only "
+        "what does not depend on the visitor (see the README, 'Private responses')",
+        view,
+        response.get("Cache-Control"),
+    )
+
+
 class ExperienceMiddleware:
     """Personalization for every request that should have it; never breaks a page."""
 
@@ -190,6 +232,8 @@ class ExperienceMiddleware:
             logger.exception("Experience middleware could not finish the response")
         experience = getattr(request, "experience", None)
         used = isinstance(experience, Personalization) and experience.used
+        if used and _shared_cacheable(response):
+            _warn_cached_once(request, response)
         if used or conf.COOKIE_NAME in response.cookies:
             # A shared cache must never serve one visitor's variant, or profile id, to another.
             patch_cache_control(response, private=True)

@@ -8,6 +8,9 @@ import time
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import engines
+from django.views.decorators.cache import cache_control, cache_page
+from django.views.decorators.vary import vary_on_cookie
 
 from django_experience.personalization import get_experience
 
@@ -40,6 +43,26 @@ def cached(request: HttpRequest) -> JsonResponse:
     response["Cache-Control"] = "public, max-age=60"
     response["Vary"] = "Accept-Language"
     return response
+
+
+# Django's own caches store what the view returned, before the middleware marks it private.
+cache_page_unsafe = cache_page(60, key_prefix="unsafe")(page)
+# The README's recipe: one cached copy per visitor (vary_on_cookie, innermost), and every
+# response private, cache hits too (cache_control outermost: the middleware cannot tell a hit
+# is personalized, as the view did not run).
+cache_page_per_visitor = cache_control(private=True)(
+    cache_page(60, key_prefix="per-visitor")(vary_on_cookie(page))
+)
+
+FRAGMENTS = """{% load cache experience %}\
+{% cache 60 greeting %}name={% merge_tag "traits.firstname" fallback="friend" %}{% endcache %}
+{% experience_change "ctaColor" default="blue" as cta %}\
+{% cache 60 cta_button cta %}cta={{ cta }}{% endcache %}"""
+
+
+def cached_fragments(request: HttpRequest) -> HttpResponse:
+    """One fragment cached for everyone (wrong), one cached per selected value (right)."""
+    return HttpResponse(engines["django"].from_string(FRAGMENTS).render({}, request))
 
 
 def track(request: HttpRequest) -> HttpResponse:
