@@ -84,7 +84,7 @@ class DestinationTarget(ImportTarget):
         }
         return secret_fingerprint(self.name, decisive)
 
-    def accepted(self, item: Item) -> bool:
+    def accepted_before_failure(self, item: Item) -> bool:
         return bool(item.payload.get(SENT))
 
     def retry_delay(self, exc: BaseException) -> float | None:

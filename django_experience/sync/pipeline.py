@@ -197,10 +197,14 @@ def _give_up(
 ) -> None:
     """Put ``items`` in ``bucket`` (refused or failed) with ``reason``, except those the
     destination accepted before the failure (one request per row): those were sent."""
-    accepted = [item for item in items if target.accepted(item)]
+    accepted: list[Item] = []
+    for item in items:
+        if target.accepted_before_failure(item):
+            accepted.append(item)
+        else:
+            bucket.append((item, reason))
     if accepted:
         outcome.succeeded.append((accepted, None))
-    bucket.extend((item, reason) for item in items if not target.accepted(item))
 
 
 class Pipeline:

@@ -60,9 +60,10 @@ class ImportTarget:
 
     def complete(self, items: Sequence[Item], answer: Any) -> None:
         """Record a successful send (e.g. profile mappings). ``answer`` is what :meth:`send`
-        returned, or ``None`` for items :meth:`accepted` before their request failed."""
+        returned, or ``None`` for items accepted before their request failed
+        (:meth:`accepted_before_failure`)."""
 
-    def accepted(self, item: Item) -> bool:
+    def accepted_before_failure(self, item: Item) -> bool:
         """True when ``item`` was accepted by the destination although :meth:`send` raised
         (a destination taking one request per row, failing part-way): it counts as sent."""
         return False
