@@ -71,6 +71,18 @@ def _with_user_emails(batch: Batch) -> list[tuple[Row, dict[str, Any]]]:
     ]
 
 
+def _match_keys(payload: Any, fields: Sequence[str]) -> set[str]:
+    """Concurrency keys for the values a platform finds a profile by (case-insensitive, to be
+    on the safe side: a key shared by mistake only costs concurrency)."""
+    keys: set[str] = set()
+    if isinstance(payload, dict):
+        for field in fields:
+            value = payload.get(field)
+            if value is not None and value != "":
+                keys.add(f"{field}:{str(value).strip().lower()}")
+    return keys
+
+
 class DestinationTarget(ImportTarget):
     name = ""
 
@@ -108,6 +120,15 @@ class ExperitureTarget(DestinationTarget):
             except DestinationError as exc:
                 raise LookupError(f"Experiture profiles schema not loaded: {exc}") from None
 
+    def item_keys(self, item: Item) -> set[str]:
+        # The platform finds the profile by the match key: two rows with the same value (two
+        # ids, one email) would race, and either could win. Without a match key the object's
+        # primary key decides, "typically email or customer_id".
+        match_key = self.destination.match_key
+        return _match_keys(
+            item.payload["record"], (match_key,) if match_key else ("email", "customer_id")
+        )
+
     def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
         client, match_key = self.destination.client, self.destination.match_key
         items: list[Item] = []
@@ -141,14 +162,10 @@ class RelevaTarget(DestinationTarget):
         assert isinstance(destination, RelevaDestination)
         self.destination = destination
 
-    def keys(self, row: Row) -> set[str]:
-        # Releva finds profiles by email or phone: rows naming one never race each other.
-        keys = {row.external_id}
-        for trait in ("email", "phoneNumber"):
-            value = row.traits.get(trait)
-            if isinstance(value, str) and value:
-                keys.add(f"{trait}:{value.lower()}")
-        return keys
+    def item_keys(self, item: Item) -> set[str]:
+        # Releva finds profiles by email or phone: rows naming one never race each other. Taken
+        # from the profile as sent, so mapped fields and aliases (phone, ...) count too.
+        return _match_keys(item.payload["profile"], ("email", "phoneNumber"))
 
     def prepare(self, batch: Batch) -> tuple[list[Item], list[Rejected]]:
         items: list[Item] = []

@@ -324,6 +324,13 @@ class Pipeline:
         if not items:
             self._mark_done(batch)
             return
+        more = {key for item in items for key in self.target.item_keys(item)} - keys
+        if more:
+            while any(key in self._keys for key in more):
+                self._collect(block=True)
+            if self.stop.reason is not None:
+                return
+            keys |= more
         future = self._executor_submit(items)
         self._inflight[future] = batch
         self._batch_keys[batch.index] = keys

@@ -47,6 +47,11 @@ class ImportTarget:
         """Rows sharing a key are never in flight at the same time (one profile each)."""
         return {row.external_id}
 
+    def item_keys(self, item: Item) -> set[str]:
+        """Further keys known once a row is prepared (e.g. the value a platform matches
+        profiles on, after the field mapping); waited for before the batch is sent."""
+        return set()
+
     def fingerprint(self) -> str:
         """What decides where and how rows are sent, as a short hash (never a secret): the
         resume checkpoint skips a block only if it was completed with the same fingerprint."""

@@ -354,3 +354,58 @@ def test_rows_upserted_before_a_failure_in_their_batch_count_as_sent(
     assert result.code == 1
     assert "Profiles sent: 2" in result.stdout and "Failures: 3" in result.stdout
     assert [e["line"] for e in read_errors(errors)] == [3, 4, 5]  # not the two accepted
+
+
+@pytest.mark.parametrize("name", ["experiture", "releva"])
+def test_rows_sharing_the_match_key_are_never_in_flight_together(
+    stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None, name: str
+) -> None:
+    import threading
+    import time
+
+    lock = threading.Lock()
+    in_flight: dict[str, int] = {}
+    overlaps: list[str] = []
+
+    def answer(request: RecordedRequest) -> StubResponse:
+        body = request.json()
+        records = ([body["record"]] if name == "experiture"
+                   else [entry["profile"] for entry in body["profiles"]])
+        emails = {record.get("email") or record.get("phoneNumber") for record in records}
+        with lock:
+            for email in emails:
+                in_flight[email] = in_flight.get(email, 0) + 1
+                if in_flight[email] > 1:
+                    overlaps.append(email)
+        time.sleep(0.05)
+        with lock:
+            for email in emails:
+                in_flight[email] -= 1
+        if name == "releva":
+            return StubResponse(202, {})
+        return StubResponse(200, {"success": True, "data": {"accepted": True}})
+
+    stub.responder = answer
+    settings.EXPERIENCE_DESTINATIONS = {
+        "experiture": {"url": stub.url, "token": "t", "match_key": "email",
+                       "fields": {"mail": "email", "n": "n"}},
+        "releva": {"url": stub.url, "secret_key": "k"},
+    }
+    # Different ids, the same person: for Experiture the email under a mapped trait name, for
+    # Releva the phone number under an alias.
+    traits = {"mail": "Shared@Example.com"} if name == "experiture" else {"phone": "+359888"}
+    rows = [{"id": f"id-{n}", "traits": {**traits, "n": n}} for n in range(6)]
+    source = write_jsonl(tmp_path / "people.jsonl", rows)
+    result = run_import(*_fast("--file", str(source), "--destination", name,
+                               "--batch-size", "1", "--workers", "4"))
+    assert result.code == 0, result.stderr
+    assert overlaps == []
+    assert len(stub.requests) == 6
+    sent = [request.json() for request in stub.requests]
+    if name == "experiture":
+        order = [body["record"]["n"] for body in sent]
+    else:
+        order = [int(entry["values"][0]) for body in sent
+                 for entry in body["profiles"][0]["profile"]["custom"]["string"]
+                 if entry["key"] == "n"]
+    assert order == list(range(6))  # one after the other, in row order
