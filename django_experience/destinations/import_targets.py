@@ -161,6 +161,9 @@ class RelevaTarget(DestinationTarget):
         destination = _destination(self.name, options)
         assert isinstance(destination, RelevaDestination)
         self.destination = destination
+        # Its configured batch_size (default 100) is also the import's unless --batch-size
+        # is given; a larger --batch-size is sent in requests of batch_size.
+        self.batch_size = destination.client.batch_size
 
     def item_keys(self, item: Item) -> set[str]:
         # Releva finds profiles by email or phone: rows naming one never race each other. Taken

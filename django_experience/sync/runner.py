@@ -21,7 +21,7 @@ class ImportConfig:
     format: str | None = None
     destination: str = "experience"
     asynchronous: bool = False
-    batch_size: int = 50
+    batch_size: int | None = None  # None: the destination's own (ImportTarget.batch_size)
     workers: int = 1
     dry_run: bool = False
     resume: bool = False
@@ -43,8 +43,9 @@ def checkpoint_path(config: ImportConfig) -> str:
     return f"experience-import-{source}-{config.destination}.checkpoint"
 
 
-def identity(config: ImportConfig) -> dict[str, Any]:
-    """What must match for ``--resume`` to continue a previous run."""
+def identity(config: ImportConfig, batch_size: int | None = None) -> dict[str, Any]:
+    """What must match for ``--resume`` to continue a previous run (``batch_size``: the one in
+    effect, when ``config`` leaves it to the destination)."""
     from django_experience.conf import conf
 
     if config.users:
@@ -55,7 +56,7 @@ def identity(config: ImportConfig) -> dict[str, Any]:
         source = f"file:{os.path.abspath(config.path or '')}"
     return {
         "source": source,
-        "batch_size": config.batch_size,
+        "batch_size": batch_size or config.batch_size,
         "destination": config.destination,
         "async": config.asynchronous,
         "organization": conf.ORGANIZATION_ID,
@@ -79,9 +80,10 @@ def run_import(
         config.destination,
         TargetOptions(asynchronous=config.asynchronous, timeout=config.timeout),
     )
+    batch_size = config.batch_size or target.batch_size
     checkpoint = None
     if not config.dry_run:
-        checkpoint = Checkpoint(checkpoint_path(config), identity(config))
+        checkpoint = Checkpoint(checkpoint_path(config), identity(config, batch_size))
         if config.resume:
             checkpoint.load()
     progress = Progress(
@@ -108,7 +110,7 @@ def run_import(
             source,
             target,
             PipelineOptions(
-                batch_size=config.batch_size,
+                batch_size=batch_size,
                 workers=config.workers,
                 dry_run=config.dry_run,
                 max_retries=config.max_retries,

@@ -42,6 +42,8 @@ class ImportTarget:
     use the database); ``send`` runs in worker threads (HTTP only) and raises on failure."""
 
     name = ""
+    # Rows per import batch unless --batch-size says otherwise.
+    batch_size = 50
 
     def keys(self, row: Row) -> set[str]:
         """Rows sharing a key are never in flight at the same time (one profile each)."""
@@ -100,6 +102,7 @@ class ExperienceTarget(ImportTarget):
     row) or, asynchronously, ``import_events``."""
 
     name = "experience"
+    batch_size = 50  # the API's limit of identify events per request
 
     def __init__(self, options: TargetOptions) -> None:
         from django.conf import settings

@@ -197,9 +197,11 @@ def test_an_auth_failure_fails_the_rows_without_retrying(
                                "--errors", str(errors)))
     assert result.code == 1
     assert "Retried requests" not in result.stdout
-    reported = read_errors(errors)
-    assert [entry["line"] for entry in reported] == [1, 2, 3]
-    assert all("Unauthorized" in entry["reason"] for entry in reported)
+    reasons = {entry["line"]: entry["reason"] for entry in read_errors(errors)}
+    assert sorted(reasons) == [1, 2, 3]  # import batches of Releva's batch_size, 2
+    assert "Unauthorized" in reasons[1] and "Unauthorized" in reasons[2]
+    # The next batch was already waiting: not sent once the key was refused.
+    assert reasons[3] == "not sent: the import stopped early"
 
 
 def test_a_destination_that_is_not_configured_is_not_offered(
@@ -409,3 +411,26 @@ def test_rows_sharing_the_match_key_are_never_in_flight_together(
                  for entry in body["profiles"][0]["profile"]["custom"]["string"]
                  if entry["key"] == "n"]
     assert order == list(range(6))  # one after the other, in row order
+
+
+def test_releva_batches_follow_its_batch_size_unless_the_import_says_otherwise(
+    stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None
+) -> None:
+    stub.responder = lambda request: StubResponse(202, {})
+    settings.EXPERIENCE_DESTINATIONS = {"releva": {"url": stub.url, "secret_key": "k"}}
+    rows = [{"id": f"r{n}", "traits": {"email": f"r{n}@example.com"}} for n in range(230)]
+    source = write_jsonl(tmp_path / "people.jsonl", rows)
+
+    def sizes(*extra: str) -> list[int]:
+        stub.requests.clear()
+        result = run_import("--file", str(source), "--destination", "releva", *extra)
+        assert result.code == 0, result.stderr
+        return [len(request.json()["profiles"]) for request in stub.requests]
+
+    assert sizes() == [100, 100, 30]  # its default batch_size, not the import's 50
+    assert sizes("--batch-size", "40") == [40] * 5 + [30]
+    assert sizes("--batch-size", "150") == [100, 50, 80]  # within batch_size per request
+    settings.EXPERIENCE_DESTINATIONS = {
+        "releva": {"url": stub.url, "secret_key": "k", "batch_size": 75}
+    }
+    assert sizes() == [75, 75, 75, 5]

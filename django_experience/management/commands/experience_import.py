@@ -59,8 +59,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=_positive_int,
-            default=50,
-            help="Rows per batch (default 50, the API's identify limit per request).",
+            default=None,
+            help="Rows per batch (lines of the file, or users). Default: the destination's, 50 "
+            "for the Experience API (its identify limit per request) and Experiture, Releva's "
+            "configured batch_size (100 unless set) for Releva.",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Validate and count; send nothing."
