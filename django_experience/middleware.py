@@ -214,6 +214,7 @@ class ExperienceMiddleware:
     def process_request(self, request: HttpRequest) -> Visitor:
         kind = classify(request)
         visitor = Visitor(request, personalized=kind == PERSONALIZED, excluded=kind == EXCLUDED)
+        visitor.holding = True  # its events go to delivery with the response (process_response)
         setattr(request, VISITOR_ATTRIBUTE, visitor)
         request.experience = (  # type: ignore[attr-defined]
             NULL_PERSONALIZATION if kind == EXCLUDED else Personalization(visitor)
@@ -224,7 +225,10 @@ class ExperienceMiddleware:
         self, request: HttpRequest, response: HttpResponseBase
     ) -> HttpResponseBase:
         visitor = getattr(request, VISITOR_ATTRIBUTE, None)
-        if not isinstance(visitor, Visitor) or not visitor.has_response_work:
+        if not isinstance(visitor, Visitor):
+            return response
+        if not visitor.has_response_work:
+            visitor.holding = False  # what a streamed body sends later goes out at once
             return response
         try:
             visitor.finish(response)
@@ -236,8 +240,14 @@ class ExperienceMiddleware:
             _warn_cached_once(request, response)
         if used or conf.COOKIE_NAME in response.cookies:
             # A shared cache must never serve one visitor's variant, or profile id, to another.
-            patch_cache_control(response, private=True)
-            patch_vary_headers(response, ("Cookie",))
+            if response.has_header("Cache-Control"):
+                patch_cache_control(response, private=True)
+            else:  # the common case, without parsing and rebuilding headers
+                response.headers["Cache-Control"] = "private"
+            if response.has_header("Vary"):
+                patch_vary_headers(response, ("Cookie",))
+            else:
+                response.headers["Vary"] = "Cookie"
         return response
 
 

@@ -216,6 +216,11 @@ class Visitor:
         self._identify_failed = False  # an identify of this request failed: not tried again
         self._api_seconds = 0.0  # what this request's API calls took so far
         self._reported = False  # the request's one failure line was written
+        # Events sent while the middleware is handling the request wait here and go to
+        # delivery together with the response: one queue operation for a page's component
+        # views instead of one each. ``holding`` is set by the middleware only.
+        self.holding = False
+        self._held: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
     # state derived from the request, computed on first use
@@ -514,9 +519,23 @@ class Visitor:
     def send(self, event: dict[str, Any]) -> None:
         if not self.consent and event.get("type") != "page":
             return
+        payload = {**event, "anonymousId": self.anonymous_id()}
+        if self.holding:
+            self._held.append(payload)
+            return
         from django_experience import delivery
 
-        delivery.enqueue({**event, "anonymousId": self.anonymous_id()})
+        delivery.enqueue(payload)
+
+    def release_held(self, first: dict[str, Any] | None = None) -> None:
+        """Hand the held events (after ``first``, if given) to delivery; stop holding."""
+        with self._lock:
+            held, self._held, self.holding = self._held, [], False
+        events = held if first is None else [first, *held]
+        if events:
+            from django_experience import delivery
+
+            delivery.enqueue_many(events)
 
     def tracks_component_views(self) -> bool:
         return conf.TRACK_COMPONENT_VIEWS and self.consent
@@ -540,12 +559,17 @@ class Visitor:
         That is the page view of a request that never asked for personalization, or whose call
         failed: background delivery retries it, the visitor does not wait.
         """
+        page = None
         if self.personalized and self.mode == "update" and not self.page_sent:
             try:
-                self.send(self.page_event)
+                page = {**self.page_event, "anonymousId": self.anonymous_id()}
                 self.page_sent = True
             except Exception:
                 logger.exception("Experience page event could not be queued")
+        try:
+            self.release_held(page)  # the page view first: it happened first
+        except Exception:
+            logger.exception("Experience events could not be queued")
         self.write_cookie(response)
 
     def write_cookie(self, response: HttpResponseBase) -> None:
@@ -583,7 +607,9 @@ class Visitor:
     @property
     def has_response_work(self) -> bool:
         """Whether ``finish`` may have anything to do (cheap; no I/O)."""
-        return self.personalized or self.profile_id is not None or self.signed_out
+        return (
+            self.personalized or self.profile_id is not None or self.signed_out or bool(self._held)
+        )
 
 
 def visitor_for(request: HttpRequest) -> Visitor:

@@ -29,6 +29,7 @@ __all__ = [
     "Sink",
     "counters",
     "enqueue",
+    "enqueue_many",
     "flush",
     "register_sink",
     "reset",
@@ -102,6 +103,36 @@ def enqueue(event: Payload, *, sink: str = "experience") -> None:
     except Exception:
         _counters.add("failed")
         logger.exception("Delivery could not accept an event for %s", sink)
+
+
+def enqueue_many(events: list[Payload], *, sink: str = "experience") -> None:
+    """:func:`enqueue` each of ``events`` in order, taking the queue's lock once (the events
+    of one request). Never blocks, never raises; an invalid event is refused alone."""
+    try:
+        target = get_sink(sink)
+        valid = []
+        for event in events:
+            problem = _validate(target, event)
+            if problem:
+                _counters.add("failed")
+                logger.error("Delivery refused an event for %s: %s", sink, problem)
+            else:
+                valid.append(event)
+        if not valid:
+            return
+        backend = delivery_settings.BACKEND
+        if backend == "sync":
+            from django_experience.delivery.sync import send_now
+
+            for event in valid:
+                send_now(sink, event)
+        else:
+            _worker("tasks" if backend == "tasks" else "thread").put_many(
+                [Job(sink, event) for event in valid]
+            )
+    except Exception:
+        _counters.add("failed", len(events))
+        logger.exception("Delivery could not accept %d event(s) for %s", len(events), sink)
 
 
 def send(profile_id: str, event: Payload) -> None:

@@ -61,26 +61,33 @@ class QueueWorker:
     # producer side ---------------------------------------------------------------------------
     def put(self, job: Job) -> None:
         """Queue ``job``; when full, drop the oldest or this one by policy. Never blocks."""
+        self.put_many([job])
+
+    def put_many(self, jobs: list[Job]) -> None:
+        """Queue ``jobs`` in order under one lock; when full, the policy drops the oldest queued
+        or the newest arriving ones. Never blocks."""
         maxsize, policy = delivery_settings.QUEUE_SIZE, delivery_settings.DROP
         batch_size = delivery_settings.BATCH_SIZE
-        dropped = 0
+        dropped = queued = 0
         with self._cond:
-            was_empty = not self._jobs
-            if len(self._jobs) >= maxsize:
-                if policy == "newest":
-                    dropped = 1
-                else:
-                    while len(self._jobs) >= maxsize:
-                        self._jobs.popleft()
+            queue = self._jobs
+            was_empty = not queue
+            for job in jobs:
+                if len(queue) >= maxsize:
+                    if policy == "newest":
+                        dropped += 1
+                        continue
+                    while len(queue) >= maxsize:
+                        queue.popleft()
                         self._pending -= 1
                         dropped += 1
-            if not dropped or policy != "newest":
-                self._jobs.append(job)
+                queue.append(job)
                 self._pending += 1
-                counters.add("queued")
+                queued += 1
+            counters.add("queued", queued)
             # Wake the consumer only when it has something to do: a first job to wait a round
             # for, or a full batch. Waking it for every event costs the request thread a switch.
-            if was_empty or len(self._jobs) >= batch_size:
+            if queued and (was_empty or len(queue) >= batch_size):
                 self._cond.notify_all()
             self._ensure_thread()
         if dropped:

@@ -1,0 +1,117 @@
+"""Events a request sends without an answer go to delivery together, with the response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.http import HttpResponse
+from django.test import Client, RequestFactory
+
+from django_experience import delivery
+from django_experience.api.events import track_event
+from django_experience.emulator.handle import EmulatorHandle
+from django_experience.visitor import Visitor
+from tests.templatetags.test_tags_in_requests import CONFIG
+
+pytestmark = pytest.mark.django_db
+
+
+class DeliverySpy:
+    """Records each call that hands events to delivery (and lets it through)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[list[str]] = []
+        enqueue, enqueue_many = delivery.enqueue, delivery.enqueue_many
+
+        def one(event: Any, **kwargs: Any) -> None:
+            self.calls.append([event["type"]])
+            enqueue(event, **kwargs)
+
+        def many(events: list[Any], **kwargs: Any) -> None:
+            self.calls.append([event["type"] for event in events])
+            enqueue_many(events, **kwargs)
+
+        monkeypatch.setattr(delivery, "enqueue", one)
+        monkeypatch.setattr(delivery, "enqueue_many", many)
+
+
+def test_a_pages_component_views_reach_delivery_in_one_hand_over(
+    emulator: EmulatorHandle, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.configure(CONFIG)  # the tag tests' experiences: two components on this page
+    spy = DeliverySpy(monkeypatch)
+    response = client.get("/tags/repeat/")
+    assert response.status_code == 200
+    assert spy.calls == [["component", "component"]]
+    profile = emulator.profile(client.cookies["ntaid"].value)
+    assert profile is not None
+    assert [e["type"] for e in profile["events"]] == ["page", "component", "component"]
+
+
+def test_an_unused_pages_view_goes_first_with_the_events_after_it(
+    emulator: EmulatorHandle, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client.get("/mw/page/")  # a returning visitor: the cookie is set
+    spy = DeliverySpy(monkeypatch)
+    assert client.get("/mw/track/").status_code == 200  # a GET that only tracks
+    assert spy.calls == [["page", "track"]]
+    profile = emulator.profile(client.cookies["ntaid"].value)
+    assert profile is not None
+    assert [e["type"] for e in profile["events"]][-2:] == ["page", "track"]
+
+
+def test_a_post_that_tracks_delivers_its_event(
+    emulator: EmulatorHandle, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client.get("/mw/page/")
+    spy = DeliverySpy(monkeypatch)
+    assert client.post("/mw/track/").status_code == 200  # not personalized: no page view
+    assert spy.calls == [["track"]]
+    profile = emulator.profile(client.cookies["ntaid"].value)
+    assert profile is not None and profile["events"][-1]["event"] == "Added to cart"
+
+
+def test_events_sent_after_the_response_go_out_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A streamed body renders its templates after the middleware has finished.
+    spy = DeliverySpy(monkeypatch)
+    request = RequestFactory().get("/", HTTP_COOKIE="ntaid=held-profile")
+    visitor = Visitor(request, personalized=False)
+    visitor.holding = True
+    visitor.send(track_event("before"))
+    assert spy.calls == [] and visitor.has_response_work
+    visitor.finish(HttpResponse())
+    assert spy.calls == [["track"]]
+    visitor.send(track_event("after"))
+    assert spy.calls == [["track"], ["track"]]
+
+
+def test_a_visitor_outside_the_middleware_never_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = DeliverySpy(monkeypatch)
+    visitor = Visitor(RequestFactory().get("/"), personalized=False, excluded=True)
+    visitor.send(track_event("now"))
+    assert spy.calls == [["track"]]
+
+
+def test_put_many_keeps_order_and_the_drop_policy(settings: Any) -> None:
+    from django_experience.delivery.worker import Job, QueueWorker
+
+    sent: list[list[Any]] = []
+    settings.EXPERIENCE_DELIVERY_QUEUE_SIZE = 3
+    settings.EXPERIENCE_DELIVERY_DROP = "oldest"
+    worker = QueueWorker(lambda sink, payloads, wait: sent.append(payloads))
+    before = delivery.counters()
+    worker.put_many([Job("experience", {"n": n}) for n in range(5)])
+    assert worker.flush(5)
+    assert [p["n"] for batch in sent for p in batch] == [2, 3, 4]
+    after = delivery.counters()
+    assert after["queued"] - before["queued"] == 5
+    assert after["dropped"] - before["dropped"] == 2
+    sent.clear()
+    settings.EXPERIENCE_DELIVERY_DROP = "newest"
+    worker.put_many([Job("experience", {"n": n}) for n in range(5)])
+    assert worker.flush(5)
+    assert [p["n"] for batch in sent for p in batch] == [0, 1, 2]
+    worker.discard(1)
