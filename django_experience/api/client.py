@@ -88,15 +88,15 @@ def _json_default(value: object) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# One encoder for every call: ``json.dumps`` with options builds a new one each time.
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+)
+
+
 def _encode(document: Mapping[str, Any]) -> bytes:
     try:
-        text = json.dumps(
-            document,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=_json_default,
-        )
+        text = _ENCODER.encode(document)
     except (TypeError, ValueError) as exc:
         raise InvalidData(f"the events cannot be sent as JSON: {exc}") from exc
     return text.encode("utf-8")

@@ -186,7 +186,25 @@ def test_single_profile_endpoints_refuse_empty_or_bad_events(
         client.get_profile("")
     with pytest.raises(InvalidData, match="JSON"):
         client.create_profile([{"type": "track", "event": "a", "properties": {"x": object()}}])
+    with pytest.raises(InvalidData, match="JSON"):  # NaN is not JSON
+        client.create_profile([{"type": "track", "event": "a", "properties": {"x": float("nan")}}])
     assert stub.requests == []
+
+
+def test_dates_and_uuids_in_events_are_sent_as_text(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    import datetime
+    import uuid
+
+    stub.responder = profile_answer
+    moment = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    key = uuid.UUID(int=1)
+    client.create_profile([{"type": "track", "event": "a", "properties": {"at": moment,
+                                                                          "day": moment.date(),
+                                                                          "key": key}}])
+    sent = stub.requests[-1].json()["events"][0]["properties"]
+    assert sent == {"at": "2024-05-01T12:00:00+00:00", "day": "2024-05-01", "key": str(key)}
 
 
 def test_base_url_keeps_its_path_prefix(stub: StubServer) -> None:
