@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -23,6 +24,11 @@ class Row:
     user_pk: Any = None  # the Django user's primary key with ``--users``
 
     def canonical(self) -> str:
+        """The row as compact, sorted JSON (message id, checkpoint digest, errors file)."""
+        return self._canonical
+
+    @functools.cached_property
+    def _canonical(self) -> str:  # computed once: used for the message id and the digest
         return json.dumps(
             {"id": self.external_id, "traits": self.traits},
             sort_keys=True,
