@@ -23,8 +23,12 @@ def _sleep(seconds: float) -> bool:
     return True
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def payload_size(payload: Payload) -> int:
-    return len(json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8"))
+    """Bytes of ``payload`` as JSON (an upper bound: non-ASCII is counted escaped)."""
+    return len(_ENCODER.encode(payload))
 
 
 def split_by_bytes(batch: list[Payload], max_bytes: int) -> list[list[Payload]]:
@@ -32,6 +36,8 @@ def split_by_bytes(batch: list[Payload], max_bytes: int) -> list[list[Payload]]:
 
     A single payload larger than the limit travels alone; the API decides about it.
     """
+    if payload_size(batch) + 16 <= max_bytes:
+        return [batch]  # the usual case: one encoding of the whole batch, not one per payload
     parts: list[list[Payload]] = []
     current: list[Payload] = []
     size = 16  # the {"events":[]} envelope
