@@ -255,6 +255,7 @@ class Pipeline:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
+            self.summary.stopped = self.stop.reason
             self.summary.elapsed = time.monotonic() - started
             self.on_progress(self.summary, True)
         return self.summary
