@@ -26,8 +26,9 @@ def _sleep(seconds: float) -> bool:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
-def payload_size(payload: Payload) -> int:
-    """Bytes of ``payload`` as JSON (an upper bound: non-ASCII is counted escaped)."""
+def payload_size(payload: Payload | list[Payload]) -> int:
+    """Bytes of ``payload`` (or a list of them) as JSON (an upper bound: non-ASCII is counted
+    escaped)."""
     return len(_ENCODER.encode(payload))
 
 
