@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import django
+import pytest
+
 from tests.stub_server import RecordedRequest, StubServer
 
 EVENTS_PATH = "/v2/organizations/test-org/environments/main/events"
@@ -56,3 +59,12 @@ def profiles_answer(request: RecordedRequest) -> dict[str, Any]:
             for profile_id in ids
         ]
     }
+
+
+# The task framework delivery uses with this Django: its own from 6.0, the backport before.
+TASKS_MODULE = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+
+
+def tasks_module() -> Any:
+    """``django.tasks`` or ``django_tasks`` (the test is skipped when it is not installed)."""
+    return pytest.importorskip(TASKS_MODULE)

@@ -1,7 +1,9 @@
-"""EXPERIENCE_DELIVERY = "tasks": one Django Task per batch (django-tasks before Django 6)."""
+"""EXPERIENCE_DELIVERY = "tasks": one Django Task per batch (``django.tasks`` on Django 6, the
+``django-tasks`` backport before it; each run tests the one its Django uses)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -14,23 +16,21 @@ from django.utils.module_loading import import_string
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_experience import delivery
-from tests.delivery.helpers import batch_requests, sent_events, track
+from tests.delivery.helpers import TASKS_MODULE, batch_requests, sent_events, tasks_module, track
 from tests.stub_server import StubServer
 
-pytest.importorskip("django_tasks")
-import django_tasks.signals  # (resets task backends when TASKS changes)
+tasks = tasks_module()  # Django's own on Django 6, the backport before (skipped without it)
+signals = importlib.import_module(f"{TASKS_MODULE}.signals")  # resets backends on TASKS changes
 
 ROOT = Path(__file__).resolve().parents[2]
-IMMEDIATE = "django_tasks.backends.immediate.ImmediateBackend"
-DUMMY = "django_tasks.backends.dummy.DummyBackend"
+IMMEDIATE = f"{TASKS_MODULE}.backends.immediate.ImmediateBackend"
+DUMMY = f"{TASKS_MODULE}.backends.dummy.DummyBackend"
 
 
 def use_tasks(settings: SettingsWrapper, backend: str) -> Any:
     settings.EXPERIENCE_DELIVERY = "tasks"
     settings.TASKS = {"default": {"BACKEND": backend}}
-    from django_tasks import task_backends
-
-    return task_backends["default"]
+    return tasks.task_backends["default"]
 
 
 def test_immediate_backend_sends_each_batch(api: StubServer, settings: SettingsWrapper) -> None:
@@ -62,11 +62,11 @@ def test_one_task_per_api_sized_batch(api: StubServer, settings: SettingsWrapper
         enqueued.append(task_result)
 
     # The dummy backend keeps results per thread; the signal sees every enqueue.
-    django_tasks.signals.task_enqueued.connect(record, weak=False)
+    signals.task_enqueued.connect(record, weak=False)
     try:
         _enqueue_and_flush_many()
     finally:
-        django_tasks.signals.task_enqueued.disconnect(record)
+        signals.task_enqueued.disconnect(record)
     assert batch_requests(api) == []  # enqueued as tasks, not sent here
     results = enqueued
 

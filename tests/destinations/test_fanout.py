@@ -4,6 +4,7 @@ through background delivery, consent permitting."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import threading
 import time
@@ -266,11 +267,12 @@ def test_the_tasks_backend_runs_the_upserts_as_tasks(
     site: EmulatorHandle, settings: SettingsWrapper
 ) -> None:
     """Jobs are JSON (a datetime trait too), so any task backend can store and run them."""
-    pytest.importorskip("django_tasks")
-    import django_tasks.signals  # noqa: F401  (resets task backends when TASKS changes)
+    from tests.delivery.helpers import TASKS_MODULE, tasks_module
 
+    tasks_module()  # Django's own on Django 6, the backport before
+    importlib.import_module(f"{TASKS_MODULE}.signals")  # resets task backends on TASKS changes
     settings.EXPERIENCE_DELIVERY = "tasks"
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    settings.TASKS = {"default": {"BACKEND": f"{TASKS_MODULE}.backends.immediate.ImmediateBackend"}}
     joined = dt.datetime(2026, 4, 20, 12, 30, tzinfo=dt.timezone.utc)
     upsert_to_destinations("crm-9", {"email": "ida@example.com", "registeredAt": joined})
     assert delivery.flush(timeout=10)
