@@ -36,20 +36,26 @@ _resolved_from: list[object] = [None]  # the settings object _resolved was read 
 _lazy_settings_dict: dict[str, Any] = object.__getattribute__(settings, "__dict__")
 
 
-def _lookup(name: str, parse: Callable[[str], Any], default: Any) -> Any:
-    # Remembered until a setting changes: a missing Django setting costs an exception and the
-    # environment a lookup, over a dozen times a request otherwise. override_settings (and so
-    # pytest-django's fixture) swaps the settings object, which forgets what was read.
+def _current() -> dict[str, Any]:
+    """What was read from the settings object in use (forgotten when it is swapped)."""
+    # override_settings (and so pytest-django's fixture) swaps the settings object.
     holder = _lazy_settings_dict.get("_wrapped")
     if holder is not _resolved_from[0]:
         _resolved.clear()
         _resolved_from[0] = holder
-    value = _resolved.get(name, _MISSING)
+    return _resolved
+
+
+def _lookup(name: str, parse: Callable[[str], Any], default: Any) -> Any:
+    # Remembered until a setting changes: a missing Django setting costs an exception and the
+    # environment a lookup, over a dozen times a request otherwise.
+    resolved = _current()
+    value = resolved.get(name, _MISSING)
     if value is _MISSING:
         value = getattr(settings, name, _MISSING)
         if value is _MISSING:
             value = parse(name) if name in os.environ else _UNSET
-        _resolved[name] = value
+        resolved[name] = value
     return default if value is _UNSET else value
 
 
@@ -59,13 +65,10 @@ def remembered(key: str, compute: Callable[[], _T]) -> _T:
     For values derived from settings that would cost too much to derive on every request;
     ``key`` must not be a setting's name.
     """
-    holder = _lazy_settings_dict.get("_wrapped")
-    if holder is not _resolved_from[0]:
-        _resolved.clear()
-        _resolved_from[0] = holder
-    value = _resolved.get(key, _MISSING)
+    resolved = _current()
+    value = resolved.get(key, _MISSING)
     if value is _MISSING:
-        value = _resolved[key] = compute()
+        value = resolved[key] = compute()
     return cast(_T, value)
 
 
