@@ -47,3 +47,27 @@ def test_the_cached_current_time_matches_format_timestamp(monkeypatch: pytest.Mo
     expected = format_timestamp(datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=timezone.utc))
     assert first == same == expected == "2024-05-01T12:00:00.123Z"
     assert later == "2024-05-01T12:00:00.124Z"
+
+
+def test_message_ids_ignore_the_sites_random_seed() -> None:
+    import random
+
+    random.seed(7)
+    first = [message_id() for _ in range(3)]
+    random.seed(7)
+    assert [message_id() for _ in range(3)] != first
+
+
+def test_a_forked_child_draws_other_message_ids() -> None:
+    import os
+
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write its ids and leave at once
+        os.write(writer, ",".join(message_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(pid, 0)
+    with os.fdopen(reader) as pipe:
+        child = set(pipe.read().split(","))
+    assert len(child) == 5 and child.isdisjoint(message_id() for _ in range(5))
