@@ -19,11 +19,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from functools import cached_property
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
+from django.utils.functional import cached_property  # no lock, unlike functools' before 3.12
 
 from django_experience.api.errors import (
     ExperienceAPIError,
