@@ -29,12 +29,22 @@ typecheck: $(STAMP)
 pytest: $(STAMP) node_modules/.installed
 	$(BIN)/pytest
 
-# The oldest supported Django (LTS) in a virtualenv of its own; browser tests run once, above.
+# The first of the Python versions $(1) on PATH or through pyenv (empty when none).
+find_python = $(shell for v in $(1); do \
+	p=$$(command -v python$$v) && $$p -c '' 2>/dev/null && echo $$p && exit; \
+	command -v pyenv >/dev/null || continue; \
+	version=$$(pyenv versions --bare 2>/dev/null | grep "^$$v\." | tail -1); \
+	[ -n "$$version" ] && [ -x "$$(pyenv prefix $$version)/bin/python" ] && \
+	echo "$$(pyenv prefix $$version)/bin/python" && exit; done)
+
+# The oldest supported Django (LTS) in a virtualenv of its own, on the oldest supported Python
+# (3.10) when the machine has it, else on $(PYTHON); browser tests run once, above.
 VENV42 := .venv-django42
 STAMP42 := $(VENV42)/.installed
+PYTHON42 ?= $(or $(call find_python,3.10),$(PYTHON))
 
 $(STAMP42): pyproject.toml
-	$(PYTHON) -m venv $(VENV42)
+	$(PYTHON42) -m venv --clear $(VENV42)
 	$(VENV42)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV42)/bin/python -m pip install --quiet -e '.[dev]' 'django>=4.2,<4.3'
 	touch $(STAMP42)
@@ -46,15 +56,10 @@ pytest-django42: $(STAMP42) node_modules/.installed
 # has one; without one the run says so and the rest of `make test` goes on.
 VENV6 := .venv-django6
 STAMP6 := $(VENV6)/.installed
-PYTHON6 ?= $(shell for v in 3.12 3.13; do \
-	p=$$(command -v python$$v) && $$p -c '' 2>/dev/null && echo $$p && exit; \
-	command -v pyenv >/dev/null || continue; \
-	version=$$(pyenv versions --bare 2>/dev/null | grep "^$$v\." | tail -1); \
-	[ -n "$$version" ] && [ -x "$$(pyenv prefix $$version)/bin/python" ] && \
-	echo "$$(pyenv prefix $$version)/bin/python" && exit; done)
+PYTHON6 ?= $(call find_python,3.12 3.13)
 
 $(STAMP6): pyproject.toml
-	$(PYTHON6) -m venv $(VENV6)
+	$(PYTHON6) -m venv --clear $(VENV6)
 	$(VENV6)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV6)/bin/python -m pip install --quiet -e '.[dev]' 'django>=6,<7'
 	touch $(STAMP6)

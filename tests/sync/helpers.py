@@ -6,8 +6,10 @@ import contextlib
 import csv
 import io
 import json
+import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,11 +27,22 @@ class Result:
     stderr: str
 
 
+@contextlib.contextmanager
+def _working_directory(path: str) -> Iterator[None]:
+    """``contextlib.chdir`` (Python 3.11+) for Python 3.10 too."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def run_import(*args: str, stdin: IO[bytes] | None = None) -> Result:
     out, err = io.StringIO(), io.StringIO()
     extra: dict[str, Any] = {"stdin": stdin} if stdin is not None else {}
     # An import without a file keeps its checkpoint in the working directory: not the repo's.
-    with tempfile.TemporaryDirectory() as workdir, contextlib.chdir(workdir):
+    with tempfile.TemporaryDirectory() as workdir, _working_directory(workdir):
         try:
             call_command("experience_import", *args, stdout=out, stderr=err, **extra)
             code = 0
