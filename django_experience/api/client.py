@@ -322,6 +322,28 @@ class ExperienceClient:
                 profiles[profile.id] = profile
         return list(profiles.values())
 
+    def send_events(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        locale: str | None = None,
+        max_workers: int = 1,
+    ) -> None:
+        """POST ``/events`` like :meth:`upsert_profiles`, for senders that need no answer.
+
+        The events are stored the same way and errors raise the same exceptions, but the
+        profiles of the answer (one per profile of each request) are not turned into
+        :class:`Profile` objects: background delivery would build and drop them, on a thread
+        that shares the interpreter with the site's requests.
+        """
+        batches = plan_batches(events)
+        params = self._query(locale=locale)
+
+        def send_batch(batch: Sequence[Event]) -> None:
+            self._call("POST", "/events", params=params, json_body={"events": batch})
+
+        run_batches(batches, send_batch, max_workers=max_workers)
+
     def import_events(
         self,
         events: Iterable[Mapping[str, Any]],

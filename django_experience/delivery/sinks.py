@@ -76,10 +76,10 @@ class ExperienceSink(Sink):
         return plan_batches(payloads)
 
     def send(self, batch: list[Payload]) -> None:
-        delivery_client().upsert_profiles(batch)
+        delivery_client().send_events(batch)  # the answer's profiles are of no use here
 
     def send_now(self, batch: list[Payload]) -> None:
-        experience_client().upsert_profiles(batch)
+        experience_client().send_events(batch)
 
     def splittable(self, exc: BaseException) -> bool:
         # One deleted, merged-away or foreign profile makes the API refuse the whole batch:

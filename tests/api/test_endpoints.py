@@ -12,11 +12,11 @@ import threading
 import pytest
 
 from django_experience.api import ExperienceClient, ProfileResult
-from django_experience.api.errors import InvalidData
+from django_experience.api.errors import InvalidData, MalformedResponse, ProfileNotFound
 from django_experience.api.events import identify_event, page_event, track_event
 from tests.api.conftest import FAST_RETRIES
 from tests.api.payloads import batch_answer, profile_answer, profile_result_json
-from tests.stub_server import StubResponse, StubServer, ok_envelope
+from tests.stub_server import StubResponse, StubServer, error_envelope, ok_envelope
 
 PREFIX = "/v2/organizations/org-1/environments/env-1"
 
@@ -156,6 +156,28 @@ def test_upsert_profiles_latest_answer_wins(stub: StubServer, client: Experience
     profiles = client.upsert_profiles(events)
     assert len(stub.requests) == 3
     assert [p.traits for p in profiles] == [{"answer": 2}]
+
+
+def test_send_events_posts_the_batch_without_reading_its_profiles(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    # Profiles that would not parse: send_events never reads them, upsert_profiles does.
+    stub.responder = lambda request: ok_envelope({"profiles": [{"id": 7}]})
+    events = [track_event("a", anonymous_id=f"anon-{n}") for n in range(60)]
+    client.send_events(events, locale="it")
+    assert [(r.method, r.path) for r in stub.requests] == [("POST", f"{PREFIX}/events")] * 2
+    assert stub.requests[0].query == {"locale": ["it"]}
+    assert [e for r in stub.requests for e in r.json()["events"]] == events
+    with pytest.raises(MalformedResponse):
+        client.upsert_profiles(events[:1])
+
+
+def test_send_events_raises_the_apis_errors(stub: StubServer, client: ExperienceClient) -> None:
+    stub.responder = lambda request: error_envelope(404, "ERR_PROFILE_NOT_FOUND", "gone")
+    with pytest.raises(ProfileNotFound):
+        client.send_events([track_event("a", anonymous_id="anon-1")])
+    with pytest.raises(InvalidData):  # an event without anonymousId: nothing is sent
+        client.send_events([track_event("a")])
 
 
 def test_import_events(stub: StubServer, client: ExperienceClient) -> None:
