@@ -133,12 +133,23 @@ def client_ip(request: HttpRequest) -> str | None:
     raw = request.META.get(header) if header else request.META.get("REMOTE_ADDR")
     if not isinstance(raw, str) or not raw.strip():
         return None
-    candidate = raw.split(",")[-1].strip()
+    candidate = _without_port(raw.split(",")[-1].strip())
     try:
         address = ipaddress.ip_address(candidate)
     except ValueError:
         return None
     return str(address) if address.is_global else None
+
+
+def _without_port(text: str) -> str:
+    """``203.0.113.7`` from ``203.0.113.7:443`` and ``2001:db8::1`` from ``[2001:db8::1]:443``
+    (CloudFront-Viewer-Address and some proxies add the client's port); anything else as is."""
+    if text.startswith("["):
+        address, bracket, _ = text[1:].partition("]")
+        return address if bracket else text
+    if text.count(":") == 1:  # one colon: IPv4 with a port (an IPv6 address has several)
+        return text.partition(":")[0]
+    return text
 
 
 __all__ = ["client_ip", "geo_location"]

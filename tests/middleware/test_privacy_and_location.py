@@ -207,6 +207,13 @@ def test_location_is_stored_on_the_profile(client: Client, emulator: EmulatorHan
         ("HTTP_X_REAL_IP", {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_REAL_IP": "2606:4700::1"},
          "2606:4700::1"),
         ("HTTP_X_REAL_IP", {"REMOTE_ADDR": "8.8.8.8"}, None),
+        # CloudFront-Viewer-Address and some proxies add the client's port.
+        ("HTTP_CLOUDFRONT_VIEWER_ADDRESS", {"HTTP_CLOUDFRONT_VIEWER_ADDRESS": "1.1.1.1:46532"},
+         "1.1.1.1"),
+        ("HTTP_CLOUDFRONT_VIEWER_ADDRESS",
+         {"HTTP_CLOUDFRONT_VIEWER_ADDRESS": "[2606:4700::1]:443"}, "2606:4700::1"),
+        ("HTTP_X_REAL_IP", {"HTTP_X_REAL_IP": "[2606:4700::1"}, None),
+        ("HTTP_X_REAL_IP", {"HTTP_X_REAL_IP": "10.0.0.1:80"}, None),
     ],
 )
 def test_client_ip(
