@@ -32,7 +32,6 @@ from django_experience.destinations.errors import (
     SCHEMA_MISMATCH,
     UNAUTHORIZED,
 )
-from django_experience.destinations.values import is_naive_datetime_string
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -198,9 +197,17 @@ def _respond(
     return [payload]
 
 
+# Written from the Experiture document ("ISO 8601 with timezone ... rejects naive datetimes"),
+# not taken from the client: the emulator is what the client's own check is tested against.
+_DATE_AND_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+_WITH_ZONE = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
+
+
 def _naive_datetime_fields(value: Any, where: str) -> list[str]:
     if isinstance(value, str):
-        return [where] if is_naive_datetime_string(value) else []
+        text = value.strip()
+        naive = bool(_DATE_AND_TIME.match(text)) and not _WITH_ZONE.search(text[16:])
+        return [where] if naive else []
     if isinstance(value, dict):
         return [name for key, item in value.items()
                 for name in _naive_datetime_fields(item, f"{where}.{key}")]

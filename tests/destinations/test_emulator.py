@@ -183,6 +183,18 @@ def test_experiture_request_invalid(
     assert destinations.snapshot()["experiture"] == []
 
 
+@pytest.mark.parametrize("moment", [
+    "2026-04-21T15:30:00Z", "2026-04-21T15:30:00.123+02:00", "2026-04-21 15:30-0500",
+    "2026-04-21", "not a date",
+])
+def test_experiture_accepts_zoned_times_and_other_strings(
+    destination_server: DestinationServer, moment: str
+) -> None:
+    response = post(destination_server.experiture_url + "/profiles/upsert",
+                    {"record": {"email": "a@b.c", "last_order_at": moment}})
+    assert response.status_code == 200, response.text
+
+
 def test_experiture_wrong_content_type_path_and_method(
     destination_server: DestinationServer,
 ) -> None:
