@@ -69,6 +69,15 @@ def plan_batches(
         if limit < 1:
             raise ValueError(f"{name} must be at least 1, got {limit}")
     checked = validate_batch_events(events)
+    if not checked:
+        return []
+    if len(checked) <= max_events:
+        # The common case in background delivery: everything fits in one request as it is.
+        identify_count = sum(1 for event in checked if event.get("type") == "identify")
+        if identify_count <= max_identify and (
+            len({profile_key(event) for event in checked}) <= max_profiles
+        ):
+            return [checked]
 
     # Per profile, its events (with their original position) in order of first appearance.
     queues: OrderedDict[str, deque[tuple[int, Event]]] = OrderedDict()
