@@ -26,8 +26,9 @@ from tests.stub_server import (
 
 pytestmark = pytest.mark.django_db
 
-BUDGET = 0.6
-MARGIN = 0.15  # Django and the test client; well under what a second budget would add
+BUDGET = 1.0
+# Django, the test client and a loaded machine; well under what a second budget would add
+MARGIN = 0.3
 PREFIX = "/v2/organizations/test-org/environments/main/profiles"
 
 
@@ -94,7 +95,7 @@ def test_the_404_recovery_gets_only_what_the_first_call_left(
     # The cookie's profile answers 404 just before half the budget, then the create is slow.
     api.responder = _route(
         {
-            ("POST", "/gone"): lambda: _not_found(0.28),
+            ("POST", "/gone"): lambda: _not_found(0.47),
             ("POST", ""): lambda: _answer("fresh", delay=2.0),
         }
     )
@@ -117,8 +118,8 @@ def test_three_calls_of_a_sign_in_share_one_budget(
     )
     api.responder = _route(
         {
-            ("POST", "/cookie-gone"): lambda: _not_found(0.2),
-            ("POST", "/mapped-gone"): lambda: _not_found(0.2),
+            ("POST", "/cookie-gone"): lambda: _not_found(0.33),
+            ("POST", "/mapped-gone"): lambda: _not_found(0.33),
             ("POST", ""): lambda: _answer("fresh", delay=2.0),
         }
     )
@@ -163,7 +164,7 @@ def test_a_failed_identify_is_not_retried_but_the_page_is_still_personalized(
 def test_identify_after_a_read_gets_what_the_read_left(
     client: Client, api: StubServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    answers = iter([_answer("visitor", delay=0.3)])
+    answers = iter([_answer("visitor", delay=0.5)])
     api.responder = lambda request: next(answers, None) or _answer("visitor", delay=2.0)
     response, elapsed = _timed(lambda: client.get("/mw/read-then-identify/"))
     assert response.status_code == 200
