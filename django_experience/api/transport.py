@@ -101,7 +101,8 @@ def send(
 
 
 def read_body(raw: Any, deadline: Deadline, what: str) -> bytes:
-    """The whole body of ``raw`` (a urllib3 or ``http.client`` response) within ``deadline``."""
+    """The whole body of ``raw`` within ``deadline``: a urllib3 response, or the file-like
+    stand-in an HTTP mocking library may give ``requests`` instead."""
     read1 = getattr(raw, "read1", None)
     decoding = hasattr(raw, "release_conn")  # urllib3 decodes gzip itself, like requests does
     chunks: list[bytes] = []
