@@ -519,13 +519,17 @@ class Visitor:
     def send(self, event: dict[str, Any]) -> None:
         if not self.consent and event.get("type") != "page":
             return
-        payload = {**event, "anonymousId": self.anonymous_id()}
+        payload = self._payload(event)
         if self.holding:
             self._held.append(payload)
             return
         from django_experience import delivery
 
         delivery.enqueue(payload)
+
+    def _payload(self, event: dict[str, Any]) -> dict[str, Any]:
+        """``event`` as the batch endpoint takes it: with this visitor's ``anonymousId``."""
+        return {**event, "anonymousId": self.anonymous_id()}
 
     def release_held(self, first: dict[str, Any] | None = None) -> None:
         """Hand the held events (after ``first``, if given) to delivery; stop holding."""
@@ -562,7 +566,7 @@ class Visitor:
         page = None
         if self.personalized and self.mode == "update" and not self.page_sent:
             try:
-                page = {**self.page_event, "anonymousId": self.anonymous_id()}
+                page = self._payload(self.page_event)
                 self.page_sent = True
             except Exception:
                 logger.exception("Experience page event could not be queued")

@@ -16,9 +16,9 @@ a time: urllib3 bounds each of those reads, not their number (see ``transport``)
 The single-profile calls (``create_profile``, ``update_profile``, ``get_profile``,
 ``delete_profile``) take a keyword ``timeout`` that replaces the client's for that one call,
 e.g. what is left of a page's budget; zero, less or NaN raises ``RequestTimeout`` without
-sending. The batch calls (``upsert_profiles``, ``import_events``) apply ``timeout`` to each
-request of the batch, not to the whole batch: a batch of many requests may take many times
-``timeout``.
+sending. The batch calls (``upsert_profiles``, ``send_events``, ``import_events``) apply
+``timeout`` to each request of the batch, not to the whole batch: a batch of many requests may
+take many times ``timeout``.
 
 Retried: 429, 503 and connection failures, up to ``max_retries`` times, with exponential
 backoff and jitter or the server's ``Retry-After``. Never retried: every other status (other
@@ -336,13 +336,7 @@ class ExperienceClient:
         :class:`Profile` objects: background delivery would build and drop them, on a thread
         that shares the interpreter with the site's requests.
         """
-        batches = plan_batches(events)
-        params = self._query(locale=locale)
-
-        def send_batch(batch: Sequence[Event]) -> None:
-            self._call("POST", "/events", params=params, json_body={"events": batch})
-
-        run_batches(batches, send_batch, max_workers=max_workers)
+        self._post_batches("/events", events, locale=locale, max_workers=max_workers)
 
     def import_events(
         self,
@@ -357,11 +351,22 @@ class ExperienceClient:
         the batch (with its retries), not the whole batch. The API answers before processing,
         so there is nothing to return.
         """
+        self._post_batches("/import/events", events, locale=locale, max_workers=max_workers)
+
+    def _post_batches(
+        self,
+        path: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        locale: str | None,
+        max_workers: int,
+    ) -> None:
+        """POST ``events`` to a batch endpoint in API-sized requests; the answers unread."""
         batches = plan_batches(events)
         params = self._query(locale=locale)
 
         def send_batch(batch: Sequence[Event]) -> None:
-            self._call("POST", "/import/events", params=params, json_body={"events": batch})
+            self._call("POST", path, params=params, json_body={"events": batch})
 
         run_batches(batches, send_batch, max_workers=max_workers)
 

@@ -86,23 +86,7 @@ def enqueue(event: Payload, *, sink: str = "experience") -> None:
     For the Experience API the event is a batch-endpoint event carrying its ``anonymousId``.
     ``sink`` names another registered destination; its payloads go through the same queue.
     """
-    try:
-        target = get_sink(sink)
-        problem = _validate(target, event)
-        if problem:
-            _counters.add("failed")
-            logger.error("Delivery refused an event for %s: %s", sink, problem)
-            return
-        backend = delivery_settings.BACKEND
-        if backend == "sync":
-            from django_experience.delivery.sync import send_now
-
-            send_now(sink, event)
-        else:
-            _worker("tasks" if backend == "tasks" else "thread").put(Job(sink, event))
-    except Exception:
-        _counters.add("failed")
-        logger.exception("Delivery could not accept an event for %s", sink)
+    enqueue_many([event], sink=sink)
 
 
 def enqueue_many(events: list[Payload], *, sink: str = "experience") -> None:

@@ -478,7 +478,6 @@ def json_script(data: Any, element_id: str) -> SafeString:
     return mark_safe(f'<script id="{escape(element_id)}" type="application/json">{text}</script>')
 
 
-
 class ExperienceJsonNode(Node):
     """``{% experience_json [element_id] %}``: profile, experiences and changes as JSON."""
 
