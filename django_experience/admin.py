@@ -254,23 +254,14 @@ class ProfileMappingAdmin(_ModelAdmin):
 
     @staticmethod
     def _take_profile_id(mapping: ProfileMapping, profile_id: str) -> bool:
-        """Give ``mapping`` the id the API answered with, unless another mapping has it."""
-        taken = (
-            ProfileMapping.objects.filter(
-                profile_id=profile_id,
-                organization_id=mapping.organization_id,
-                environment=mapping.environment,
-            )
-            .exclude(pk=mapping.pk)
-            .exists()
-        )
-        if taken:
-            return False
-        mapping.profile_id = profile_id
+        """Give ``mapping`` the id the API answered with, unless another mapping has it (the
+        unique constraint on the namespace's profile ids says so)."""
+        previous, mapping.profile_id = mapping.profile_id, profile_id
         try:
             with transaction.atomic():
                 mapping.save(update_fields=["profile_id", "updated_at"])
-        except IntegrityError:  # taken meanwhile
+        except IntegrityError:
+            mapping.profile_id = previous  # the object stays what the database holds
             return False
         return True
 

@@ -24,10 +24,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
-from django_experience.conf import DELIVERY_BACKENDS, MODES, conf
+from django_experience.conf import DELIVERY_BACKENDS, MODES, TASK_MODULES, conf
 
-# Where the ``tasks`` delivery backend finds Django Tasks, in the order it tries them.
-TASK_MODULES = ("django.tasks", "django_tasks")
 MIDDLEWARE_PATH = "django_experience.middleware.ExperienceMiddleware"
 AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
 

@@ -26,6 +26,8 @@ _T = TypeVar("_T")
 DEFAULT_API_URL = "https://experience.ninetailed.co"
 MODES = ("update", "preflight")
 DELIVERY_BACKENDS = ("thread", "tasks", "sync")
+# Where the ``tasks`` delivery backend finds Django Tasks, in the order it tries them.
+TASK_MODULES = ("django.tasks", "django_tasks")
 
 
 _UNSET = object()  # neither in Django's settings nor in the environment

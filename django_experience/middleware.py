@@ -240,14 +240,8 @@ class ExperienceMiddleware:
             _warn_cached_once(request, response)
         if used or conf.COOKIE_NAME in response.cookies:
             # A shared cache must never serve one visitor's variant, or profile id, to another.
-            if response.has_header("Cache-Control"):
-                patch_cache_control(response, private=True)
-            else:  # the common case, without parsing and rebuilding headers
-                response.headers["Cache-Control"] = "private"
-            if response.has_header("Vary"):
-                patch_vary_headers(response, ("Cookie",))
-            else:
-                response.headers["Vary"] = "Cookie"
+            patch_cache_control(response, private=True)
+            patch_vary_headers(response, ("Cookie",))
         return response
 
 

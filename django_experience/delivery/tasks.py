@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django_experience.conf import TASK_MODULES
 from django_experience.delivery.sender import deliver, report_failure, split_by_bytes
 from django_experience.delivery.settings import delivery_settings
 from django_experience.delivery.sinks import Payload, get_sink
@@ -19,10 +20,12 @@ from django_experience.delivery.sinks import Payload, get_sink
 
 def _task_module() -> Any:
     """``django.tasks`` on Django 6+, else the ``django_tasks`` backport."""
-    try:
-        return importlib.import_module("django.tasks")
-    except ImportError:
-        return importlib.import_module("django_tasks")
+    for name in TASK_MODULES[:-1]:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return importlib.import_module(TASK_MODULES[-1])  # its ImportError says what is missing
 
 
 logger = logging.getLogger("django_experience.delivery")

@@ -19,6 +19,7 @@ cumulative ranges; without it, traffic is split evenly over the baseline and eve
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class ExperienceConfig:
     distribution: tuple[DistributionRange, ...]
     components: tuple[Component, ...]
 
-    @property
+    @functools.cached_property  # selection asks for every experience on every request
     def variant_count(self) -> int:
         """Variants besides the baseline (the most any component has)."""
         return max((_variant_count(c) for c in self.components), default=0)
