@@ -399,8 +399,6 @@ class Pipeline:
             self.errors.report(
                 item.row.line, reason, item.row.canonical(), item.row.external_id, "failed"
             )
-        if self.stop.reason is not None:
-            self.summary.stopped = self.stop.reason
         if not outcome.failed:
             # Rows refused for their content would be refused again; failures (retryable, or
             # a refused configuration) keep the batch open for --resume.

@@ -110,7 +110,7 @@ class Command(BaseCommand):
         for destination in destinations:
             if len(destinations) > 1:
                 self.stdout.write(f"== {destination}")
-            summary = self._import(destination, options)
+            summary = self._import(destination, options, several=len(destinations) > 1)
             failed = failed or not summary.ok
             if summary.stopped:
                 stopped.append(summary.stopped)  # that destination only: the others go on
@@ -148,9 +148,9 @@ class Command(BaseCommand):
             )
         return list(dict.fromkeys(names))
 
-    def _import(self, destination: str, options: dict[str, Any]) -> Summary:
+    def _import(self, destination: str, options: dict[str, Any], *, several: bool) -> Summary:
         errors, checkpoint = options["errors"], options["checkpoint"]
-        if len(self._destinations(options["destination"])) > 1:
+        if several:
             # One errors file and one checkpoint per destination, each named after it.
             errors = f"{errors}.{destination}" if errors else None
             checkpoint = f"{checkpoint}.{destination}" if checkpoint else None
