@@ -176,8 +176,10 @@ def test_send_events_raises_the_apis_errors(stub: StubServer, client: Experience
     stub.responder = lambda request: error_envelope(404, "ERR_PROFILE_NOT_FOUND", "gone")
     with pytest.raises(ProfileNotFound):
         client.send_events([track_event("a", anonymous_id="anon-1")])
+    sent = len(stub.requests)
     with pytest.raises(InvalidData):  # an event without anonymousId: nothing is sent
         client.send_events([track_event("a")])
+    assert len(stub.requests) == sent
 
 
 def test_import_events(stub: StubServer, client: ExperienceClient) -> None:

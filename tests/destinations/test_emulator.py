@@ -193,6 +193,7 @@ def test_experiture_accepts_zoned_times_and_other_strings(
     response = post(destination_server.experiture_url + "/profiles/upsert",
                     {"record": {"email": "a@b.c", "last_order_at": moment}})
     assert response.status_code == 200, response.text
+    assert destinations.snapshot()["experiture"] == [{"email": "a@b.c", "last_order_at": moment}]
 
 
 def test_experiture_wrong_content_type_path_and_method(

@@ -297,7 +297,10 @@ def test_preflight_mode_sends_component_views_only_when_turned_on(
     if track is not None:
         settings.EXPERIENCE_TRACK_COMPONENT_VIEWS = track
     assert _get(client, "personalize") == "<h1>Welcome back, gold member</h1>"
-    profile = emulator.profile(client.cookies[conf.COOKIE_NAME].value) or {"events": []}
+    stored = emulator.profile(client.cookies[conf.COOKIE_NAME].value)
+    # Preflight stores nothing itself: the profile exists only when component views were sent.
+    assert (stored is not None) is bool(track)
+    profile = stored or {"events": []}
     views = [
         (e["componentId"], e["experienceId"], e["variantIndex"])
         for e in profile["events"]
