@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from django_experience.api.events import ComponentView, component_view
 from django_experience.api.types import Change, Experience, Profile, ProfileResult
 from django_experience.merge_tags import render_merge_tag
 
@@ -40,6 +41,11 @@ class PersonalizationSource(Protocol):
 
     def send(self, event: dict[str, Any]) -> None:
         """Hand an event that needs no answer to background delivery (consent permitting)."""
+        ...
+
+    def view(self, component: ComponentView) -> None:
+        """Hand a component view to background delivery (consent permitting); the source
+        builds its event, possibly only when the response leaves."""
         ...
 
     def tracks_component_views(self) -> bool:
@@ -275,15 +281,13 @@ class Personalization:
                 if key in self._viewed:
                     return
                 self._viewed.add(key)
-            from django_experience.api.events import component_event
-
-            event = component_event(
+            view = component_view(
                 component_id,
                 experience_id=experience_id,
                 variant_index=variant_index,
                 component_type=component_type,
             )
-            _off_the_loop(self._source.send, event)
+            _off_the_loop(self._source.view, view)
         except Exception:
             logger.exception("Experience component view could not be queued")
 

@@ -32,6 +32,7 @@ from django_experience.api.errors import (
     ServerError,
     TransportError,
 )
+from django_experience.api.events import ComponentView, component_view_events
 from django_experience.api.types import ProfileResult
 from django_experience.breaker import breaker
 from django_experience.conf import conf, import_callable
@@ -220,7 +221,9 @@ class Visitor:
         # delivery together with the response: one queue operation for a page's component
         # views instead of one each. ``holding`` is set by the middleware only.
         self.holding = False
-        self._held: list[dict[str, Any]] = []
+        # Held events are payloads, or component views with their anonymousId: those become
+        # events only on release, all of a page's in one pass.
+        self._held: list[dict[str, Any] | tuple[str, ComponentView]] = []
         self._lock = threading.Lock()
 
     # state derived from the request, computed on first use
@@ -531,11 +534,26 @@ class Visitor:
         """``event`` as the batch endpoint takes it: with this visitor's ``anonymousId``."""
         return {**event, "anonymousId": self.anonymous_id()}
 
+    def view(self, component: ComponentView) -> None:
+        """Send the event of a component view (consent permitting), or hold the view."""
+        if not self.consent:
+            return
+        if self.holding:
+            self._held.append((self.anonymous_id(), component))
+            return
+        from django_experience import delivery
+
+        delivery.enqueue(component_view_events([(self.anonymous_id(), component)])[0])
+
     def release_held(self, first: dict[str, Any] | None = None) -> None:
         """Hand the held events (after ``first``, if given) to delivery; stop holding."""
         with self._lock:
             held, self._held, self.holding = self._held, [], False
-        events = held if first is None else [first, *held]
+        events = [] if first is None else [first]
+        if held:
+            views = component_view_events(item for item in held if isinstance(item, tuple))
+            built = iter(views)
+            events.extend(next(built) if isinstance(item, tuple) else item for item in held)
         if events:
             from django_experience import delivery
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
 from django_experience import __version__
@@ -255,15 +255,22 @@ def screen_event(
     return built
 
 
-def component_event(
-    component_id: str,
-    *,
-    experience_id: str | None = None,
-    variant_index: int | None = None,
-    component_type: str = "Entry",
-    **options: Unpack[EventOptions],
-) -> Event:
-    """A ``component`` view; with ``experience_id`` and ``variant_index`` it pins the variant."""
+class ComponentView(NamedTuple):
+    """A variant the visitor was shown, checked now and sent later as a ``component`` event
+    (see :func:`component_view_events`)."""
+
+    component_id: str
+    experience_id: str
+    variant_index: int
+    component_type: str = "Entry"
+
+
+def _check_component(
+    component_id: object,
+    experience_id: object,
+    variant_index: object,
+    component_type: object,
+) -> str:
     component = _required_string(component_id, "component_id", "component")
     if component_type not in COMPONENT_TYPES:
         raise ValueError(
@@ -275,6 +282,19 @@ def component_event(
         isinstance(variant_index, bool) or not isinstance(variant_index, int) or variant_index < 0
     ):
         raise ValueError(f"variant_index must be an integer >= 0, got {variant_index!r}")
+    return component
+
+
+def component_event(
+    component_id: str,
+    *,
+    experience_id: str | None = None,
+    variant_index: int | None = None,
+    component_type: str = "Entry",
+    **options: Unpack[EventOptions],
+) -> Event:
+    """A ``component`` view; with ``experience_id`` and ``variant_index`` it pins the variant."""
+    component = _check_component(component_id, experience_id, variant_index, component_type)
     built = _base("component", **options)
     built["componentId"] = component
     built["componentType"] = component_type
@@ -285,10 +305,56 @@ def component_event(
     return built
 
 
+def component_view(
+    component_id: str,
+    *,
+    experience_id: str,
+    variant_index: int,
+    component_type: str = "Entry",
+) -> ComponentView:
+    """A :class:`ComponentView`, checked as :func:`component_event` checks its arguments."""
+    _check_component(component_id, experience_id, variant_index, component_type)
+    if experience_id is None or variant_index is None:
+        raise ValueError("component views need an experience_id and a variant_index")
+    return ComponentView(component_id, experience_id, variant_index, component_type)
+
+
+def component_view_events(views: Iterable[tuple[str, ComponentView]]) -> list[Event]:
+    """The ``component`` events of one page's views, each ``(anonymousId, view)``, ready for
+    the batch endpoint.
+
+    Each is the event :func:`component_event` builds, with its ``anonymousId``; they share one
+    timestamp and one ``context`` object: built at once when the response leaves, a page's
+    views cost one pass instead of a full event each while the page renders.
+    """
+    when = _now()
+    context = {"library": dict(LIBRARY)}
+    return [
+        {
+            "type": "component",
+            "messageId": _new_message_id(),
+            "timestamp": when,
+            "originalTimestamp": when,
+            "sentAt": when,
+            "channel": "server",
+            "context": context,
+            "componentId": view.component_id,
+            "componentType": view.component_type,
+            "experienceId": view.experience_id,
+            "variantIndex": view.variant_index,
+            "anonymousId": anonymous_id,
+        }
+        for anonymous_id, view in views
+    ]
+
+
 __all__ = [
     "LIBRARY",
+    "ComponentView",
     "campaign_context",
     "component_event",
+    "component_view",
+    "component_view_events",
     "format_timestamp",
     "identify_event",
     "message_id",

@@ -12,6 +12,8 @@ import pytest
 import django_experience
 from django_experience.api.events import (
     component_event,
+    component_view,
+    component_view_events,
     identify_event,
     page_event,
     screen_event,
@@ -193,3 +195,59 @@ def test_component_event() -> None:
 def test_missing_or_bad_required_fields(build: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_component_view_events_are_component_events_with_their_anonymous_id() -> None:
+    views = [
+        ("p-1", component_view("hero-gold", experience_id="exp-hero", variant_index=1)),
+        (
+            "p-2",
+            component_view(
+                "ctaColor", experience_id="exp-cta", variant_index=0, component_type="Variable"
+            ),
+        ),
+    ]
+    built = component_view_events(views)
+    for (anonymous_id, view), event in zip(views, built, strict=True):
+        expected = {
+            **component_event(
+                view.component_id,
+                experience_id=view.experience_id,
+                variant_index=view.variant_index,
+                component_type=view.component_type,
+            ),
+            "anonymousId": anonymous_id,
+        }
+        # Same fields in the same order; ids and times are each event's own.
+        assert list(event) == list(expected)
+        for key in ("messageId", "timestamp", "originalTimestamp", "sentAt"):
+            expected[key] = event[key]
+        assert event == expected
+    assert built[0]["messageId"] != built[1]["messageId"]
+    assert built[0]["timestamp"] == built[1]["timestamp"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"component_id": "", "experience_id": "e", "variant_index": 1}, "component_id"),
+        ({"component_id": "c", "experience_id": "", "variant_index": 1}, "experience_id"),
+        ({"component_id": "c", "experience_id": None, "variant_index": 1}, "experience_id"),
+        ({"component_id": "c", "experience_id": "e", "variant_index": -1}, "variant_index"),
+        ({"component_id": "c", "experience_id": "e", "variant_index": None}, "variant_index"),
+        (
+            {
+                "component_id": "c",
+                "experience_id": "e",
+                "variant_index": 1,
+                "component_type": "Widget",
+            },
+            "component_type",
+        ),
+    ],
+)
+def test_component_view_checks_what_component_event_checks(
+    arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        component_view(**arguments)

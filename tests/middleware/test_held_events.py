@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
 from django_experience import delivery
-from django_experience.api.events import track_event
+from django_experience.api.events import component_view, track_event
 from django_experience.emulator.handle import EmulatorHandle
 from django_experience.visitor import Visitor
 from tests.templatetags.test_tags_in_requests import CONFIG
@@ -82,6 +82,40 @@ def test_events_sent_after_the_response_go_out_at_once(
     assert spy.calls == [["track"]]
     visitor.send(track_event("after"))
     assert spy.calls == [["track"], ["track"]]
+
+
+def test_held_component_views_keep_their_place_among_the_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handed: list[list[dict[str, Any]]] = []
+    monkeypatch.setattr(delivery, "enqueue_many", lambda events, **kwargs: handed.append(events))
+    request = RequestFactory().get("/", HTTP_COOKIE="ntaid=held-profile")
+    visitor = Visitor(request, personalized=False)
+    visitor.holding = True
+    visitor.send(track_event("first"))
+    visitor.view(component_view("hero-gold", experience_id="exp-hero", variant_index=1))
+    visitor.send(track_event("last"))
+    visitor.finish(HttpResponse())
+    assert len(handed) == 1
+    events = handed[0]
+    assert [event["type"] for event in events] == ["track", "component", "track"]
+    assert {event["anonymousId"] for event in events} == {"held-profile"}
+    view = events[1]
+    assert (view["componentId"], view["experienceId"], view["variantIndex"]) == (
+        "hero-gold",
+        "exp-hero",
+        1,
+    )
+
+
+def test_a_component_view_outside_the_middleware_is_sent_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spy = DeliverySpy(monkeypatch)
+    request = RequestFactory().get("/", HTTP_COOKIE="ntaid=now-profile")
+    visitor = Visitor(request, personalized=False, excluded=True)
+    visitor.view(component_view("hero-gold", experience_id="exp-hero", variant_index=1))
+    assert spy.calls == [["component"]]
 
 
 def test_a_visitor_outside_the_middleware_never_holds(monkeypatch: pytest.MonkeyPatch) -> None:

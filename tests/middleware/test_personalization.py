@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from django_experience.api.events import ComponentView, component_event
 from django_experience.api.types import ProfileResult
 from django_experience.personalization import (
     NULL_PERSONALIZATION,
@@ -62,6 +63,16 @@ class FakeSource:
 
     def send(self, event: dict[str, Any]) -> None:
         self.sent.append(event)
+
+    def view(self, component: ComponentView) -> None:
+        self.sent.append(
+            component_event(
+                component.component_id,
+                experience_id=component.experience_id,
+                variant_index=component.variant_index,
+                component_type=component.component_type,
+            )
+        )
 
     def tracks_component_views(self) -> bool:
         return self.component_views
