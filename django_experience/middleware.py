@@ -239,10 +239,22 @@ class ExperienceMiddleware:
         if used and _shared_cacheable(response):
             _warn_cached_once(request, response)
         if used or conf.COOKIE_NAME in response.cookies:
-            # A shared cache must never serve one visitor's variant, or profile id, to another.
-            patch_cache_control(response, private=True)
-            patch_vary_headers(response, ("Cookie",))
+            _mark_private(response)
         return response
+
+
+def _mark_private(response: HttpResponseBase) -> None:
+    """``Cache-Control: private`` and ``Vary: Cookie``: a shared cache must never serve one
+    visitor's variant, or profile id, to another."""
+    # Most responses carry neither header yet: set them without Django's parse-and-merge.
+    if "Cache-Control" in response:
+        patch_cache_control(response, private=True)
+    else:
+        response["Cache-Control"] = "private"
+    if "Vary" in response:
+        patch_vary_headers(response, ("Cookie",))
+    else:
+        response["Vary"] = "Cookie"
 
 
 __all__ = ["ExperienceMiddleware", "classify"]

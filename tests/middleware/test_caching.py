@@ -104,3 +104,28 @@ def test_template_fragments_cached_for_everyone_or_per_selected_value(
     # The fragment cached under one key for everyone leaks; the one keyed by the selected
     # value (a few variants, not one copy per visitor) is right for every visitor.
     assert stranger == ["name=Ada", "cta=blue"]
+
+
+@pytest.mark.parametrize(
+    ("given", "cache_control", "vary"),
+    [
+        ({}, "private", "Cookie"),
+        (
+            {"Cache-Control": "public, max-age=60", "Vary": "Accept-Encoding"},
+            "max-age=60, private",
+            "Accept-Encoding, Cookie",
+        ),
+        ({"Cache-Control": "no-store", "Vary": "Cookie"}, "no-store, private", "Cookie"),
+    ],
+)
+def test_marked_private_keeps_what_the_view_said(
+    given: dict[str, str], cache_control: str, vary: str
+) -> None:
+    from django.http import HttpResponse
+
+    from django_experience.middleware import _mark_private
+
+    response = HttpResponse(headers=given)
+    _mark_private(response)
+    assert response["Cache-Control"] == cache_control
+    assert response["Vary"] == vary
