@@ -93,6 +93,24 @@ def settings_override(**values: Any) -> Iterator[None]:
         yield
 
 
+def peak_rss_kib() -> int:
+    """This process's own peak resident set size in KiB.
+
+    ``VmHWM`` on Linux: ``getrusage``'s ``ru_maxrss`` survives ``execve``, so a child started by
+    a large parent would report the parent's peak as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def percentile(samples: Sequence[float], fraction: float) -> float:
     ordered = sorted(samples)
     if not ordered:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 def main() -> None:
     path, url, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
     asynchronous = "--async" in sys.argv[4:]
-    from benchmarks.common import setup_django
+    from benchmarks.common import peak_rss_kib, setup_django
 
     setup_django(EXPERIENCE_API_URL=url)
     from django.conf import settings
@@ -44,9 +43,17 @@ def main() -> None:
     mappings = ProfileMapping.objects.count()
     Path(str(settings.DATABASES["default"]["NAME"])).unlink()
     checkpoint.unlink(missing_ok=True)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"elapsed_s": elapsed, "mappings": mappings, "peak_rss_kib": peak_kib,
-                      "summary": stdout.getvalue().strip().splitlines()}))
+    peak_kib = peak_rss_kib()
+    print(
+        json.dumps(
+            {
+                "elapsed_s": elapsed,
+                "mappings": mappings,
+                "peak_rss_kib": peak_kib,
+                "summary": stdout.getvalue().strip().splitlines(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

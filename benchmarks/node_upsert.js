@@ -41,7 +41,18 @@ async function main() {
   else if (chunk.length) await send(chunk);
   const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
   process.stdout.write(JSON.stringify({ elapsed_s: elapsed, profiles, requests,
-                                        peak_rss_kib: Math.round(process.resourceUsage().maxRSS) }) + '\n');
+                                        peak_rss_kib: peakRssKib() }) + '\n');
+}
+
+// This process's own peak RSS (VmHWM): resourceUsage().maxRSS survives exec, so it would
+// report the peak of the benchmark process that started this one.
+function peakRssKib() {
+  try {
+    const line = fs.readFileSync('/proc/self/status', 'ascii').split('\n')
+      .find((l) => l.startsWith('VmHWM:'));
+    if (line) return Number(line.split(/\s+/)[1]);
+  } catch (error) { /* not Linux */ }
+  return Math.round(process.resourceUsage().maxRSS);
 }
 
 main().catch((error) => { console.error(error); process.exit(1); });
