@@ -28,27 +28,28 @@ backoff and jitter or the server's ``Retry-After``. Never retried: every other s
 from __future__ import annotations
 
 import functools
-import json
+import itertools
 import math
 import os
 import ssl
 import threading
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, cast
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies
 
 from django_experience import __version__
 from django_experience.api.batching import plan_batches
-from django_experience.api.connections import ConnectionPool, send_kept_alive
+from django_experience.api.connections import ConnectionPool, send_kept_alive, split_url
+from django_experience.api.encoding import encode, events_body
 from django_experience.api.envelope import unwrap
 from django_experience.api.errors import InvalidData, MalformedResponse, RequestTimeout
+from django_experience.api.http11 import encode_headers
 from django_experience.api.retry import Deadline, RetryPolicy, call_with_retries
 from django_experience.api.scheduling import run_batches
 from django_experience.api.transport import send
@@ -66,6 +67,28 @@ Event = dict[str, Any]
 
 _ADAPTER_SEND = HTTPAdapter.send
 
+_CHANGES = itertools.count(1)
+
+
+class _WatchedHeaders(CaseInsensitiveDict[str | bytes]):
+    """The own session's headers, numbering their changes: headers merged from them are reused
+    until they change. (Every change of a ``MutableMapping`` goes through these two methods.)"""
+
+    version = 0
+
+    def __setitem__(self, key: str, value: str | bytes) -> None:
+        super().__setitem__(key, value)
+        # A fresh number after the change: a merge that read the old one is never reused.
+        self.version = next(_CHANGES)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.version = next(_CHANGES)
+
+
+# Per content type of a call: the merged default headers and their encoded lines.
+_MergedHeaders = dict[str | None, tuple[dict[str, str], bytes]]
+
 
 def _tls_context(verify: bool | str | None) -> ssl.SSLContext:
     """Certificate checks for the kept-alive path, as ``requests`` makes them."""
@@ -80,28 +103,6 @@ def _tls_context(verify: bool | str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=bundle)
 
 
-def _json_default(value: object) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-# One encoder for every call: ``json.dumps`` with options builds a new one each time.
-_ENCODER = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
-)
-
-
-def _encode(document: Mapping[str, Any]) -> bytes:
-    try:
-        text = _ENCODER.encode(document)
-    except (TypeError, ValueError) as exc:
-        raise InvalidData(f"the events cannot be sent as JSON: {exc}") from exc
-    return text.encode("utf-8")
-
-
 def _events_list(events: Iterable[Mapping[str, Any]]) -> list[Event]:
     if isinstance(events, Mapping | str | bytes):
         raise InvalidData("events must be a list of event dicts, not a single value")
@@ -114,6 +115,15 @@ def _events_list(events: Iterable[Mapping[str, Any]]) -> list[Event]:
                 f"events[{index}] must be an object (dict), got {type(event).__name__}"
             )
     return [dict(event) for event in listed]
+
+
+def _request_headers(content_type: str | None, headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The headers a call adds to the session's."""
+    request_headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    if content_type is not None:
+        request_headers["Content-Type"] = content_type
+    request_headers.update(headers or {})
+    return request_headers
 
 
 def _profile_id(profile_id: str) -> str:
@@ -155,6 +165,10 @@ class ExperienceClient:
             f"{self.base_url}/v2/organizations/{quote(organization_id, safe='')}"
             f"/environments/{quote(environment, safe='')}"
         )
+        # Every endpoint's URL is the prefix plus its path: split it for the kept-alive path once.
+        self._origin, self._target_prefix = split_url(self._prefix)
+        # (headers mapping, its version, merges): valid while the session's headers are unchanged.
+        self._merged: tuple[object, int, _MergedHeaders] | None = None
         self._pool_size = pool_size
         self._owns_session = session is None
         self._session = session if session is not None else self._new_session()
@@ -174,6 +188,7 @@ class ExperienceClient:
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
+        session.headers = _WatchedHeaders(session.headers)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._pool_size)
         self._adapter = adapter
         session.mount("https://", adapter)
@@ -313,7 +328,8 @@ class ExperienceClient:
         params = self._query(locale=locale)
 
         def send_batch(batch: Sequence[Event]) -> list[Profile]:
-            data = self._call("POST", "/events", params=params, json_body={"events": batch})
+            body = encode({"events": batch})
+            data = self._call("POST", "/events", params=params, json_body=body)
             return self._profiles(data)
 
         profiles: dict[str, Profile] = {}
@@ -337,6 +353,19 @@ class ExperienceClient:
         that shares the interpreter with the site's requests.
         """
         self._post_batches("/events", events, locale=locale, max_workers=max_workers)
+
+    def send_encoded_events(self, parts: Sequence[bytes], *, locale: str | None = None) -> None:
+        """POST ``/events`` once, its body joined from already encoded events.
+
+        ``parts`` are events as :func:`~django_experience.api.encoding.encode_events` encodes
+        them, for senders that size their batches by those bytes (background delivery): each
+        event is encoded once. They are not checked or split here, so they must be one batch
+        of :func:`~django_experience.api.batching.plan_batches`. Errors as in
+        :meth:`send_events`; the answer is not read.
+        """
+        if parts:
+            body = events_body(parts)
+            self._call("POST", "/events", params=self._query(locale=locale), json_body=body)
 
     def import_events(
         self,
@@ -366,7 +395,7 @@ class ExperienceClient:
         params = self._query(locale=locale)
 
         def send_batch(batch: Sequence[Event]) -> None:
-            self._call("POST", path, params=params, json_body={"events": batch})
+            self._call("POST", path, params=params, json_body=encode({"events": batch}))
 
         run_batches(batches, send_batch, max_workers=max_workers)
 
@@ -397,7 +426,7 @@ class ExperienceClient:
         ip: str | None,
         timeout: float | None,
     ) -> ProfileResult:
-        body: dict[str, Any] = {"events": _events_list(events)}
+        document: dict[str, Any] = {"events": _events_list(events)}
         options: dict[str, Any] = {}
         if features:
             if isinstance(features, str):
@@ -406,13 +435,13 @@ class ExperienceClient:
         if location:
             options["location"] = dict(location)
         if options:
-            body["options"] = options
+            document["options"] = options
         headers = {"X-Force-IP": ip} if ip else {}
         data = self._call(
             "POST",
             path,
             params=self._query(locale=locale, preflight=preflight),
-            text_body=body,
+            text_body=document,
             headers=headers,
             timeout=timeout,
         )
@@ -424,24 +453,26 @@ class ExperienceClient:
         path: str,
         *,
         params: Mapping[str, str] | None = None,
-        json_body: Mapping[str, Any] | None = None,
+        json_body: Mapping[str, Any] | bytes | None = None,
         text_body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """One API call within the time budget, retried per the policy; returns ``data``."""
+        """One API call within the time budget, retried per the policy; returns ``data``.
+
+        ``json_body`` is the document, or its JSON already encoded.
+        """
         deadline = self._budget(timeout, method, path)
-        request_headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         body: bytes | None = None
+        content_type: str | None = None
         if json_body is not None:
-            body = _encode(json_body)
-            request_headers["Content-Type"] = "application/json"
+            body = json_body if isinstance(json_body, bytes) else encode(json_body)
+            content_type = "application/json"
         elif text_body is not None:
             # Like the official SDK: a JSON body sent as text/plain (no CORS preflight).
-            body = _encode(text_body)
-            request_headers["Content-Type"] = "text/plain"
-        request_headers.update(headers or {})
+            body, content_type = encode(text_body), "text/plain"
         url = self.url(path)
+        split = (self._origin, self._target_prefix + path)
         what = f"{method} {path}"
 
         def attempt(deadline: Deadline) -> Any:
@@ -454,7 +485,8 @@ class ExperienceClient:
                     deadline=deadline,
                     params=params,
                     body=body,
-                    headers={**cast("Mapping[str, str]", session.headers), **request_headers},
+                    headers=self._kept_alive_headers(session, content_type, headers),
+                    split=split,
                 )
             else:
                 answer = send(
@@ -464,11 +496,46 @@ class ExperienceClient:
                     deadline=deadline,
                     params=params,
                     body=body,
-                    headers=request_headers,
+                    headers=_request_headers(content_type, headers),
                 )
             return unwrap(answer, what)
 
         return call_with_retries(attempt, self.retry_policy, deadline)
+
+    def _kept_alive_headers(
+        self,
+        session: requests.Session,
+        content_type: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> bytes:
+        """The encoded headers of a kept-alive request, as ``requests`` would merge them.
+
+        That is ``{**session.headers, **_request_headers(...)}``. The merge of the session's
+        headers with the client's, per content type, is kept while the session's headers are
+        unchanged: iterating them (a ``CaseInsensitiveDict``) and checking every header costs
+        more than the rest of the call's header work. Headers replaced by another mapping are
+        merged afresh on every call.
+        """
+        source = session.headers
+        if not isinstance(source, _WatchedHeaders):
+            return encode_headers(
+                {**cast("Mapping[str, str]", source), **_request_headers(content_type, headers)}
+            )
+        version = source.version  # read before merging: a change while merging is not kept
+        cached = self._merged
+        if cached is None or cached[0] is not source or cached[1] != version:
+            cached = self._merged = (source, version, {})
+        merges = cached[2]
+        merge = merges.get(content_type)
+        if merge is None:
+            merged = {**cast("Mapping[str, str]", source), **_request_headers(content_type, None)}
+            merge = merges[content_type] = (merged, encode_headers(merged))
+        merged, lines = merge
+        if not headers:
+            return lines
+        if any(name in merged for name in headers):
+            return encode_headers({**merged, **headers})  # the call's value replaces one
+        return lines + encode_headers(headers)  # new names go last, as in a dict merge
 
     def _budget(self, timeout: float | None, method: str, path: str) -> Deadline:
         """The deadline of one call: the client's ``timeout``, or the call's own.
@@ -503,7 +570,7 @@ class ExperienceClient:
     @staticmethod
     def _profile_result(data: Any, what: str) -> ProfileResult:
         try:
-            return ProfileResult.from_json(data)
+            return ProfileResult.from_json(data, owned=True)  # decoded here: no one else holds it
         except ValueError as exc:
             raise MalformedResponse(
                 f"the {what} answer is not the documented shape: {exc}"
@@ -515,7 +582,7 @@ class ExperienceClient:
             if not isinstance(data, dict) or not isinstance(data.get("profiles"), list):
                 raise ValueError("data.profiles must be a list")
             return [
-                Profile.from_json(item, f"data.profiles[{index}]")
+                Profile.from_json(item, f"data.profiles[{index}]", owned=True)
                 for index, item in enumerate(data["profiles"])
             ]
         except ValueError as exc:

@@ -122,11 +122,16 @@ def send_kept_alive(
     deadline: Deadline,
     params: Mapping[str, str] | None = None,
     body: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | bytes | None = None,
+    split: tuple[Origin, str] | None = None,
 ) -> RawAnswer:
-    """One request on a kept-alive connection of ``pool``, within ``deadline``."""
+    """One request on a kept-alive connection of ``pool``, within ``deadline``.
+
+    ``headers`` may be given as :func:`~django_experience.api.http11.encode_headers` bytes, and
+    ``split`` as ``split_url(url)``, by a caller that computes them once for many requests.
+    """
     time_left(deadline, method, url)
-    origin, target = split_url(url)
+    origin, target = split or split_url(url)
     if params:
         target = f"{target}?{urlencode(params)}"
     connection = pool.take(origin)

@@ -27,6 +27,26 @@ _RECV_SIZE = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
+
+
+def encode_headers(headers: Mapping[str, str]) -> bytes:
+    """The request header lines of ``headers`` (``Name: value\r\n`` each), checked.
+
+    ``Host`` and the framing headers are left out: the connection writes them. ValueError for
+    a name or value that would break the request apart (header injection).
+    """
+    lines = []
+    for name, value in headers.items():
+        if name.lower() in _FRAMING_HEADERS:
+            continue
+        text = str(value)
+        if "\r" in text or "\n" in text or "\r" in name or "\n" in name or ":" in name:
+            raise ValueError(f"invalid HTTP header {name!r}")
+        lines.append(f"{name}: {text}\r\n")
+    return "".join(lines).encode("latin-1")
+
+
 class Headers(Mapping[str, str]):
     """Response headers looked up case-insensitively; repeated headers joined with ``", "``."""
 
@@ -150,11 +170,14 @@ class Connection:
         method: str,
         target: str,
         *,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | bytes,
         body: bytes | None,
         deadline: Deadline,
     ) -> Response:
         """Send one request and read its whole response within ``deadline``.
+
+        ``headers`` is a mapping, or the bytes :func:`encode_headers` made of one (headers sent
+        with many requests are checked and encoded once).
 
         On any error the connection is closed (a half-used connection is never reused).
         """
@@ -188,20 +211,17 @@ class Connection:
         return response
 
     def _encode(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes | None
+        self, method: str, target: str, headers: Mapping[str, str] | bytes, body: bytes | None
     ) -> bytes:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}"]
-        for name, value in headers.items():
-            if name.lower() in ("host", "content-length", "transfer-encoding"):
-                continue  # framing is ours to write
-            text = str(value)
-            if "\r" in text or "\n" in text or "\r" in name or "\n" in name or ":" in name:
-                raise ValueError(f"invalid HTTP header {name!r}")
-            lines.append(f"{name}: {text}")
+        start = f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+        parts = [
+            start.encode("latin-1"),
+            headers if isinstance(headers, bytes) else encode_headers(headers),
+        ]
         if body is not None or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(body or b'')}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return head + body if body else head  # one write: one segment for a small request
+            parts.append(f"Content-Length: {len(body or b'')}\r\n".encode("ascii"))
+        parts += (b"\r\n", body or b"")
+        return b"".join(parts)  # one write: one segment for a small request
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -365,4 +385,4 @@ def _parse_head(head: bytes) -> tuple[str, int, Headers]:
     return version, int(code), Headers(items)
 
 
-__all__ = ["MAX_HEAD_BYTES", "Connection", "Headers", "Response"]
+__all__ = ["MAX_HEAD_BYTES", "Connection", "Headers", "Response", "encode_headers"]

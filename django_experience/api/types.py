@@ -5,6 +5,11 @@ original JSON in ``raw`` so nothing the API adds later is lost (for example to h
 profile to a browser SDK). Parsing is tolerant of missing optional fields and strict about the
 shape of required ones: a wrong shape raises ``ValueError``, which the client reports as a
 ``TransportError`` (the body is not the documented JSON).
+
+``from_json`` copies the objects it keeps, so the caller may change its data afterwards. The
+client passes ``owned=True`` for JSON it has just decoded and holds alone: those objects are
+kept as they are (``raw`` then shares them), since a profile answer is parsed on every
+personalized request.
 """
 
 from __future__ import annotations
@@ -32,12 +37,18 @@ def _object(value: object, where: str, suffix: str = "") -> Mapping[str, Any]:
     return value
 
 
-def _optional_object(value: object, where: str, suffix: str = "") -> dict[str, Any]:
+def _optional_object(
+    value: object, where: str, suffix: str = "", owned: bool = False
+) -> dict[str, Any]:
     if value is None:
         return {}
     if type(value) is dict:
-        return value.copy()
+        return value if owned else value.copy()
     return dict(_object(value, where, suffix))
+
+
+def _raw(obj: Mapping[str, Any], owned: bool) -> dict[str, Any]:
+    return obj if owned and isinstance(obj, dict) else dict(obj)
 
 
 def _string(value: object, where: str, suffix: str = "") -> str:
@@ -88,13 +99,15 @@ class Session:
     average_session_length: float
 
     @classmethod
-    def from_json(cls, data: object, where: str = "profile.session") -> Session:
+    def from_json(
+        cls, data: object, where: str = "profile.session", *, owned: bool = False
+    ) -> Session:
         obj = _object(data, where)
         session_id = obj.get("id")
         return cls(
             id=None if session_id is None else _string(session_id, where, ".id"),
             is_returning_visitor=bool(obj.get("isReturningVisitor", False)),
-            landing_page=_optional_object(obj.get("landingPage"), where, ".landingPage"),
+            landing_page=_optional_object(obj.get("landingPage"), where, ".landingPage", owned),
             count=_int(obj.get("count"), where, ".count"),
             active_session_length=_number(
                 obj.get("activeSessionLength"), where, ".activeSessionLength"
@@ -120,7 +133,7 @@ class Profile:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: object, where: str = "profile") -> Profile:
+    def from_json(cls, data: object, where: str = "profile", *, owned: bool = False) -> Profile:
         obj = _object(data, where)
         profile_id = _string(obj.get("id"), where, ".id")
         stable_id = obj.get("stableId")
@@ -133,16 +146,18 @@ class Profile:
             audiences=_strings(
                 _list(obj.get("audiences"), where, ".audiences"), where, ".audiences[]"
             ),
-            traits=_optional_object(obj.get("traits"), where, ".traits"),
-            location=_optional_object(obj.get("location"), where, ".location"),
-            session=None if session is None else Session.from_json(session, f"{where}.session"),
+            traits=_optional_object(obj.get("traits"), where, ".traits", owned),
+            location=_optional_object(obj.get("location"), where, ".location", owned),
+            session=None
+            if session is None
+            else Session.from_json(session, f"{where}.session", owned=owned),
             sticky_variants={}
             if not sticky
             else {
                 str(k): _int(v, where, ".stickyVariants")
                 for k, v in _object(sticky, where, ".stickyVariants").items()
             },
-            raw=dict(obj),
+            raw=_raw(obj, owned),
         )
 
 
@@ -157,9 +172,11 @@ class Experience:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: object, where: str = "experiences[]") -> Experience:
+    def from_json(
+        cls, data: object, where: str = "experiences[]", *, owned: bool = False
+    ) -> Experience:
         obj = _object(data, where)
-        variants = _optional_object(obj.get("variants"), where, ".variants")
+        variants = _optional_object(obj.get("variants"), where, ".variants", owned)
         for key, value in variants.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 variants = {
@@ -171,7 +188,7 @@ class Experience:
             variant_index=_int(obj.get("variantIndex"), where, ".variantIndex"),
             variants=variants,
             sticky=bool(obj.get("sticky", False)),
-            raw=dict(obj),
+            raw=_raw(obj, owned),
         )
 
 
@@ -196,14 +213,14 @@ class Change:
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @classmethod
-    def from_json(cls, data: object, where: str = "changes[]") -> Change:
+    def from_json(cls, data: object, where: str = "changes[]", *, owned: bool = False) -> Change:
         obj = _object(data, where)
         return cls(
             key=_string(obj.get("key"), where, ".key"),
             type=_string(obj.get("type", "Variable"), where, ".type"),
             value=obj.get("value"),
-            meta=_optional_object(obj.get("meta"), where, ".meta"),
-            raw=dict(obj),
+            meta=_optional_object(obj.get("meta"), where, ".meta", owned),
+            raw=_raw(obj, owned),
         )
 
 
@@ -216,16 +233,16 @@ class ProfileResult:
     changes: tuple[Change, ...]
 
     @classmethod
-    def from_json(cls, data: object) -> ProfileResult:
+    def from_json(cls, data: object, *, owned: bool = False) -> ProfileResult:
         obj = _object(data, "data")
         return cls(
-            profile=Profile.from_json(obj.get("profile"), "data.profile"),
+            profile=Profile.from_json(obj.get("profile"), "data.profile", owned=owned),
             experiences=tuple(
-                Experience.from_json(e, f"data.experiences[{i}]")
+                Experience.from_json(e, f"data.experiences[{i}]", owned=owned)
                 for i, e in enumerate(_list(obj.get("experiences"), "data.experiences"))
             ),
             changes=tuple(
-                Change.from_json(c, f"data.changes[{i}]")
+                Change.from_json(c, f"data.changes[{i}]", owned=owned)
                 for i, c in enumerate(_list(obj.get("changes"), "data.changes"))
             ),
         )

@@ -8,9 +8,10 @@ import random
 import time
 from collections.abc import Callable
 
+from django_experience.api.encoding import EVENTS_BODY_OVERHEAD
 from django_experience.delivery.counters import counters
 from django_experience.delivery.settings import delivery_settings
-from django_experience.delivery.sinks import Payload, Sink
+from django_experience.delivery.sinks import EncodedBatch, Payload, Sink
 
 logger = logging.getLogger("django_experience.delivery")
 
@@ -24,6 +25,7 @@ def _sleep(seconds: float) -> bool:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_ENVELOPE = 16  # the {"events":[]} envelope, generously
 
 
 def payload_size(payload: Payload | list[Payload]) -> int:
@@ -35,23 +37,33 @@ def payload_size(payload: Payload | list[Payload]) -> int:
 def split_by_bytes(batch: list[Payload], max_bytes: int) -> list[list[Payload]]:
     """Split ``batch`` (order kept) so each part's JSON stays under ``max_bytes``.
 
-    A single payload larger than the limit travels alone; the API decides about it.
+    An :class:`EncodedBatch` is sized by its encoded events, exactly, and split into encoded
+    batches; other batches by an estimate of their JSON. A single payload larger than the limit
+    travels alone; the API decides about it.
     """
-    if payload_size(batch) + 16 <= max_bytes:
+    if isinstance(batch, EncodedBatch) and batch.intact():
+        sizes = [len(part) + 1 for part in batch.parts]
+        cuts = _cuts(sizes, EVENTS_BODY_OVERHEAD, max_bytes)
+        return [batch] if len(cuts) == 1 else [batch.slice(*cut) for cut in cuts]
+    if payload_size(batch) + _ENVELOPE <= max_bytes:
         return [batch]  # the usual case: one encoding of the whole batch, not one per payload
-    parts: list[list[Payload]] = []
-    current: list[Payload] = []
-    size = 16  # the {"events":[]} envelope
-    for payload in batch:
-        item = payload_size(payload) + 1
-        if current and size + item > max_bytes:
-            parts.append(current)
-            current, size = [], 16
-        current.append(payload)
+    sizes = [payload_size(payload) + 1 for payload in batch]
+    return [batch[start:end] for start, end in _cuts(sizes, _ENVELOPE, max_bytes)]
+
+
+def _cuts(sizes: list[int], envelope: int, max_bytes: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of consecutive parts, each as many items as fit within ``max_bytes``
+    (``envelope`` plus their ``sizes``), at least one."""
+    cuts: list[tuple[int, int]] = []
+    start, size = 0, envelope
+    for index, item in enumerate(sizes):
+        if index > start and size + item > max_bytes:
+            cuts.append((start, index))
+            start, size = index, envelope
         size += item
-    if current:
-        parts.append(current)
-    return parts
+    if start < len(sizes):
+        cuts.append((start, len(sizes)))
+    return cuts
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

@@ -7,12 +7,14 @@ retries, counters and task backend serve them unchanged.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from django_experience import errors_policy
 from django_experience.api import ExperienceClient
 from django_experience.api.batching import plan_batches
-from django_experience.api.errors import NamespaceMismatch
+from django_experience.api.encoding import encode_events
+from django_experience.api.errors import InvalidData, NamespaceMismatch
 from django_experience.clients import cached_client, experience_client
 from django_experience.delivery.settings import delivery_settings
 
@@ -62,6 +64,34 @@ class Sink:
         return "refused"
 
 
+class EncodedBatch(list[Payload]):
+    """Events with their JSON as the request carries it (``parts[i]`` encodes ``self[i]``).
+
+    Made by :meth:`ExperienceSink.plan`: the batch is sized by these bytes and its request body
+    joined from them, so each event is encoded once. Slicing gives plain lists (encoded again
+    when sent); :meth:`slice` keeps the encoding.
+    """
+
+    def __init__(self, events: list[Payload], parts: list[bytes]) -> None:
+        super().__init__(events)
+        self.parts = parts
+        self._events = tuple(events)
+
+    def intact(self) -> bool:
+        """Whether the list still holds the very events ``parts`` encode (not changed since)."""
+        return len(self) == len(self._events) and all(map(operator.is_, self, self._events))
+
+    def slice(self, start: int, end: int) -> EncodedBatch:
+        return EncodedBatch(self[start:end], self.parts[start:end])
+
+
+def _encoded(batch: list[Payload]) -> list[Payload]:
+    try:
+        return EncodedBatch(batch, encode_events(batch))
+    except (InvalidData, UnicodeEncodeError):  # not JSON, or not UTF-8 (a lone surrogate)
+        return batch  # sent as it is: the client refuses it with the same error as ever
+
+
 def delivery_client() -> ExperienceClient:
     """A client for background sends: its own timeout, no retries of its own (delivery retries)."""
     return cached_client(timeout=delivery_settings.TIMEOUT, max_retries=0)
@@ -73,10 +103,14 @@ class ExperienceSink(Sink):
     name = "experience"
 
     def plan(self, payloads: list[Payload]) -> list[list[Payload]]:
-        return plan_batches(payloads)
+        return [_encoded(batch) for batch in plan_batches(payloads)]
 
     def send(self, batch: list[Payload]) -> None:
-        delivery_client().send_events(batch)  # the answer's profiles are of no use here
+        # The answer's profiles are of no use here.
+        if isinstance(batch, EncodedBatch) and batch.intact():
+            delivery_client().send_encoded_events(batch.parts)
+        else:
+            delivery_client().send_events(batch)
 
     def send_now(self, batch: list[Payload]) -> None:
         experience_client().send_events(batch)

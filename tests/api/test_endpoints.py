@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from django_experience.api import ExperienceClient, ProfileResult
+from django_experience.api.encoding import encode, encode_events
 from django_experience.api.errors import InvalidData, MalformedResponse, ProfileNotFound
 from django_experience.api.events import identify_event, page_event, track_event
 from tests.api.conftest import FAST_RETRIES
@@ -338,3 +339,16 @@ def test_proxy_from_the_environment_is_used(
     request = stub.requests[-1]
     assert request.header("Host") == "experience.invalid"
     assert request.path == "/prefix/v2/organizations/org-1/environments/main/profiles/p-1"
+
+
+def test_send_encoded_events_posts_the_joined_body(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    events = [track_event("Café", {"n": n}, anonymous_id=f"anon-{n}") for n in range(3)]
+    client.send_encoded_events(encode_events(events), locale="it")
+    client.send_encoded_events([])  # nothing to send
+    (request,) = stub.requests
+    assert (request.method, request.path, request.query) == (
+        "POST", f"{PREFIX}/events", {"locale": ["it"]})
+    assert request.header("Content-Type") == "application/json"
+    assert request.body == encode({"events": events})

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from django_experience.api.errors import ConnectionFailed, MalformedResponse, RequestTimeout
-from django_experience.api.http11 import Connection, Headers
+from django_experience.api.http11 import Connection, Headers, encode_headers
 from django_experience.api.retry import Deadline
 
 # What a script does with one request: (bytes to send or a pause in seconds) ..., then whether
@@ -298,6 +298,23 @@ def test_header_injection_is_refused_before_sending(
         connection.request("GET", "/", headers={"X-Evil": "a\r\nInjected: 1"}, body=None,
                            deadline=Deadline(1))
     assert server.requests == []
+
+
+def test_headers_encoded_once_send_the_same_request(
+        serve: Callable[[Script], ScriptedServer]) -> None:
+    server = serve(_answer(_ok(b"{}")))
+    connection = _connect(server)
+    headers = {"Accept": "application/json", "X-Site": "shop", "Host": "elsewhere",
+               "Content-Length": "99", "Transfer-Encoding": "chunked"}
+    for given in (headers, encode_headers(headers)):
+        connection.request("POST", "/v2/x", headers=given, body=b'{"a":1}', deadline=Deadline(2))
+    by_mapping, by_bytes = server.requests
+    assert by_bytes == by_mapping
+    assert by_mapping.split(b"\r\n")[:5] == [
+        b"POST /v2/x HTTP/1.1", f"Host: 127.0.0.1:{server.port}".encode(),
+        b"Accept: application/json", b"X-Site: shop", b"Content-Length: 7"]
+    with pytest.raises(ValueError, match="invalid HTTP header"):
+        encode_headers({"X-Evil": "a\r\nInjected: 1"})
 
 
 def test_https_needs_a_tls_context() -> None:

@@ -26,6 +26,24 @@ def test_a_minimal_answer_parses_with_defaults() -> None:
     assert (result.experiences, result.changes) == ((), ())
 
 
+def test_an_owned_answer_is_kept_not_copied() -> None:
+    # The client's own parse of JSON it just decoded: the same values, the answer's objects.
+    data = _answer(traits={"tier": "gold"}, location={"city": "Rome"},
+                   session={"id": "s", "landingPage": {"path": "/"}})
+    owned = ProfileResult.from_json(data, owned=True)
+    assert owned == ProfileResult.from_json(data)
+    assert owned.to_json() == ProfileResult.from_json(data).to_json()
+    profile = data["profile"]
+    assert owned.profile.raw is profile and owned.profile.traits is profile["traits"]
+    assert owned.profile.location is profile["location"]
+    assert owned.profile.session is not None
+    assert owned.profile.session.landing_page is profile["session"]["landingPage"]
+    assert owned.experiences[0].raw is data["experiences"][0]
+    assert owned.experiences[0].variants is data["experiences"][0]["variants"]
+    assert owned.changes[0].raw is data["changes"][0]
+    assert owned.changes[0].meta is data["changes"][0]["meta"]
+
+
 def test_parsed_values_are_copies_of_the_answer() -> None:
     data = _answer(traits={"tier": "gold"}, audiences=["a1"], stickyVariants={"e1": 1},
                    session={"id": "s", "count": 2, "isReturningVisitor": True})
@@ -63,6 +81,7 @@ def test_parsed_values_are_copies_of_the_answer() -> None:
         ({"profile": None}, "data.profile must be an object"),
     ],
 )
-def test_a_wrong_shape_names_its_place(data: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize("owned", [False, True])
+def test_a_wrong_shape_names_its_place(data: dict[str, Any], message: str, owned: bool) -> None:
     with pytest.raises(ValueError, match=message):
-        ProfileResult.from_json(data)
+        ProfileResult.from_json(data, owned=owned)

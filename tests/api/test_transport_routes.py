@@ -3,6 +3,7 @@ changed (their session, headers, HTTP mocking in tests) is honoured."""
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -12,7 +13,8 @@ from requests.adapters import HTTPAdapter
 
 from django_experience.api import ExperienceClient
 from django_experience.api.errors import ConnectionFailed, RequestTimeout
-from django_experience.api.events import page_event
+from django_experience.api.events import page_event, track_event
+from tests.api.test_http11 import ScriptedServer
 from tests.stub_server import StubResponse, StubServer, ok_envelope
 
 PROFILE = {
@@ -107,3 +109,70 @@ def test_a_callers_session_goes_through_requests(stub: StubServer) -> None:
     stub.responder = lambda request: ok_envelope(PROFILE)
     client.get_profile("p-1")
     assert len(sent) == 1
+
+
+def _head_lines(request: bytes) -> list[bytes]:
+    return request.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+
+
+def test_session_header_changes_after_first_use_are_sent() -> None:
+    # The merged headers are kept between calls: every later change must still reach the wire.
+    answer = b'{"data":{"profiles":[]}}'
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
+    server = ScriptedServer(lambda request: ([ok], False))
+    client = ExperienceClient("org-1", base_url=f"http://127.0.0.1:{server.port}", timeout=2.0,
+                              max_retries=0)
+    events = [track_event("a", anonymous_id="anon-1")]
+    try:
+        client.send_events(events)
+        client.session.headers["X-Site"] = "shop"
+        client.send_events(events)
+        client.session.headers["x-site"] = "outlet"  # the same header, another spelling
+        client.session.headers.update({"X-Team": "web"})
+        client.send_events(events)
+        del client.session.headers["X-Site"]
+        client.session.headers.pop("X-Team")
+        client.send_events(events)
+        client.session.headers = {"X-Replaced": "yes"}  # no longer the client's own mapping
+        client.send_events(events)
+        client.session.headers["X-More"] = "1"
+        client.send_events(events)
+    finally:
+        client.close()
+        server.close()
+    sent = [
+        sorted(line for line in _head_lines(request) if line.lower().startswith(b"x-"))
+        for request in server.requests
+    ]
+    assert sent == [
+        [],
+        [b"X-Site: shop"],
+        [b"X-Team: web", b"x-site: outlet"],
+        [],
+        [b"X-Replaced: yes"],
+        [b"X-More: 1", b"X-Replaced: yes"],
+    ]
+    assert all(b"Content-Type: application/json" in _head_lines(r) for r in server.requests)
+
+
+def test_a_calls_header_replaces_the_sessions_as_requests_would() -> None:
+    # ``X-Force-IP`` of the call wins over one the session carries: one header, the call's.
+    server = ScriptedServer(lambda request: ([_ok_profile()], False))
+    client = ExperienceClient("org-1", base_url=f"http://127.0.0.1:{server.port}", timeout=2.0,
+                              max_retries=0)
+    client.session.headers["X-Force-IP"] = "198.51.100.1"
+    try:
+        client.update_profile("p-1", [page_event("https://shop.example/")], ip="203.0.113.9")
+        client.update_profile("p-1", [page_event("https://shop.example/")])
+    finally:
+        client.close()
+        server.close()
+    with_ip, without_ip = ([line for line in _head_lines(r) if line.lower().startswith(b"x-force")]
+                           for r in server.requests)
+    assert with_ip == [b"X-Force-IP: 203.0.113.9"]
+    assert without_ip == [b"X-Force-IP: 198.51.100.1"]
+
+
+def _ok_profile() -> bytes:
+    body = json.dumps({"data": PROFILE}).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
