@@ -181,7 +181,6 @@ class Connection:
 
         On any error the connection is closed (a half-used connection is never reused).
         """
-        what = f"{method} {self.scheme}://{self.host_header}{target}"
         try:
             self.connect(deadline)
             sock = self.sock
@@ -192,16 +191,19 @@ class Connection:
         except TimeoutError as exc:  # socket.timeout, or _left() finding nothing left
             self.close()
             raise RequestTimeout(
-                f"no answer to {what} within the time budget of {deadline.budget:g}s"
+                f"no answer to {self._what(method, target)} within the time budget of "
+                f"{deadline.budget:g}s"
             ) from exc
         except MalformedResponse:
             self.close()
             raise
         except _ProtocolError as exc:
             self.close()
+            what = self._what(method, target)
             raise ConnectionFailed(f"{what}: the answer is not HTTP/1.1: {exc}") from exc
         except OSError as exc:  # refused, unresolvable, reset, TLS (ssl.SSLError is an OSError)
             self.close()
+            what = self._what(method, target)
             raise ConnectionFailed(f"connection for {what} failed: {exc}") from exc
         except BaseException:
             self.close()
@@ -209,6 +211,10 @@ class Connection:
         if response.will_close or self._buffer:
             self.close()  # the server said so, or sent more than one answer: start afresh
         return response
+
+    def _what(self, method: str, target: str) -> str:
+        """The request, for an error message (formatted only when one is raised)."""
+        return f"{method} {self.scheme}://{self.host_header}{target}"
 
     def _encode(
         self, method: str, target: str, headers: Mapping[str, str] | bytes, body: bytes | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_experience.api.encoding import encode, events_body
@@ -99,17 +100,24 @@ def test_the_body_sent_is_the_encoders_and_a_changed_batch_is_encoded_anew(
     assert second.body == encode({"events": [events[0], batch[1], events[2]]})
 
 
-def test_an_event_that_is_not_json_fails_alone_with_the_clients_error(
-    api: StubServer, settings: SettingsWrapper
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (object(), InvalidData, "the events cannot be sent as JSON: object is not JSON"),
+        ("\ud800", UnicodeEncodeError, "'utf-8' codec can't encode"),  # a lone surrogate
+    ],
+)
+def test_an_event_that_cannot_be_encoded_fails_with_its_batch_and_the_clients_error(
+    api: StubServer, settings: SettingsWrapper, value: object, error: type, message: str
 ) -> None:
     settings.EXPERIENCE_DELIVERY_ON_ERROR = f"{__name__}.record_failure"
     settings.EXPERIENCE_DELIVERY_MAX_RETRIES = 0
     failures.clear()
     good = [track(f"p{n}") for n in range(60)]  # two batches: at most 50 profiles in one
-    bad = track("p70", value=object())
+    bad = track("p70", value=value)
     sent = deliver(get_sink("experience"), [*good, bad], wait=lambda seconds: True)
     assert sent == 50 and sent_events(api) == good[:50]
     [(exc, payloads, sink)] = failures
-    assert isinstance(exc, InvalidData) and sink == "experience"
-    assert str(exc).startswith("the events cannot be sent as JSON: object is not JSON")
+    assert isinstance(exc, error) and sink == "experience"
+    assert str(exc).startswith(message)
     assert payloads == [*good[50:], bad]
