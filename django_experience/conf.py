@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 import environ
 from django.conf import settings
@@ -74,6 +74,34 @@ def remembered(key: str, compute: Callable[[], _T]) -> _T:
     return cast(_T, value)
 
 
+class setting(Generic[_T]):  # named and used like ``property``
+    """A read-only property whose value is remembered like a setting (see :func:`remembered`).
+
+    For the typed settings read on every request: a lookup then costs one dict access instead
+    of the parse and checks behind it, which run again only after the settings change.
+    """
+
+    def __init__(self, read: Callable[[Any], _T]) -> None:
+        self._read = read
+        self._key = f"setting:{read.__qualname__}"
+        self.__doc__ = read.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> setting[_T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, instance: object | None, owner: type | None = None) -> _T | setting[_T]:
+        if instance is None:
+            return self
+        resolved = _current()
+        value = resolved.get(self._key, _MISSING)
+        if value is _MISSING:
+            value = resolved[self._key] = self._read(instance)
+        return cast(_T, value)
+
+
 def reload() -> None:
     """Forget what was read: call after changing ``EXPERIENCE_*`` environment variables at run
     time. (Changes through ``override_settings`` or the ``settings`` fixture need nothing.)"""
@@ -132,44 +160,44 @@ def import_callable(path: str | Callable[..., Any]) -> Callable[..., Any]:
 class Settings:
     """Typed, lazily read ``EXPERIENCE_*`` settings."""
 
-    @property
+    @setting
     def ORGANIZATION_ID(self) -> str:
         return _str("EXPERIENCE_ORGANIZATION_ID", "")
 
-    @property
+    @setting
     def ENVIRONMENT(self) -> str:
         return _str("EXPERIENCE_ENVIRONMENT", "main")
 
-    @property
+    @setting
     def API_URL(self) -> str:
         return _str("EXPERIENCE_API_URL", DEFAULT_API_URL)
 
-    @property
+    @setting
     def MODE(self) -> str:
         return _str("EXPERIENCE_MODE", "update")
 
-    @property
+    @setting
     def TIMEOUT(self) -> float:
         """Total seconds one request may spend on the API, retries included."""
         return _float("EXPERIENCE_TIMEOUT", 1.0)
 
-    @property
+    @setting
     def MAX_RETRIES(self) -> int:
         return _int("EXPERIENCE_MAX_RETRIES", 1)
 
-    @property
+    @setting
     def COOKIE_NAME(self) -> str:
         return _str("EXPERIENCE_COOKIE_NAME", "ntaid")
 
-    @property
+    @setting
     def COOKIE_DOMAIN(self) -> str | None:
         return _optional_str("EXPERIENCE_COOKIE_DOMAIN")
 
-    @property
+    @setting
     def COOKIE_AGE(self) -> int:
         return _int("EXPERIENCE_COOKIE_AGE", 365 * 24 * 60 * 60)
 
-    @property
+    @setting
     def COOKIE_SECURE(self) -> bool | None:
         """``None`` (default): Secure exactly when the request came over HTTPS."""
         return _optional_bool("EXPERIENCE_COOKIE_SECURE")
@@ -188,15 +216,15 @@ class Settings:
         value = _lookup("EXPERIENCE_EXCLUDE_PATHS", _env.list, None)
         return None if value is None else [str(item) for item in value]
 
-    @property
+    @setting
     def USER_TRAITS(self) -> str | Callable[..., Any] | None:
         return _optional_callable("EXPERIENCE_USER_TRAITS")
 
-    @property
+    @setting
     def USER_ID(self) -> str | Callable[..., Any] | None:
         return _optional_callable("EXPERIENCE_USER_ID")
 
-    @property
+    @setting
     def CONSENT(self) -> str | Callable[..., Any] | None:
         return _optional_callable("EXPERIENCE_CONSENT")
 
@@ -204,30 +232,30 @@ class Settings:
     def FEATURES(self) -> list[str]:
         return _list("EXPERIENCE_FEATURES", [])
 
-    @property
+    @setting
     def TRUSTED_IP_HEADER(self) -> str | None:
         """A ``request.META`` key holding the client IP set by a trusted proxy."""
         return _optional_str("EXPERIENCE_TRUSTED_IP_HEADER")
 
-    @property
+    @setting
     def DELIVERY(self) -> str:
         return _str("EXPERIENCE_DELIVERY", "thread")
 
-    @property
+    @setting
     def TRACK_COMPONENT_VIEWS(self) -> bool:
         """Send component view events for rendered variants (default: on in update mode)."""
         value = _optional_bool("EXPERIENCE_TRACK_COMPONENT_VIEWS")
         return self.MODE == "update" if value is None else value
 
-    @property
+    @setting
     def BREAKER_THRESHOLD(self) -> int:
         return _int("EXPERIENCE_BREAKER_THRESHOLD", 5)
 
-    @property
+    @setting
     def BREAKER_COOLDOWN(self) -> float:
         return _float("EXPERIENCE_BREAKER_COOLDOWN", 30.0)
 
-    @property
+    @setting
     def DELETE_REMOTE_ON_USER_DELETE(self) -> bool:
         return _bool("EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE", False)
 

@@ -51,3 +51,21 @@ def test_returned_lists_are_copies(settings: Any) -> None:
     settings.EXPERIENCE_FEATURES = ["location"]
     conf.FEATURES.append("ip-enrichment")
     assert conf.FEATURES == ["location"]
+
+
+def test_remembered_values_follow_every_change(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_experience.delivery.settings import delivery_settings
+
+    settings.EXPERIENCE_MODE = "preflight"
+    assert conf.TRACK_COMPONENT_VIEWS is False  # derived from MODE, remembered
+    settings.EXPERIENCE_MODE = "update"
+    assert conf.TRACK_COMPONENT_VIEWS is True
+    assert delivery_settings.BATCH_SIZE == 200
+    monkeypatch.setenv("EXPERIENCE_DELIVERY_BATCH_SIZE", "7")
+    assert delivery_settings.BATCH_SIZE == 200  # the environment is read again on reload()
+    conf_module.reload()
+    assert delivery_settings.BATCH_SIZE == 7
+    settings.EXPERIENCE_DELIVERY_BATCH_SIZE = 0
+    assert delivery_settings.BATCH_SIZE == 1  # still checked and clamped
