@@ -22,13 +22,13 @@ LAST_SEEN_RESOLUTION = timedelta(hours=1)
 
 def mapped_profile_id(user: Any) -> str | None:
     """The profile id mapped to a signed-in user, or ``None``; notes when they were last seen."""
+    if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
+        return None  # before the imports: every anonymous request asks
     from django.db import DatabaseError, transaction
     from django.utils import timezone
 
     from django_experience.models import ProfileMapping
 
-    if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
-        return None
     row = (
         ProfileMapping.objects.filter(user=user, **namespace())
         .values_list("pk", "profile_id", "last_seen_at")

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import cached_property  # no lock, unlike functools' before 3.12
 
+from django_experience import delivery
 from django_experience.api.errors import (
     ExperienceAPIError,
     NamespaceMismatch,
@@ -32,9 +33,10 @@ from django_experience.api.errors import (
     ServerError,
     TransportError,
 )
-from django_experience.api.events import ComponentView, component_view_events
+from django_experience.api.events import ComponentView, component_view_events, page_event
 from django_experience.api.types import ProfileResult
 from django_experience.breaker import breaker
+from django_experience.clients import experience_client
 from django_experience.conf import conf, import_callable
 from django_experience.location import client_ip, geo_location
 from django_experience.mappings import (
@@ -94,8 +96,6 @@ def request_locale(request: HttpRequest) -> str | None:
 
 def build_page_event(request: HttpRequest) -> dict[str, Any]:
     """The page event of this request (URL, referrer, user agent, locale, utm campaign)."""
-    from django_experience.api.events import page_event
-
     referrer = request.META.get("HTTP_REFERER", "")
     return page_event(
         request.build_absolute_uri(),
@@ -359,7 +359,6 @@ class Visitor:
         self, operation: str, target: str | None, events: list[dict[str, Any]], preflight: bool
     ) -> ProfileResult | None:
         """One call (plus recovery calls when ``target`` no longer exists), in one budget."""
-        from django_experience.clients import experience_client
 
         def call(deadline: float) -> ProfileResult:
             client = experience_client()  # inside: a misconfiguration is one logged failure
@@ -452,8 +451,6 @@ class Visitor:
         return user if unmapped else None
 
     def _get(self, target: str) -> ProfileResult | None:
-        from django_experience.clients import experience_client
-
         locale = request_locale(self.request)
 
         def call(deadline: float) -> ProfileResult:
@@ -526,8 +523,6 @@ class Visitor:
         if self.holding:
             self._held.append(payload)
             return
-        from django_experience import delivery
-
         delivery.enqueue(payload)
 
     def _payload(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -541,8 +536,6 @@ class Visitor:
         if self.holding:
             self._held.append((self.anonymous_id(), component))
             return
-        from django_experience import delivery
-
         delivery.enqueue(component_view_events([(self.anonymous_id(), component)])[0])
 
     def release_held(self, first: dict[str, Any] | None = None) -> None:
@@ -555,8 +548,6 @@ class Visitor:
             built = iter(views)
             events.extend(next(built) if isinstance(item, tuple) else item for item in held)
         if events:
-            from django_experience import delivery
-
             delivery.enqueue_many(events)
 
     def tracks_component_views(self) -> bool:
