@@ -7,7 +7,12 @@ can use it without importing each other, and free of Django like ``django_experi
 
 from __future__ import annotations
 
-from django_experience.api.errors import NamespaceMismatch, ProfileNotFound, TransportError
+from django_experience.api.errors import (
+    InvalidData,
+    NamespaceMismatch,
+    ProfileNotFound,
+    TransportError,
+)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -22,7 +27,7 @@ PROFILE_GONE_CODES = ("ERR_PROFILE_NOT_FOUND", "ERR_NAMESPACE_MISMATCH")
 
 def retry_delay(exc: BaseException) -> float | None:
     """``None`` when ``exc`` is final; else the minimum wait before retrying (0 = backoff)."""
-    if not hasattr(exc, "status"):
+    if not hasattr(exc, "status") or _refused_before_sending(exc):
         return None
     status = getattr(exc, "status", None)
     # A transport error (no answer, or an unreadable one) says nothing about the request:
@@ -38,9 +43,16 @@ def retry_delay(exc: BaseException) -> float | None:
     return None
 
 
+def _refused_before_sending(exc: BaseException) -> bool:
+    """The client refused the request itself (an event that is not JSON, say): sending it again
+    would fail the same way."""
+    return isinstance(exc, InvalidData) and exc.status is None
+
+
 def refused_for_content(exc: BaseException) -> bool:
-    """True when a batch is refused for its content (so splitting it may isolate the bad one)."""
-    return getattr(exc, "status", None) in CONTENT_REFUSED_STATUSES
+    """True when a batch is refused for its content (so splitting it may isolate the bad one):
+    by the API, or by the client before sending."""
+    return _refused_before_sending(exc) or getattr(exc, "status", None) in CONTENT_REFUSED_STATUSES
 
 
 def profile_gone(exc: BaseException) -> bool:

@@ -39,22 +39,21 @@ def _not_json(exc: Exception) -> InvalidData:
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
-    """``document`` as a request body; InvalidData when it is not JSON."""
+    """``document`` as a request body; InvalidData when it is not JSON (or not UTF-8: a lone
+    surrogate)."""
     try:
-        text = _ENCODER.encode(document)
-    except (TypeError, ValueError) as exc:
+        return _ENCODER.encode(document).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise _not_json(exc) from exc
-    return text.encode("utf-8")
 
 
 def encode_events(events: Iterable[Mapping[str, Any]]) -> list[bytes]:
     """Each event as a batch body carries it; InvalidData, as from :func:`encode`, when one is
     not JSON."""
     try:  # one try for all: a batch has up to 200 events
-        texts = [_ENCODER.encode(event) for event in events]
+        return [_ENCODER.encode(event).encode("utf-8") for event in events]
     except (TypeError, ValueError) as exc:
         raise _not_json(exc) from exc
-    return [text.encode("utf-8") for text in texts]
 
 
 def events_body(parts: Sequence[bytes]) -> bytes:

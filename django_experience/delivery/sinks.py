@@ -88,8 +88,8 @@ class EncodedBatch(list[Payload]):
 def _encoded(batch: list[Payload]) -> list[Payload]:
     try:
         return EncodedBatch(batch, encode_events(batch))
-    except (InvalidData, UnicodeEncodeError):  # not JSON, or not UTF-8 (a lone surrogate)
-        return batch  # sent as it is: the client refuses it with the same error as ever
+    except InvalidData:  # an event is not JSON: the client refuses the batch, delivery splits it
+        return batch
 
 
 def delivery_client() -> ExperienceClient:

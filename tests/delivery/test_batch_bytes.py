@@ -101,23 +101,30 @@ def test_the_body_sent_is_the_encoders_and_a_changed_batch_is_encoded_anew(
 
 
 @pytest.mark.parametrize(
-    ("value", "error", "message"),
+    ("value", "message"),
     [
-        (object(), InvalidData, "the events cannot be sent as JSON: object is not JSON"),
-        ("\ud800", UnicodeEncodeError, "'utf-8' codec can't encode"),  # a lone surrogate
+        (object(), "the events cannot be sent as JSON: object is not JSON"),
+        ("\ud800", "the events cannot be sent as JSON: 'utf-8' codec can't encode"),  # a surrogate
     ],
 )
-def test_an_event_that_cannot_be_encoded_fails_with_its_batch_and_the_clients_error(
-    api: StubServer, settings: SettingsWrapper, value: object, error: type, message: str
+def test_an_event_that_cannot_be_encoded_is_refused_alone_without_retries(
+    api: StubServer, settings: SettingsWrapper, value: object, message: str
 ) -> None:
     settings.EXPERIENCE_DELIVERY_ON_ERROR = f"{__name__}.record_failure"
-    settings.EXPERIENCE_DELIVERY_MAX_RETRIES = 0
     failures.clear()
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return True
+
     good = [track(f"p{n}") for n in range(60)]  # two batches: at most 50 profiles in one
     bad = track("p70", value=value)
-    sent = deliver(get_sink("experience"), [*good, bad], wait=lambda seconds: True)
-    assert sent == 50 and sent_events(api) == good[:50]
+    sent = deliver(get_sink("experience"), [*good, bad], wait=wait)
+    # Every valid event is sent; the bad one is isolated by splitting its batch, never retried.
+    assert sent == 60 and sent_events(api) == good
+    assert waits == []
     [(exc, payloads, sink)] = failures
-    assert isinstance(exc, error) and sink == "experience"
+    assert isinstance(exc, InvalidData) and exc.status is None and sink == "experience"
     assert str(exc).startswith(message)
-    assert payloads == [*good[50:], bad]
+    assert payloads == [bad]
