@@ -30,17 +30,18 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
 
 
-def encode_headers(headers: Mapping[str, str]) -> bytes:
+def encode_headers(headers: Mapping[str, str | bytes | None]) -> bytes:
     """The request header lines of ``headers`` (``Name: value\r\n`` each), checked.
 
-    ``Host`` and the framing headers are left out: the connection writes them. ValueError for
+    ``Host`` and the framing headers are left out: the connection writes them. As ``requests``
+    does, a ``None`` value sends no header and a bytes value is sent as it is. ValueError for
     a name or value that would break the request apart (header injection).
     """
     lines = []
     for name, value in headers.items():
-        if name.lower() in _FRAMING_HEADERS:
+        if value is None or name.lower() in _FRAMING_HEADERS:
             continue
-        text = str(value)
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
         if "\r" in text or "\n" in text or "\r" in name or "\n" in name or ":" in name:
             raise ValueError(f"invalid HTTP header {name!r}")
         lines.append(f"{name}: {text}\r\n")

@@ -155,6 +155,31 @@ def test_session_header_changes_after_first_use_are_sent() -> None:
     assert all(b"Content-Type: application/json" in _head_lines(r) for r in server.requests)
 
 
+def test_session_header_values_are_sent_as_requests_sends_them() -> None:
+    # A None value removes the header, a bytes value goes out as it is: on both routes alike.
+    server = ScriptedServer(lambda request: ([_ok_profile()], False))
+    url = f"http://127.0.0.1:{server.port}"
+    own = ExperienceClient("org-1", base_url=url, timeout=2.0, max_retries=0)
+    theirs = ExperienceClient(
+        "org-1", base_url=url, timeout=2.0, max_retries=0, session=requests.Session()
+    )
+    try:
+        for client in (own, theirs):
+            headers = {"X-Bytes": b"caf\xe9", "X-None": None, "X-Text": "t"}
+            client.session.headers.update(headers)  # type: ignore[arg-type]  # None: requests drops it
+            client.update_profile("p-1", [page_event("https://shop.example/")])
+    finally:
+        own.close()
+        theirs.close()
+        server.close()
+    kept_alive, through_requests = (
+        sorted(line for line in _head_lines(r) if line.lower().startswith(b"x-"))
+        for r in server.requests
+    )
+    assert kept_alive == [b"X-Bytes: caf\xe9", b"X-Text: t"]
+    assert kept_alive == through_requests
+
+
 def test_a_calls_header_replaces_the_sessions_as_requests_would() -> None:
     # ``X-Force-IP`` of the call wins over one the session carries: one header, the call's.
     server = ScriptedServer(lambda request: ([_ok_profile()], False))
