@@ -544,9 +544,9 @@ class Visitor:
             held, self._held, self.holding = self._held, [], False
         events = [] if first is None else [first]
         if held:
-            views = component_view_events(item for item in held if isinstance(item, tuple))
-            built = iter(views)
-            events.extend(next(built) if isinstance(item, tuple) else item for item in held)
+            # Each view's event takes the view's place among the held events.
+            views = iter(component_view_events(item for item in held if isinstance(item, tuple)))
+            events.extend(next(views) if isinstance(item, tuple) else item for item in held)
         if events:
             delivery.enqueue_many(events)
 
