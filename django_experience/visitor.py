@@ -520,10 +520,8 @@ class Visitor:
         if not self.consent and event.get("type") != "page":
             return
         payload = self._payload(event)
-        if self.holding:
-            self._held.append(payload)
-            return
-        delivery.enqueue(payload)
+        if not self._hold(payload):
+            delivery.enqueue(payload)
 
     def _payload(self, event: dict[str, Any]) -> dict[str, Any]:
         """``event`` as the batch endpoint takes it: with this visitor's ``anonymousId``."""
@@ -533,10 +531,17 @@ class Visitor:
         """Send the event of a component view (consent permitting), or hold the view."""
         if not self.consent:
             return
-        if self.holding:
-            self._held.append((self.anonymous_id(), component))
-            return
-        delivery.enqueue(component_view_events([(self.anonymous_id(), component)])[0])
+        held = (self.anonymous_id(), component)
+        if not self._hold(held):
+            delivery.enqueue(component_view_events([held])[0])
+
+    def _hold(self, item: dict[str, Any] | tuple[str, ComponentView]) -> bool:
+        """Keep ``item`` for :meth:`release_held` while holding; False when not holding."""
+        # Under the lock: an item checked in just before the release would be held forever.
+        with self._lock:
+            if self.holding:
+                self._held.append(item)
+            return self.holding
 
     def release_held(self, first: dict[str, Any] | None = None) -> None:
         """Hand the held events (after ``first``, if given) to delivery; stop holding."""

@@ -145,3 +145,40 @@ def test_put_many_keeps_order_and_the_drop_policy(settings: Any) -> None:
     assert worker.flush(5)
     assert [p["n"] for batch in sent for p in batch] == [0, 1, 2]
     worker.discard(1)
+
+
+def test_no_event_is_lost_to_a_release_landing_while_it_is_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The release (the response leaving, on another thread) lands while an event is being put
+    # into the held list: the event must be released or sent, never left behind.
+    import threading
+
+    received: list[str] = []
+    monkeypatch.setattr(
+        delivery, "enqueue_many", lambda events, **kw: received.extend(e["event"] for e in events)
+    )
+    visitor = Visitor(
+        RequestFactory().get("/", HTTP_COOKIE="ntaid=race-profile"), personalized=False
+    )
+    visitor.holding = True
+    release_now, released = threading.Event(), threading.Event()
+
+    class ReleasedMidAppend(list[Any]):
+        def append(self, item: Any) -> None:
+            release_now.set()
+            released.wait(0.3)  # the release gets its chance here, if nothing holds it off
+            super().append(item)
+
+    visitor._held = ReleasedMidAppend()
+
+    def release() -> None:
+        release_now.wait(5)
+        visitor.release_held()
+        released.set()
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    visitor.send(track_event("in the window"))
+    releaser.join(5)
+    assert received == ["in the window"]
