@@ -242,6 +242,12 @@ class Settings:
         return _str("EXPERIENCE_DELIVERY", "thread")
 
     @setting
+    def PREFETCH(self) -> bool:
+        """Send a page's profile update before its view runs when that view personalized its
+        pages before (the API answers while the view works)."""
+        return _bool("EXPERIENCE_PREFETCH", True)
+
+    @setting
     def TRACK_COMPONENT_VIEWS(self) -> bool:
         """Send component view events for rendered variants (default: on in update mode)."""
         value = _optional_bool("EXPERIENCE_TRACK_COMPONENT_VIEWS")

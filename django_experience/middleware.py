@@ -192,14 +192,35 @@ class ExperienceMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
+        else:
+            # Django calls it when it is there; under ASGI it would cost a thread per request.
+            self.process_view = self._process_view
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
-        self.process_request(request)
-        response = self.get_response(request)
+        visitor = self.process_request(request)
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            visitor.cancel_pending()
+            raise
         assert isinstance(response, HttpResponseBase)
         return self.process_response(request, response)
+
+    def _process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> None:
+        """Send the page's update before a view that personalized its pages before runs."""
+        visitor = getattr(request, VISITOR_ATTRIBUTE, None)
+        if isinstance(visitor, Visitor) and visitor.personalized:
+            visitor.view_func = view_func
+            if _personalizes(view_func) and conf.PREFETCH:
+                visitor.prefetch()
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         visitor = self.process_request(request)
@@ -236,11 +257,43 @@ class ExperienceMiddleware:
             logger.exception("Experience middleware could not finish the response")
         experience = getattr(request, "experience", None)
         used = isinstance(experience, Personalization) and experience.used
+        if visitor.view_func is not None:
+            _learn(visitor.view_func, used)
         if used and _shared_cacheable(response):
             _warn_cached_once(request, response)
         if used or conf.COOKIE_NAME in response.cookies:
             _mark_private(response)
         return response
+
+
+# Per view, how many of its latest requests in a row used personalization. After a few, the next
+# request sends its update before the view runs (``Visitor.prefetch``); one request that does
+# not use it (a cache hit, a branch without tags) starts the count again, so views that only
+# sometimes personalize keep their page views in background delivery.
+_personalized_streaks: dict[Callable[..., Any], int] = {}
+PREFETCH_AFTER = 3
+_MAX_VIEWS = 10_000
+
+
+def _personalizes(view_func: Callable[..., Any]) -> bool:
+    try:
+        return _personalized_streaks.get(view_func, 0) >= PREFETCH_AFTER
+    except TypeError:  # an unhashable callable object as a view
+        return False
+
+
+def _learn(view_func: Callable[..., Any], used: bool) -> None:
+    try:
+        streak = _personalized_streaks.get(view_func, 0)
+    except TypeError:
+        return
+    if used:
+        if streak < PREFETCH_AFTER:
+            if len(_personalized_streaks) >= _MAX_VIEWS:  # views made per request: start over
+                _personalized_streaks.clear()
+            _personalized_streaks[view_func] = streak + 1
+    elif streak:
+        _personalized_streaks[view_func] = 0
 
 
 def _mark_private(response: HttpResponseBase) -> None:

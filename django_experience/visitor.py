@@ -14,11 +14,13 @@ identify that failed is not tried again in the same request.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +28,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import cached_property  # no lock, unlike functools' before 3.12
 
 from django_experience import delivery
+from django_experience.api.client import PendingProfile
 from django_experience.api.errors import (
     ExperienceAPIError,
     NamespaceMismatch,
@@ -35,7 +38,7 @@ from django_experience.api.errors import (
 )
 from django_experience.api.events import ComponentView, component_view_events, page_event
 from django_experience.api.types import ProfileResult
-from django_experience.breaker import breaker
+from django_experience.breaker import CLOSED, breaker
 from django_experience.clients import experience_client
 from django_experience.conf import conf, import_callable
 from django_experience.location import client_ip, geo_location
@@ -186,6 +189,26 @@ def guarded_call(
             breaker.release()
 
 
+_settlers: dict[int, ThreadPoolExecutor] = {}
+
+
+def _settler() -> ThreadPoolExecutor:
+    """This process's threads for unread early updates (a forked child gets its own)."""
+    pid = os.getpid()
+    executor = _settlers.get(pid)
+    if executor is None:
+        executor = _settlers[pid] = ThreadPoolExecutor(2, thread_name_prefix="experience-settle")
+    return executor
+
+
+def _settle(pending: PendingProfile, page_event: dict[str, Any], budget: float) -> None:
+    try:
+        pending.result(timeout=budget)
+    except Exception as exc:
+        logger.debug("Experience early update failed (%s); page view queued", type(exc).__name__)
+        delivery.enqueue(page_event)
+
+
 MIN_CALL_SECONDS = 0.01
 """A call is not started with less of the request's budget left than this: it could not be
 answered in time, and the API might still act on it (a profile created for nobody)."""
@@ -225,6 +248,10 @@ class Visitor:
         # events only on release, all of a page's in one pass.
         self._held: list[dict[str, Any] | tuple[str, ComponentView]] = []
         self._lock = threading.Lock()
+        # The page's update, sent before the view ran (prefetch), and the profile it is for.
+        self._pending: PendingProfile | None = None
+        self._pending_for: str | None = None
+        self.view_func: Callable[..., Any] | None = None  # the view, set by the middleware
 
     # state derived from the request, computed on first use
 
@@ -356,10 +383,32 @@ class Visitor:
                 self._api_seconds += time.monotonic() - started
 
     def _call(
-        self, operation: str, target: str | None, events: list[dict[str, Any]], preflight: bool
+        self,
+        operation: str,
+        target: str | None,
+        events: list[dict[str, Any]],
+        preflight: bool,
+        pending: PendingProfile | None = None,
     ) -> ProfileResult | None:
-        """One call (plus recovery calls when ``target`` no longer exists), in one budget."""
+        """One call (plus recovery calls when ``target`` no longer exists), in one budget.
 
+        ``pending``: the call, already sent (:meth:`prefetch`); its answer is read here.
+        """
+        try:
+            return self._guarded(
+                operation, self._recovering(target, events, preflight, pending), target
+            )
+        finally:
+            if pending is not None:
+                pending.cancel()  # not read (breaker opened, budget spent): close it
+
+    def _recovering(
+        self,
+        target: str | None,
+        events: list[dict[str, Any]],
+        preflight: bool,
+        pending: PendingProfile | None,
+    ) -> Callable[[float], ProfileResult]:
         def call(deadline: float) -> ProfileResult:
             client = experience_client()  # inside: a misconfiguration is one logged failure
             options = self._options()  # inside: an open breaker costs nothing of this
@@ -368,6 +417,8 @@ class Visitor:
                     events, preflight=preflight, timeout=_time_left(deadline), **options
                 )
             try:
+                if pending is not None:
+                    return pending.result(timeout=_time_left(deadline))
                 return client.update_profile(
                     target, events, preflight=preflight, timeout=_time_left(deadline), **options
                 )
@@ -397,7 +448,7 @@ class Visitor:
                     )
                 return client.create_profile(events, timeout=_time_left(deadline), **options)
 
-        return self._guarded(operation, call, target)
+        return call
 
     def _forget_stale_mapping(self, profile_id: str) -> None:
         """The mapped profile is gone remotely: drop the mapping; the user is identified anew."""
@@ -408,6 +459,66 @@ class Visitor:
         except Exception:
             logger.exception("Experience could not remove a stale profile mapping")
         self.__dict__["_mapped_id"] = None
+
+    # sending the page's update before the view runs -------------------------------------
+
+    def prefetch(self) -> None:
+        """Send this page's profile update now: the API answers while the view works, and
+        :meth:`resolve` reads the answer when a tag first asks.
+
+        Only the plain case: a returning visitor in ``update`` mode who needs no identify.
+        Anything else (a new visitor, a sign-in, preflight, an open breaker) resolves when
+        asked, as without prefetching.
+        """
+        if not self.personalized or self.mode != "update" or self.page_sent:
+            return
+        if self._pending is not None or not self.consent or breaker.state != CLOSED:
+            return
+        try:
+            if self._unidentified_user() is not None:
+                return
+            target = self.known_id()
+            left = self.budget_left()
+            if target is None or left < MIN_CALL_SECONDS:
+                return
+            started = time.monotonic()
+            client = experience_client()
+            self._pending = client.begin_update_profile(
+                target, [self.page_event], timeout=left, **self._options()
+            )
+            self._pending_for = target
+            self.page_sent = True  # on its way: an identify in the view must not send it again
+            self._api_seconds += time.monotonic() - started  # sending counts, the view does not
+        except Exception:  # resolve() makes the call as usual
+            logger.debug("Experience could not send the page's update early", exc_info=True)
+
+    def _take_pending(self, target: str | None) -> PendingProfile | None:
+        """The update sent early, if it is for ``target``; else it is dropped (the visitor
+        signed out meanwhile: the page view it carried stays with the old profile)."""
+        pending, self._pending = self._pending, None
+        if pending is None or (target is not None and target == self._pending_for):
+            return pending
+        pending.cancel()
+        return None
+
+    def _settle_unread(self) -> None:
+        """The update sent early was never asked for (a cache hit, a branch without tags): its
+        answer is read off the request, and the page view counts as sent. Should the update
+        fail, the page event goes to background delivery instead (same ``messageId``: it is
+        stored once)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            _settler().submit(_settle, pending, self._payload(self.page_event), self.budget)
+        except Exception:  # no thread to be had (interpreter exiting): drop it
+            pending.cancel()
+
+    def cancel_pending(self) -> None:
+        """Drop an update sent early whose answer nobody will read (its connection closes)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
 
     # PersonalizationSource ---------------------------------------------------------------
 
@@ -427,7 +538,12 @@ class Visitor:
             target = str(uuid.uuid4())  # the browser SDK creates this profile later
         # In preflight mode the page event is evaluated (utm audiences) but not stored.
         events = [self.page_event] if preflight else self._page_events()
-        if not events and target is not None:
+        pending = None if preflight else self._take_pending(target)
+        if pending is not None:
+            result = self._call("update", target, [self.page_event], False, pending)
+            if result is None:
+                self.page_sent = False  # not known to be stored: delivery sends it (same id)
+        elif not events and target is not None:
             result = self._get(target)  # the page view was already sent with an identify
         else:
             events = events or [self.page_event]
@@ -577,6 +693,8 @@ class Visitor:
         That is the page view of a request that never asked for personalization, or whose call
         failed: background delivery retries it, the visitor does not wait.
         """
+        if self._pending is not None:
+            self._settle_unread()
         page = None
         if self.personalized and self.mode == "update" and not self.page_sent:
             try:

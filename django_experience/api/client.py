@@ -33,7 +33,7 @@ import math
 import os
 import ssl
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, cast
 from urllib.parse import quote
@@ -45,10 +45,20 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies
 
 from django_experience import __version__
 from django_experience.api.batching import plan_batches
-from django_experience.api.connections import ConnectionPool, send_kept_alive, split_url
+from django_experience.api.connections import (
+    ConnectionPool,
+    InFlight,
+    split_url,
+    start_kept_alive,
+)
 from django_experience.api.encoding import encode, events_body
 from django_experience.api.envelope import unwrap
-from django_experience.api.errors import InvalidData, MalformedResponse, RequestTimeout
+from django_experience.api.errors import (
+    ExperienceAPIError,
+    InvalidData,
+    MalformedResponse,
+    RequestTimeout,
+)
 from django_experience.api.http11 import encode_headers
 from django_experience.api.retry import Deadline, RetryPolicy, call_with_retries
 from django_experience.api.scheduling import run_batches
@@ -130,6 +140,124 @@ def _profile_id(profile_id: str) -> str:
     if not isinstance(profile_id, str) or not profile_id:
         raise InvalidData(f"profile_id must be a non-empty string, got {profile_id!r}")
     return quote(profile_id, safe="")
+
+
+class _Request:
+    """One API request, built once: called with a deadline it is one attempt (send, then read
+    the answer); :meth:`start` sends the first attempt now and reads it later."""
+
+    __slots__ = ("body", "client", "content_type", "headers", "method", "params", "path", "url")
+
+    def __init__(
+        self,
+        client: ExperienceClient,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        content_type: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        self.client, self.method, self.path, self.params = client, method, path, params
+        self.body, self.content_type, self.headers = body, content_type, headers
+        self.url = client.url(path)
+
+    def __call__(self, deadline: Deadline) -> Any:
+        return self.start(deadline)(deadline)
+
+    def start(self, deadline: Deadline) -> Callable[[Deadline], Any]:
+        """Send now; the returned function reads the answer (``data``) within its deadline.
+
+        Off the kept-alive path (a caller's session, mocked HTTP) nothing is sent before the
+        answer is asked for: the whole attempt runs then.
+        """
+        client, method, url = self.client, self.method, self.url
+        session = client.session
+        what = f"{method} {self.path}"
+        if not client._direct_route(session, url):
+            return lambda deadline: unwrap(
+                send(
+                    session,
+                    method,
+                    url,
+                    deadline=deadline,
+                    params=self.params,
+                    body=self.body,
+                    headers=_request_headers(self.content_type, self.headers),
+                ),
+                what,
+            )
+        in_flight = start_kept_alive(
+            client._connections,
+            method,
+            url,
+            deadline=deadline,
+            params=self.params,
+            body=self.body,
+            headers=client._kept_alive_headers(session, self.content_type, self.headers),
+            split=(client._origin, client._target_prefix + self.path),
+        )
+        return _Answer(in_flight, what)
+
+
+class _Answer:
+    """Reads the answer of a request in flight, once; :meth:`cancel` drops it unread."""
+
+    __slots__ = ("_in_flight", "_what")
+
+    def __init__(self, in_flight: InFlight, what: str) -> None:
+        self._in_flight: InFlight | None = in_flight
+        self._what = what
+
+    def __call__(self, deadline: Deadline) -> Any:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None:
+            raise RuntimeError("the answer was read or dropped already")
+        return unwrap(in_flight.answer(deadline), self._what)
+
+    def cancel(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.cancel()
+
+
+class PendingProfile:
+    """A profile update in flight (:meth:`ExperienceClient.begin_update_profile`)."""
+
+    def __init__(
+        self,
+        client: ExperienceClient,
+        request: _Request,
+        first: Callable[[Deadline], Any] | BaseException,
+    ) -> None:
+        self._client, self._request = client, request
+        self._first: Callable[[Deadline], Any] | BaseException | None = first
+
+    def result(self, timeout: float | None = None) -> ProfileResult:
+        """The answer, waited for at most ``timeout`` seconds (the client's timeout if None);
+        retried as :meth:`ExperienceClient.update_profile` retries. Raises its errors."""
+        client, request = self._client, self._request
+        deadline = client._budget(timeout, request.method, request.path)
+
+        def attempt(deadline: Deadline) -> Any:
+            first, self._first = self._first, None
+            if first is None:
+                return request(deadline)  # a retry: sent and read now
+            if isinstance(first, BaseException):
+                raise first
+            return first(deadline)
+
+        try:
+            data = call_with_retries(attempt, client.retry_policy, deadline)
+        finally:
+            self.cancel()  # the budget or the policy may have ended it before the first read
+        return client._profile_result(data, "profile update")
+
+    def cancel(self) -> None:
+        """Drop the answer unread (its connection is closed); ``result`` then sends anew."""
+        first, self._first = self._first, None
+        if isinstance(first, _Answer):
+            first.cancel()
 
 
 class ExperienceClient:
@@ -282,6 +410,41 @@ class ExperienceClient:
             timeout=timeout,
         )
 
+    def begin_update_profile(
+        self,
+        profile_id: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        locale: str | None = None,
+        features: Sequence[str] | None = None,
+        location: Mapping[str, Any] | None = None,
+        ip: str | None = None,
+        timeout: float | None = None,
+    ) -> PendingProfile:
+        """:meth:`update_profile`, sent now and answered later: :meth:`PendingProfile.result`
+        reads the answer (retrying as the call would), so the caller works while the API does.
+
+        ``timeout`` bounds sending; the time :meth:`~PendingProfile.result` may wait is its
+        own. A failure to send is raised by ``result``, like any other failure of the call.
+        """
+        path = f"/profiles/{_profile_id(profile_id)}"
+        request = self._mutation(
+            path,
+            events,
+            preflight=False,
+            locale=locale,
+            features=features,
+            location=location,
+            ip=ip,
+        )
+        deadline = self._budget(timeout, "POST", path)
+        first: Callable[[Deadline], Any] | BaseException
+        try:
+            first = request.start(deadline)
+        except ExperienceAPIError as exc:  # raised by result(), where the call is judged
+            first = exc
+        return PendingProfile(self, request, first)
+
     def get_profile(
         self, profile_id: str, *, locale: str | None = None, timeout: float | None = None
     ) -> ProfileResult:
@@ -426,6 +589,29 @@ class ExperienceClient:
         ip: str | None,
         timeout: float | None,
     ) -> ProfileResult:
+        request = self._mutation(
+            path,
+            events,
+            preflight=preflight,
+            locale=locale,
+            features=features,
+            location=location,
+            ip=ip,
+        )
+        data = call_with_retries(request, self.retry_policy, self._budget(timeout, "POST", path))
+        return self._profile_result(data, "preflight" if preflight else "profile update")
+
+    def _mutation(
+        self,
+        path: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        preflight: bool,
+        locale: str | None,
+        features: Sequence[str] | None,
+        location: Mapping[str, Any] | None,
+        ip: str | None,
+    ) -> _Request:
         document: dict[str, Any] = {"events": _events_list(events)}
         options: dict[str, Any] = {}
         if features:
@@ -436,16 +622,13 @@ class ExperienceClient:
             options["location"] = dict(location)
         if options:
             document["options"] = options
-        headers = {"X-Force-IP": ip} if ip else {}
-        data = self._call(
+        return self._request(
             "POST",
             path,
             params=self._query(locale=locale, preflight=preflight),
             text_body=document,
-            headers=headers,
-            timeout=timeout,
+            headers={"X-Force-IP": ip} if ip else {},
         )
-        return self._profile_result(data, "preflight" if preflight else "profile update")
 
     def _call(
         self,
@@ -463,6 +646,21 @@ class ExperienceClient:
         ``json_body`` is the document, or its JSON already encoded.
         """
         deadline = self._budget(timeout, method, path)
+        request = self._request(
+            method, path, params=params, json_body=json_body, text_body=text_body, headers=headers
+        )
+        return call_with_retries(request, self.retry_policy, deadline)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | bytes | None = None,
+        text_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _Request:
         body: bytes | None = None
         content_type: str | None = None
         if json_body is not None:
@@ -471,36 +669,7 @@ class ExperienceClient:
         elif text_body is not None:
             # Like the official SDK: a JSON body sent as text/plain (no CORS preflight).
             body, content_type = encode(text_body), "text/plain"
-        url = self.url(path)
-        split = (self._origin, self._target_prefix + path)
-        what = f"{method} {path}"
-
-        def attempt(deadline: Deadline) -> Any:
-            session = self.session
-            if self._direct_route(session, url):
-                answer = send_kept_alive(
-                    self._connections,
-                    method,
-                    url,
-                    deadline=deadline,
-                    params=params,
-                    body=body,
-                    headers=self._kept_alive_headers(session, content_type, headers),
-                    split=split,
-                )
-            else:
-                answer = send(
-                    session,
-                    method,
-                    url,
-                    deadline=deadline,
-                    params=params,
-                    body=body,
-                    headers=_request_headers(content_type, headers),
-                )
-            return unwrap(answer, what)
-
-        return call_with_retries(attempt, self.retry_policy, deadline)
+        return _Request(self, method, path, params, body, content_type, headers)
 
     def _kept_alive_headers(
         self,

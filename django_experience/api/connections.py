@@ -130,21 +130,73 @@ def send_kept_alive(
     ``headers`` may be given as :func:`~django_experience.api.http11.encode_headers` bytes, and
     ``split`` as ``split_url(url)``, by a caller that computes them once for many requests.
     """
+    in_flight = start_kept_alive(
+        pool,
+        method,
+        url,
+        deadline=deadline,
+        params=params,
+        body=body,
+        headers=headers,
+        split=split,
+    )
+    return in_flight.answer(deadline)
+
+
+def start_kept_alive(
+    pool: ConnectionPool,
+    method: str,
+    url: str,
+    *,
+    deadline: Deadline,
+    params: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | bytes | None = None,
+    split: tuple[Origin, str] | None = None,
+) -> InFlight:
+    """Send one request on a kept-alive connection of ``pool`` now; its answer is read with
+    :meth:`InFlight.answer`, later if need be (arguments as :func:`send_kept_alive`)."""
     time_left(deadline, method, url)
     origin, target = split or split_url(url)
     if params:
         target = f"{target}?{urlencode(params)}"
     connection = pool.take(origin)
     # On an error the connection has closed itself: nothing half-used goes back to the pool.
-    response = connection.request(
-        method, target, headers=headers or {}, body=body, deadline=deadline
-    )
-    pool.give_back(origin, connection)
-    payload = response.body
-    encoding = (response.headers.get("content-encoding") or "").strip().lower()
-    if encoding in ("gzip", "deflate") and payload:
-        payload = _decompress(payload, encoding, f"{method} {url}")
-    return RawAnswer(response.status, response.headers, payload)
+    connection.send(method, target, headers=headers or {}, body=body, deadline=deadline)
+    return InFlight(pool, origin, connection, method, url, target)
+
+
+class InFlight:
+    """A request sent on a kept-alive connection, its answer not read yet."""
+
+    __slots__ = ("_connection", "_method", "_origin", "_pool", "_target", "_url")
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        origin: Origin,
+        connection: Connection,
+        method: str,
+        url: str,
+        target: str,
+    ) -> None:
+        self._pool, self._origin, self._connection = pool, origin, connection
+        self._method, self._url, self._target = method, url, target
+
+    def answer(self, deadline: Deadline) -> RawAnswer:
+        """Read the answer within ``deadline``; the connection goes back to the pool."""
+        method, url = self._method, self._url
+        response = self._connection.receive(method, self._target, deadline=deadline)
+        self._pool.give_back(self._origin, self._connection)
+        payload = response.body
+        encoding = (response.headers.get("content-encoding") or "").strip().lower()
+        if encoding in ("gzip", "deflate") and payload:
+            payload = _decompress(payload, encoding, f"{method} {url}")
+        return RawAnswer(response.status, response.headers, payload)
+
+    def cancel(self) -> None:
+        """Give up on the answer: the connection is closed, never reused half-read."""
+        self._connection.close()
 
 
 def _decompress(payload: bytes, encoding: str, what: str) -> bytes:
@@ -159,4 +211,4 @@ def _decompress(payload: bytes, encoding: str, what: str) -> bytes:
     return data
 
 
-__all__ = ["ConnectionPool", "send_kept_alive", "split_url"]
+__all__ = ["ConnectionPool", "InFlight", "send_kept_alive", "split_url", "start_kept_alive"]

@@ -15,6 +15,7 @@ when the answer is larger than the client accepts.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 from collections.abc import Iterator, Mapping
@@ -182,13 +183,43 @@ class Connection:
 
         On any error the connection is closed (a half-used connection is never reused).
         """
-        try:
+        self.send(method, target, headers=headers, body=body, deadline=deadline)
+        return self.receive(method, target, deadline=deadline)
+
+    def send(
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str] | bytes,
+        body: bytes | None,
+        deadline: Deadline,
+    ) -> None:
+        """Send one request (connecting first when needed) within ``deadline``; its answer is
+        read by :meth:`receive`, which may come later (the server answers meanwhile)."""
+        with self._failures(method, target, deadline):
             self.connect(deadline)
             sock = self.sock
             assert sock is not None
             sock.settimeout(_left(deadline))
             sock.sendall(self._encode(method, target, headers, body))
+
+    def receive(self, method: str, target: str, *, deadline: Deadline) -> Response:
+        """Read the whole answer to the request :meth:`send` sent, within ``deadline``."""
+        with self._failures(method, target, deadline):
+            sock = self.sock
+            if sock is None:
+                raise OSError("the connection was closed before its answer was read")
             response = self._read_response(sock, method, deadline)
+        if response.will_close or self._buffer:
+            self.close()  # the server said so, or sent more than one answer: start afresh
+        return response
+
+    @contextlib.contextmanager
+    def _failures(self, method: str, target: str, deadline: Deadline) -> Iterator[None]:
+        """Close the connection on any error, raised as the client's error for it."""
+        try:
+            yield
         except TimeoutError as exc:  # socket.timeout, or _left() finding nothing left
             self.close()
             raise RequestTimeout(
@@ -209,9 +240,6 @@ class Connection:
         except BaseException:
             self.close()
             raise
-        if response.will_close or self._buffer:
-            self.close()  # the server said so, or sent more than one answer: start afresh
-        return response
 
     def _what(self, method: str, target: str) -> str:
         """The request, for an error message (formatted only when one is raised)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -201,3 +202,41 @@ def test_a_calls_header_replaces_the_sessions_as_requests_would() -> None:
 def _ok_profile() -> bytes:
     body = json.dumps({"data": PROFILE}).encode()
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_an_update_begun_is_sent_at_once_and_read_when_asked() -> None:
+    server = ScriptedServer(lambda request: ([_ok_profile()], False))
+    client = ExperienceClient("org-1", base_url=f"http://127.0.0.1:{server.port}", timeout=2.0,
+                              max_retries=0)
+    try:
+        pending = client.begin_update_profile("p-1", [page_event("https://shop.example/")],
+                                              locale="de-DE")
+        deadline = time.monotonic() + 2
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(server.requests) == 1  # on the wire before anyone asked for the answer
+        assert pending.result().profile.id == "p-1"
+        # Dropped unread: its connection is closed, and the next call works on a new one.
+        client.begin_update_profile("p-1", [page_event("https://shop.example/")]).cancel()
+        assert client.update_profile("p-1", [page_event("https://shop.example/")]).profile.id
+    finally:
+        client.close()
+        server.close()
+    assert server.connections == 2
+    assert b"locale=de-DE" in server.requests[0].split(b"\r\n", 1)[0]
+
+
+def test_an_update_begun_is_retried_like_any_call() -> None:
+    unavailable = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}"
+    answers = iter([unavailable, _ok_profile()])
+    server = ScriptedServer(lambda request: ([next(answers)], False))
+    client = ExperienceClient("org-1", base_url=f"http://127.0.0.1:{server.port}", timeout=2.0,
+                              max_retries=1)
+    client.retry_policy = type(client.retry_policy)(max_retries=1, backoff_base=0, jitter=0)
+    try:
+        pending = client.begin_update_profile("p-1", [page_event("https://shop.example/")])
+        assert pending.result().profile.id == "p-1"
+    finally:
+        client.close()
+        server.close()
+    assert len(server.requests) == 2

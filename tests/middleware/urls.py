@@ -7,6 +7,7 @@ from tests.middleware import views
 urlpatterns = [
     path("page/", views.page),
     path("plain/", views.plain),
+    path("prefetch-probe/", views.prefetch_probe),
     path("cached/", views.cached),
     path("cache-page-unsafe/", views.cache_page_unsafe),
     path("cache-page-per-visitor/", views.cache_page_per_visitor),

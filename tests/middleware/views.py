@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.middleware import AuthenticationMiddleware
@@ -31,6 +32,21 @@ def _summary(request: HttpRequest) -> dict[str, object]:
 def page(request: HttpRequest) -> JsonResponse:
     """A personalized page."""
     return JsonResponse(_summary(request))
+
+
+#: Set by the prefetch tests: whether the API has received this page's update (it may wait a
+#: moment for it), asked as the view starts, before it reads any personalization.
+API_CALLED: list[Callable[[], bool]] = []
+
+
+def prefetch_probe(request: HttpRequest) -> HttpResponse:
+    """A page that personalizes (``?plain`` once: it does not), saying whether its update
+    reached the API before the view ran."""
+    called = API_CALLED[0]() if API_CALLED else None
+    time.sleep(float(request.GET.get("work", 0)))  # the view's own work
+    if "plain" in request.GET:
+        return JsonResponse({"called_before_view": called})
+    return JsonResponse({**_summary(request), "called_before_view": called})
 
 
 def plain(request: HttpRequest) -> HttpResponse:
