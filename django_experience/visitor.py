@@ -48,6 +48,7 @@ from django_experience.mappings import (
     profile_owned_by_someone_else,
     store_mapping,
 )
+from django_experience.personalization import _offloaded  # closes the thread's DB connections
 
 logger = logging.getLogger("django_experience")
 
@@ -510,7 +511,8 @@ class Visitor:
         if pending is None:
             return
         try:
-            _settler().submit(_settle, pending, self._payload(self.page_event), self.budget)
+            page = self._payload(self.page_event)
+            _settler().submit(_offloaded, _settle, pending, page, self.budget)
         except Exception:  # no thread to be had (interpreter exiting): drop it
             pending.cancel()
 
