@@ -489,7 +489,8 @@ class Visitor:
             )
             self._pending_for = target
             self.page_sent = True  # on its way: an identify in the view must not send it again
-            self._api_seconds += time.monotonic() - started  # sending counts, the view does not
+            with self._lock:  # sending counts, the view does not
+                self._api_seconds += time.monotonic() - started
         except Exception:  # resolve() makes the call as usual
             logger.debug("Experience could not send the page's update early", exc_info=True)
 

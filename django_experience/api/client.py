@@ -372,7 +372,7 @@ class ExperienceClient:
         ``timeout``, when given, replaces the client's budget for this call; a value that is
         not positive raises :class:`RequestTimeout` without sending anything.
         """
-        return self._mutate(
+        request = self._mutation(
             "/profiles",
             events,
             preflight=preflight,
@@ -380,8 +380,8 @@ class ExperienceClient:
             features=features,
             location=location,
             ip=ip,
-            timeout=timeout,
         )
+        return self._mutate(request, timeout, preflight=preflight)
 
     def update_profile(
         self,
@@ -399,7 +399,7 @@ class ExperienceClient:
 
         ``timeout``, when given, replaces the client's budget for this call.
         """
-        return self._mutate(
+        request = self._mutation(
             f"/profiles/{_profile_id(profile_id)}",
             events,
             preflight=preflight,
@@ -407,8 +407,8 @@ class ExperienceClient:
             features=features,
             location=location,
             ip=ip,
-            timeout=timeout,
         )
+        return self._mutate(request, timeout, preflight=preflight)
 
     def begin_update_profile(
         self,
@@ -578,27 +578,11 @@ class ExperienceClient:
         return params
 
     def _mutate(
-        self,
-        path: str,
-        events: Iterable[Mapping[str, Any]],
-        *,
-        preflight: bool,
-        locale: str | None,
-        features: Sequence[str] | None,
-        location: Mapping[str, Any] | None,
-        ip: str | None,
-        timeout: float | None,
+        self, request: _Request, timeout: float | None, *, preflight: bool
     ) -> ProfileResult:
-        request = self._mutation(
-            path,
-            events,
-            preflight=preflight,
-            locale=locale,
-            features=features,
-            location=location,
-            ip=ip,
-        )
-        data = call_with_retries(request, self.retry_policy, self._budget(timeout, "POST", path))
+        """Make the create or update ``request`` within its budget, retried per the policy."""
+        deadline = self._budget(timeout, request.method, request.path)
+        data = call_with_retries(request, self.retry_policy, deadline)
         return self._profile_result(data, "preflight" if preflight else "profile update")
 
     def _mutation(

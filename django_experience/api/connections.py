@@ -114,35 +114,6 @@ def _dropped(connection: Connection) -> bool:
     return bool(readable)
 
 
-def send_kept_alive(
-    pool: ConnectionPool,
-    method: str,
-    url: str,
-    *,
-    deadline: Deadline,
-    params: Mapping[str, str] | None = None,
-    body: bytes | None = None,
-    headers: Mapping[str, str] | bytes | None = None,
-    split: tuple[Origin, str] | None = None,
-) -> RawAnswer:
-    """One request on a kept-alive connection of ``pool``, within ``deadline``.
-
-    ``headers`` may be given as :func:`~django_experience.api.http11.encode_headers` bytes, and
-    ``split`` as ``split_url(url)``, by a caller that computes them once for many requests.
-    """
-    in_flight = start_kept_alive(
-        pool,
-        method,
-        url,
-        deadline=deadline,
-        params=params,
-        body=body,
-        headers=headers,
-        split=split,
-    )
-    return in_flight.answer(deadline)
-
-
 def start_kept_alive(
     pool: ConnectionPool,
     method: str,
@@ -154,8 +125,12 @@ def start_kept_alive(
     headers: Mapping[str, str] | bytes | None = None,
     split: tuple[Origin, str] | None = None,
 ) -> InFlight:
-    """Send one request on a kept-alive connection of ``pool`` now; its answer is read with
-    :meth:`InFlight.answer`, later if need be (arguments as :func:`send_kept_alive`)."""
+    """Send one request on a kept-alive connection of ``pool`` now, within ``deadline``; its
+    answer is read with :meth:`InFlight.answer`, later if need be.
+
+    ``headers`` may be given as :func:`~django_experience.api.http11.encode_headers` bytes, and
+    ``split`` as ``split_url(url)``, by a caller that computes them once for many requests.
+    """
     time_left(deadline, method, url)
     origin, target = split or split_url(url)
     if params:
@@ -211,4 +186,4 @@ def _decompress(payload: bytes, encoding: str, what: str) -> bytes:
     return data
 
 
-__all__ = ["ConnectionPool", "InFlight", "send_kept_alive", "split_url", "start_kept_alive"]
+__all__ = ["ConnectionPool", "InFlight", "split_url", "start_kept_alive"]

@@ -15,7 +15,6 @@ when the answer is larger than the client accepts.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
 from collections.abc import Iterator, Mapping
@@ -197,49 +196,51 @@ class Connection:
     ) -> None:
         """Send one request (connecting first when needed) within ``deadline``; its answer is
         read by :meth:`receive`, which may come later (the server answers meanwhile)."""
-        with self._failures(method, target, deadline):
+        try:
             self.connect(deadline)
             sock = self.sock
             assert sock is not None
             sock.settimeout(_left(deadline))
             sock.sendall(self._encode(method, target, headers, body))
+        except BaseException as exc:
+            error = self._failed(exc, method, target, deadline)
+            if error is exc:
+                raise
+            raise error from exc
 
     def receive(self, method: str, target: str, *, deadline: Deadline) -> Response:
         """Read the whole answer to the request :meth:`send` sent, within ``deadline``."""
-        with self._failures(method, target, deadline):
+        try:
             sock = self.sock
             if sock is None:
                 raise OSError("the connection was closed before its answer was read")
             response = self._read_response(sock, method, deadline)
+        except BaseException as exc:
+            error = self._failed(exc, method, target, deadline)
+            if error is exc:
+                raise
+            raise error from exc
         if response.will_close or self._buffer:
             self.close()  # the server said so, or sent more than one answer: start afresh
         return response
 
-    @contextlib.contextmanager
-    def _failures(self, method: str, target: str, deadline: Deadline) -> Iterator[None]:
-        """Close the connection on any error, raised as the client's error for it."""
-        try:
-            yield
-        except TimeoutError as exc:  # socket.timeout, or _left() finding nothing left
-            self.close()
-            raise RequestTimeout(
+    def _failed(
+        self, exc: BaseException, method: str, target: str, deadline: Deadline
+    ) -> BaseException:
+        """Close the connection after ``exc`` (a half-used one is never reused) and return the
+        client's error for it (a plain ``try`` on the hot path, no context manager)."""
+        self.close()
+        if isinstance(exc, TimeoutError):  # socket.timeout, or _left() finding nothing left
+            return RequestTimeout(
                 f"no answer to {self._what(method, target)} within the time budget of "
                 f"{deadline.budget:g}s"
-            ) from exc
-        except MalformedResponse:
-            self.close()
-            raise
-        except _ProtocolError as exc:
-            self.close()
+            )
+        if isinstance(exc, _ProtocolError):
             what = self._what(method, target)
-            raise ConnectionFailed(f"{what}: the answer is not HTTP/1.1: {exc}") from exc
-        except OSError as exc:  # refused, unresolvable, reset, TLS (ssl.SSLError is an OSError)
-            self.close()
-            what = self._what(method, target)
-            raise ConnectionFailed(f"connection for {what} failed: {exc}") from exc
-        except BaseException:
-            self.close()
-            raise
+            return ConnectionFailed(f"{what}: the answer is not HTTP/1.1: {exc}")
+        if isinstance(exc, OSError):  # refused, unresolvable, reset, TLS (ssl.SSLError is one)
+            return ConnectionFailed(f"connection for {self._what(method, target)} failed: {exc}")
+        return exc  # MalformedResponse, and anything not ours to translate: as it is
 
     def _what(self, method: str, target: str) -> str:
         """The request, for an error message (formatted only when one is raised)."""
