@@ -1,4 +1,5 @@
-"""Admin of ``ProfileMapping``: find a visitor's profile, look at it live, delete it remotely.
+"""Admin of ``ProfileMapping`` (find a visitor's profile, look at it live, delete it remotely)
+and of ``PendingProfileDeletion`` (the remote deletions of deleted users' profiles still to do).
 
 Every call goes to the mapping's own organization and environment (a ``staging`` mapping is
 looked up in ``staging``). The live profile is fetched from the Experience API only when asked
@@ -7,6 +8,10 @@ never an error page. "Refresh from the Experience API" checks each mapping again
 profile (and takes the id the API answers with); "Delete in the Experience API" sends one DELETE
 per profile (the API has no batch delete) and removes the local mapping, for data-protection
 requests; only users with the delete permission see it, and each deletion is logged.
+
+Pending profile deletions are written by the system only (no add or change): "Retry deletion
+in the Experience API" sends their DELETEs again (as ``manage.py experience_delete_pending``
+does), and an operator who deleted a profile by hand may delete its row.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -30,7 +35,8 @@ from django.utils.translation import ngettext
 
 from django_experience.api.errors import NamespaceMismatch, ProfileNotFound
 from django_experience.api.types import ProfileResult
-from django_experience.models import ProfileMapping
+from django_experience.deletions import delete_pending
+from django_experience.models import PendingProfileDeletion, ProfileMapping
 from django_experience.visitor import short_id
 
 logger = logging.getLogger("django_experience")
@@ -67,15 +73,15 @@ def _fetch(mapping: ProfileMapping) -> Fetched:
         return Fetched(None, str(message) % {"error": type(exc).__name__})
 
 
-def _log(request: HttpRequest, mapping: ProfileMapping, action_flag: int, message: str) -> None:
-    content_type = ContentType.objects.get_for_model(ProfileMapping, for_concrete_model=False)
+def _log(request: HttpRequest, obj: models.Model, action_flag: int, message: str) -> None:
+    content_type = ContentType.objects.get_for_model(type(obj), for_concrete_model=False)
     user_id = request.user.pk
     assert user_id is not None  # admin views require a signed-in staff user
     LogEntry.objects.create(
         user_id=user_id,
         content_type_id=content_type.pk,
-        object_id=str(mapping.pk),
-        object_repr=str(mapping)[:200],
+        object_id=str(obj.pk),
+        object_repr=str(obj)[:200],
         action_flag=action_flag,
         change_message=message,
     )
@@ -85,8 +91,9 @@ if TYPE_CHECKING:
     from django_experience.api import ExperienceClient
 
     _ModelAdmin = admin.ModelAdmin[ProfileMapping]
+    _PendingAdmin = admin.ModelAdmin[PendingProfileDeletion]
 else:  # ModelAdmin is generic for the type checker only
-    _ModelAdmin = admin.ModelAdmin
+    _ModelAdmin = _PendingAdmin = admin.ModelAdmin
 
 
 @admin.register(ProfileMapping)
@@ -324,3 +331,73 @@ class ProfileMappingAdmin(_ModelAdmin):
                 "{}:{}_{}_live".format(*info), args=[object_id]
             )
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(PendingProfileDeletion)
+class PendingProfileDeletionAdmin(_PendingAdmin):
+    """Read-only: the rows are the system's record of deletions still to do."""
+
+    list_display = ("short_profile_id", "namespace", "attempts", "last_error", "created_at")
+    list_filter = ("organization_id", "environment", "created_at")
+    search_fields = ("profile_id",)
+    readonly_fields = (
+        "profile_id",
+        "organization_id",
+        "environment",
+        "created_at",
+        "attempts",
+        "last_attempt_at",
+        "last_error",
+    )
+    actions = ["retry_deletion"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: PendingProfileDeletion | None = None
+    ) -> bool:
+        return False
+
+    @admin.display(description=_("profile id"), ordering="profile_id")
+    def short_profile_id(self, obj: PendingProfileDeletion) -> str:
+        return short_id(obj.profile_id)
+
+    @admin.display(description=_("namespace"), ordering="organization_id")
+    def namespace(self, obj: PendingProfileDeletion) -> str:
+        return f"{obj.organization_id or '-'} / {obj.environment or '-'}"
+
+    @admin.action(description=_("Retry deletion in the Experience API"), permissions=["delete"])
+    def retry_deletion(
+        self, request: HttpRequest, queryset: QuerySet[PendingProfileDeletion]
+    ) -> None:
+        """Send the selected rows' DELETEs again; a deleted (or already gone) profile's row is
+        removed and logged, a failed one stays pending with its attempt counted."""
+        outcome = delete_pending(queryset)
+        for row in outcome.deleted:
+            _log(request, row, DELETION, "Deleted in the Experience API (pending deletion).")
+        deleted, failed = len(outcome.deleted), len(outcome.failed)
+        if deleted:
+            self.message_user(
+                request,
+                ngettext(
+                    "%d profile deleted in the Experience API.",
+                    "%d profiles deleted in the Experience API.",
+                    deleted,
+                )
+                % deleted,
+                messages.SUCCESS,
+            )
+        if failed:
+            self.message_user(
+                request,
+                ngettext(
+                    "%d profile could not be deleted: the Experience API failed; its deletion "
+                    "stays pending.",
+                    "%d profiles could not be deleted: the Experience API failed; their "
+                    "deletions stay pending.",
+                    failed,
+                )
+                % failed,
+                messages.ERROR,
+            )

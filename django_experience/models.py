@@ -1,4 +1,9 @@
-"""ProfileMapping: ties a Django user (or any external id) to an Experience API profile id."""
+"""The app's models.
+
+``ProfileMapping`` ties a Django user (or any external id) to an Experience API profile id;
+``PendingProfileDeletion`` remembers a remote profile of a deleted user until its ``DELETE``
+succeeded (the outbox of erasure requests, see ``django_experience.deletions``).
+"""
 
 from __future__ import annotations
 
@@ -56,3 +61,35 @@ class ProfileMapping(models.Model):
     def __str__(self) -> str:
         who = self.external_id or (str(self.user_id) if self.user_id else "anonymous")
         return f"{who} -> {self.profile_id}"
+
+
+class PendingProfileDeletion(models.Model):
+    """A remote profile of a deleted user that the Experience API has not deleted yet.
+
+    Written in the same transaction as the user's deletion (a rolled-back deletion leaves none,
+    a committed one cannot lose it) and removed once the ``DELETE`` succeeded or the API says
+    the profile is already gone. ``last_error`` holds the error's type and HTTP status only,
+    never anything of the profile.
+    """
+
+    profile_id = models.CharField(_("profile id"), max_length=128)
+    organization_id = models.CharField(_("organization id"), max_length=128)
+    environment = models.CharField(_("environment"), max_length=128, default="main")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_attempt_at = models.DateTimeField(_("last attempt at"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=200, blank=True, default="")
+
+    class Meta:
+        verbose_name = _("pending profile deletion")
+        verbose_name_plural = _("pending profile deletions")
+        ordering = ("created_at", "pk")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("organization_id", "environment", "profile_id"),
+                name="experience_unique_pending_deletion",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} ({self.organization_id}/{self.environment})"

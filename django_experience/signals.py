@@ -80,14 +80,17 @@ def delete_remote_profiles(
 ) -> None:
     """With ``EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE``: delete the user's remote profiles.
 
-    Once the deletion commits (a rolled-back deletion leaves the live profiles alone), one
-    DELETE per mapped profile, each in its mapping's organization and environment (the
-    mappings go with the user, whatever their namespace).
+    Each mapped profile (whatever its organization and environment: the mappings go with the
+    user) is recorded as a ``PendingProfileDeletion`` in the deletion's own transaction, so a
+    rolled-back deletion leaves none and a committed one cannot lose them. Once the deletion
+    commits, one DELETE per profile (:func:`delete_profiles_remotely`); what still fails stays
+    pending for ``manage.py experience_delete_pending`` or the admin to retry.
     """
     if not conf.DELETE_REMOTE_ON_USER_DELETE:
         return
     from django.db import transaction
 
+    from django_experience import deletions
     from django_experience.models import ProfileMapping
 
     profiles = [
@@ -97,39 +100,33 @@ def delete_remote_profiles(
         .values_list("profile_id", "organization_id", "environment")
     ]
     if profiles:
-        transaction.on_commit(functools.partial(delete_profiles_remotely, profiles), using=using)
+        deletions.record(profiles, using=using)
+        transaction.on_commit(
+            functools.partial(delete_profiles_remotely, profiles, using=using), using=using
+        )
 
 
-def delete_profiles_remotely(profiles: list[tuple[str, str, str]]) -> int:
-    """DELETE each ``(profile id, organization, environment)``; the number that failed.
+def delete_profiles_remotely(
+    profiles: list[tuple[str, str, str]], *, using: str | None = None
+) -> int:
+    """DELETE each pending ``(profile id, organization, environment)``; the number that failed.
 
-    Each DELETE is retried per the client's policy (``EXPERIENCE_MAX_RETRIES`` within
-    ``EXPERIENCE_TIMEOUT``); one that still fails is logged as an error naming the profile, so
-    that it can be deleted by hand (the mapping that knew it is gone with the user).
+    Only the profiles still pending are sent (``deletions.delete_pending``: retried per the
+    client's policy, a 404 counts as deleted); one that still fails is logged as an error
+    naming the profile and keeps its pending row, to be retried. Never raises: it runs when the
+    user's deletion has committed, and the rows are safe in the database whatever happens here.
     """
-    from django_experience.api.errors import ExperienceAPIError, NamespaceMismatch, ProfileNotFound
-    from django_experience.clients import experience_client
+    from django_experience import deletions
 
-    failed = 0
-    for profile_id, organization, environment in profiles:
-        try:
-            client = experience_client(organization=organization, environment=environment)
-            client.delete_profile(profile_id)
-        except (ProfileNotFound, NamespaceMismatch):
-            continue  # already gone
-        except Exception as exc:
-            failed += 1
-            status = getattr(exc, "status", None) if isinstance(exc, ExperienceAPIError) else None
-            logger.error(
-                "Experience API delete of profile %s (organization %s, environment %s) of a "
-                "deleted user failed (%s%s); the profile still exists remotely: delete it by hand",
-                profile_id,
-                organization or "-",
-                environment or "-",
-                type(exc).__name__,
-                f" status={status}" if status is not None else "",
-            )
-    return failed
+    try:
+        return len(deletions.delete_pending(deletions.pending(profiles, using=using)).failed)
+    except Exception:
+        logger.exception(
+            "Experience API deletes of %d profiles of a deleted user could not be attempted; "
+            "they stay pending, to be retried by manage.py experience_delete_pending",
+            len(profiles),
+        )
+        return len(profiles)
 
 
 __all__ = [
