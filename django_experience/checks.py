@@ -151,16 +151,21 @@ def check_callables(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
 @register()
 def check_exclude_paths(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
-    for pattern in conf.EXCLUDE_PATHS:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            errors.append(
-                Error(
-                    f"EXPERIENCE_EXCLUDE_PATHS entry {pattern!r} is not a valid regex: {exc}.",
-                    id="django_experience.E006",
+    configured = conf.EXCLUDE_PATHS_CONFIGURED or []  # the defaults are valid
+    for name, patterns in (
+        ("EXCLUDE_PATHS", configured),
+        ("EXCLUDE_PATHS_EXTRA", conf.EXCLUDE_PATHS_EXTRA),
+    ):
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                errors.append(
+                    Error(
+                        f"EXPERIENCE_{name} entry {pattern!r} is not a valid regex: {exc}.",
+                        id="django_experience.E006",
+                    )
                 )
-            )
     return errors
 
 
@@ -175,9 +180,11 @@ def _importable(name: str) -> bool:
 def check_delivery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     backend = conf.DELIVERY
     if backend not in DELIVERY_BACKENDS:
-        problem = f"EXPERIENCE_DELIVERY is {backend!r}; it must be one of " + ", ".join(
-            DELIVERY_BACKENDS
-        ) + "."
+        problem = (
+            f"EXPERIENCE_DELIVERY is {backend!r}; it must be one of "
+            + ", ".join(DELIVERY_BACKENDS)
+            + "."
+        )
         hint = "Anything else would quietly use the default, thread."
     elif backend == "tasks" and not any(_importable(name) for name in TASK_MODULES):
         problem = (

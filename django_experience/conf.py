@@ -205,16 +205,25 @@ class Settings:
     @property
     def EXCLUDE_PATHS(self) -> list[str]:
         """The configured regexes, else the defaults: favicon, robots.txt, ``STATIC_URL`` and
-        ``MEDIA_URL``. (With the defaults, the middleware also excludes the admin wherever
-        its URLconf mounts it: that is not a setting, see ``middleware.classify``.)"""
+        ``MEDIA_URL``; then ``EXCLUDE_PATHS_EXTRA``. (With the defaults, the middleware also
+        excludes the admin wherever its URLconf mounts it: that is not a setting, see
+        ``middleware.classify``.)"""
         configured = self.EXCLUDE_PATHS_CONFIGURED
-        return list(default_exclude_paths() if configured is None else configured)
+        base = default_exclude_paths() if configured is None else configured
+        return [*base, *self.EXCLUDE_PATHS_EXTRA]
 
     @property
     def EXCLUDE_PATHS_CONFIGURED(self) -> list[str] | None:
         """``EXPERIENCE_EXCLUDE_PATHS`` as configured, ``None`` when it is not set."""
         value = _lookup("EXPERIENCE_EXCLUDE_PATHS", _env.list, None)
         return None if value is None else [str(item) for item in value]
+
+    @property
+    def EXCLUDE_PATHS_EXTRA(self) -> list[str]:
+        """``EXPERIENCE_EXCLUDE_PATHS_EXTRA``: regexes excluded on top of ``EXCLUDE_PATHS``
+        (the defaults, admin included, or the configured list), so adding one keeps them."""
+        value = _lookup("EXPERIENCE_EXCLUDE_PATHS_EXTRA", _env.list, [])
+        return [str(item) for item in value]
 
     @setting
     def USER_TRAITS(self) -> str | Callable[..., Any] | None:

@@ -111,13 +111,13 @@ def _exclusions(request: HttpRequest) -> re.Pattern[str] | None:
     pattern = by_urlconf.get(urlconf, _NOT_YET)
     if pattern is not _NOT_YET:
         return pattern  # type: ignore[return-value]
-    configured = conf.EXCLUDE_PATHS_CONFIGURED
+    configured, extra = conf.EXCLUDE_PATHS_CONFIGURED, conf.EXCLUDE_PATHS_EXTRA
     if configured is not None:  # the setting replaces every default, the admin's too
-        by_urlconf[urlconf] = pattern = _compile_exclusions(tuple(configured))
+        by_urlconf[urlconf] = pattern = _compile_exclusions((*configured, *extra))
         return pattern
     admin = admin_paths(urlconf)
-    patterns = [*default_exclude_paths(), *("^" + re.escape(path) for path in admin or ())]
-    pattern = _compile_exclusions(tuple(patterns))
+    admin_patterns = ("^" + re.escape(path) for path in admin or ())
+    pattern = _compile_exclusions((*default_exclude_paths(), *admin_patterns, *extra))
     if admin is not None:
         by_urlconf[urlconf] = pattern
     return pattern

@@ -47,6 +47,14 @@ def test_defaults_that_follow_other_settings(settings: Any) -> None:
     assert r"^/static\-files/" in conf.EXCLUDE_PATHS
 
 
+def test_extra_exclude_paths_follow_the_defaults_or_the_configured_list(settings: Any) -> None:
+    settings.EXPERIENCE_EXCLUDE_PATHS_EXTRA = [r"^/health/"]
+    assert conf.EXCLUDE_PATHS[-1] == r"^/health/"
+    assert r"^/robots\.txt$" in conf.EXCLUDE_PATHS
+    settings.EXPERIENCE_EXCLUDE_PATHS = [r"^/api/"]
+    assert conf.EXCLUDE_PATHS == [r"^/api/", r"^/health/"]
+
+
 def test_returned_lists_are_copies(settings: Any) -> None:
     settings.EXPERIENCE_FEATURES = ["location"]
     conf.FEATURES.append("ip-enrichment")

@@ -80,6 +80,13 @@ def test_invalid_exclude_regex(settings: Any, client: Any) -> None:
     assert _ids() == {"django_experience.E006"}
 
 
+def test_invalid_extra_exclude_regex_is_named_by_its_setting(settings: Any) -> None:
+    settings.EXPERIENCE_EXCLUDE_PATHS_EXTRA = [r"^/ok/", "(unclosed"]
+    messages = [m for m in run_checks() if m.id == "django_experience.E006"]
+    assert [m.msg.split(" entry")[0] for m in messages] == ["EXPERIENCE_EXCLUDE_PATHS_EXTRA"]
+    assert "'(unclosed'" in messages[0].msg
+
+
 @pytest.mark.parametrize("value", ["threads", "Thread", "celery", ""])
 def test_unknown_delivery_backend(settings: Any, value: str) -> None:
     settings.EXPERIENCE_DELIVERY = value

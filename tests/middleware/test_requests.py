@@ -173,6 +173,26 @@ def test_the_admin_is_excluded_by_default(client: Client, emulator: EmulatorHand
     assert "ntaid" in client.get("/mw/page/").cookies  # the rest of the site is personalized
 
 
+def test_extra_exclusions_keep_the_defaults_and_the_admin(
+    client: Client, emulator: EmulatorHandle, settings: Any
+) -> None:
+    settings.EXPERIENCE_EXCLUDE_PATHS_EXTRA = [r"^/mw/excluded/"]
+    _costs_nothing(client.get("/mw/excluded/page/"), emulator)
+    _costs_nothing(client.get("/admin/login/"), emulator)
+    _costs_nothing(client.get("/favicon.ico"), emulator)
+    assert "ntaid" in client.get("/mw/page/").cookies
+
+
+def test_extra_exclusions_add_to_a_configured_list(
+    client: Client, emulator: EmulatorHandle, settings: Any
+) -> None:
+    settings.EXPERIENCE_EXCLUDE_PATHS = [r"^/static/"]
+    settings.EXPERIENCE_EXCLUDE_PATHS_EXTRA = [r"^/mw/excluded/"]
+    _costs_nothing(client.get("/mw/excluded/page/"), emulator)
+    _costs_nothing(client.get("/static/app.css"), emulator)
+    assert "ntaid" in client.get("/mw/page/").cookies
+
+
 def test_a_moved_admin_is_excluded_wherever_it_is_mounted(
     client: Client, emulator: EmulatorHandle, settings: Any
 ) -> None:
