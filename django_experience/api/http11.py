@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Iterator, Mapping
 
 from django_experience.api.errors import ConnectionFailed, MalformedResponse, RequestTimeout
+from django_experience.api.resolver import resolve
 from django_experience.api.retry import Deadline
 
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers
@@ -120,15 +121,14 @@ class Connection:
     # -- connecting ------------------------------------------------------------------------
 
     def _connect(self, deadline: Deadline) -> socket.socket:
-        """Connect (and shake hands), each address tried with only what is left.
+        """Resolve the name, connect and shake hands, each step given only what is left.
 
-        Resolving the name is the one step no socket timeout covers: ``getaddrinfo`` blocks for
-        as long as the system's resolver takes.
+        The name is resolved by :func:`~django_experience.api.resolver.resolve` (kept for a
+        while, looked up off this thread): a slow resolver raises ``TimeoutError`` at the
+        deadline, as a slow connect does, and a failed lookup raises its ``OSError``.
         """
         error: OSError | None = None
-        for family, kind, proto, _, address in socket.getaddrinfo(
-            self.host, self.port, 0, socket.SOCK_STREAM
-        ):
+        for family, kind, proto, _, address in resolve(self.host, self.port, deadline):
             sock = socket.socket(family, kind, proto)
             try:
                 sock.settimeout(_left(deadline))
