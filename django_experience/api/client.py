@@ -7,8 +7,8 @@ by all threads (see ``connections``); a session the caller passes in, or changes
 
 ``timeout`` is the total budget of one call: connecting, the TLS handshake, sending, waiting
 for and reading the answer, every retry and every pause between retries. On the client's own
-kept-alive path every socket operation gets only what is left of it, so no call takes longer
-(name resolution aside: the system resolver is not bounded by a socket timeout). Through
+kept-alive path every step (resolving the host name too, see ``resolver``) gets only what is
+left of it, so no call takes longer. Through
 ``requests`` (a session of the caller's, or one changed) the budget bounds connecting, a silent
 server and the body, but not a server that keeps sending its status line and headers a byte at
 a time: urllib3 bounds each of those reads, not their number (see ``transport``).

@@ -11,7 +11,7 @@ the same errors as :func:`django_experience.api.transport.send`.
 The deadline is a hard bound: every socket operation (connecting to each address, the TLS
 handshake, sending, every read of the status line, the headers and the body) is given only what
 is left of it, and none starts once it has passed, so a server trickling its answer a byte at a
-time cannot stretch a call. (Resolving the host name is the one step no socket timeout covers.)
+time cannot stretch a call. Resolving the host name is bounded by it too (``resolver``).
 """
 
 from __future__ import annotations
