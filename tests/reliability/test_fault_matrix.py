@@ -9,6 +9,8 @@ its own reporting; it is queued here and discarded after each test.
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from typing import Any
 
@@ -17,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from django_experience import delivery
+from django_experience.api import resolver
 from django_experience.emulator.handle import EmulatorHandle
 from tests.reliability.conftest import BASELINE, PERSONALIZED
 
@@ -102,3 +105,57 @@ def test_refused_connection_serves_baseline(
     assert response.status_code == 200
     assert all(part in response.content.decode() for part in BASELINE)
     assert len(failure_lines(caplog)) == 1
+
+
+@pytest.mark.parametrize("mode", ["update", "preflight"])
+@pytest.mark.parametrize("visitor", ["anonymous", "signed-in"])
+def test_dns_outage_serves_baseline_within_the_budget(
+    emulator: EmulatorHandle,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    visitor: str,
+) -> None:
+    """The API named by a host whose lookup hangs (DNS down): the resolver, not a socket, is
+    what blocks, and the page still answers within the budget. A hanging resolver cannot be
+    made with a real socket, so ``getaddrinfo`` is replaced for that one name."""
+    name = "experience-api.test"
+    real_getaddrinfo = socket.getaddrinfo
+    dns_back = threading.Event()
+
+    def hanging_dns(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == name:
+            dns_back.wait(5.0)  # a resolver's timeout and retries
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(resolver, "_resolver", resolver.Resolver())  # nothing cached
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_dns)
+    settings.EXPERIENCE_MODE = mode
+    settings.EXPERIENCE_DELIVERY = "thread"
+    client = Client()
+    if visitor == "signed-in":
+        get_user_model().objects.create_user("ada", email="ada@example.com", first_name="Ada")
+        client.post("/sign-in/", {"username": "ada"})
+    settings.EXPERIENCE_TIMEOUT = BUDGET
+    settings.EXPERIENCE_API_URL = emulator.url.replace("127.0.0.1", name)
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="django_experience")
+    before = emulator.request_count()
+    try:
+        started = time.monotonic()
+        response = client.get("/page/")
+        elapsed = time.monotonic() - started
+    finally:
+        dns_back.set()
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert all(part in content for part in BASELINE), content
+    assert elapsed < BUDGET + MARGIN
+    lines = failure_lines(caplog)
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert "RequestTimeout" in lines[0].getMessage()
+    assert emulator.request_count() == before  # it never got that far
+    delivery.reset()
