@@ -118,9 +118,13 @@ class Transaction:
         for profile in self.working.values():
             profile.audiences = evaluate_audiences(self.config, profile)
 
-    def result(self, profile_id: str) -> dict[str, Any]:
+    def result(self, profile_id: str, *, pin: bool | None = None) -> dict[str, Any]:
+        """The single-profile answer. ``pin`` (default: the request persists) lets experiences
+        configured ``sticky`` pin their choice into the profile; a read must not."""
         profile = self.current(profile_id)
-        experiences, changes = select(self.config, profile, pin=not self.preflight)
+        if pin is None:
+            pin = not self.preflight
+        experiences, changes = select(self.config, profile, pin=pin)
         return {"profile": profile.to_api_json(), "experiences": experiences, "changes": changes}
 
     def commit(self) -> None:
@@ -153,9 +157,12 @@ def _mutate(tx: Transaction, profile_id: str, events: list[dict[str, Any]],
 
 
 def get_profile(tx: Transaction, profile_id: str) -> dict[str, Any]:
+    # A GET sends no events and persists nothing: a sticky experience the profile has not been
+    # pinned to yet is answered from the distribution (``sticky: false``) and is pinned by the
+    # next persisted update, not by the read.
     tx.prepare([profile_id], [], create=False)
     tx.finish()
-    return tx.result(profile_id)
+    return tx.result(profile_id, pin=False)
 
 
 def delete_profile(tx: Transaction, profile_id: str) -> None:

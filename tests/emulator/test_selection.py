@@ -113,6 +113,27 @@ def test_sticky_experiences_pin_their_first_choice(server: EmulatorServer, api: 
     assert _select(api, "other")["experiences"][0]["variantIndex"] == 2
 
 
+def test_a_get_does_not_pin_a_sticky_experience(server: EmulatorServer, api: Api) -> None:
+    api.update("g", page())  # stored before the sticky experience exists
+    server.state.configure({"experiences": [_experience(
+        sticky=True, distribution=[{"index": 1, "start": 0, "end": 1}])]})
+    for _ in range(2):
+        response = api.get("/profiles/g")
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        assert data["experiences"][0]["variantIndex"] == 1
+        assert data["experiences"][0]["sticky"] is False
+        assert "stickyVariants" not in data["profile"]
+    stored = server.state.store.get("g")
+    assert stored is not None and stored.sticky_variants == {}
+    # A distribution change before the first persisted request is followed, not the GET's view.
+    server.state.configure({"experiences": [_experience(
+        sticky=True, distribution=[{"index": 2, "start": 0, "end": 1}])]})
+    pinned = _select(api, "g")["experiences"][0]
+    assert (pinned["variantIndex"], pinned["sticky"]) == (2, True)
+    assert api.get("/profiles/g").json()["data"]["profile"]["stickyVariants"] == {"exp": 2}
+
+
 def test_a_component_event_pin_survives_a_distribution_change(server: EmulatorServer,
                                                               api: Api) -> None:
     server.state.configure({"experiences": [_experience(
