@@ -47,6 +47,9 @@ class StoredProfile:
     random: float = 0.0
     user_id: str | None = None
     traits: dict[str, Any] = field(default_factory=dict)
+    # When each trait key was last set (the identify's timestamp, epoch ms): a merge keeps, per
+    # key, the value set last across both profiles' histories.
+    trait_times: dict[str, float] = field(default_factory=dict)
     location: dict[str, Any] = field(default_factory=dict)
     audiences: list[str] = field(default_factory=list)
     sticky_variants: dict[str, int] = field(default_factory=dict)
@@ -108,7 +111,7 @@ class StoredProfile:
         elif kind == "identify":
             traits = event.get("traits")
             if isinstance(traits, dict):
-                self.traits.update(traits)
+                self.set_traits(traits, _moment(event))
         elif kind == "component":
             experience_id = event.get("experienceId")
             variant_index = event.get("variantIndex")
@@ -116,10 +119,19 @@ class StoredProfile:
                 self.sticky_variants[experience_id] = variant_index
         return True
 
+    def set_traits(self, traits: Mapping[str, Any], moment: float) -> None:
+        """Shallow-merge ``traits`` set at ``moment`` (epoch ms).
+
+        The event being applied is the newest thing the profile learns, so its values always
+        win; a key's time never goes back (an identify whose timestamp is older than the value
+        it replaces still counts as set after it, as the profile saw it).
+        """
+        for key, value in traits.items():
+            self.traits[key] = value
+            self.trait_times[key] = max(moment, self.trait_times.get(key, moment))
+
     def _track_session(self, event: Mapping[str, Any], context: Mapping[str, Any]) -> None:
-        moment = event_time_ms(event)
-        if moment is None:
-            moment = time.time() * 1000.0
+        moment = _moment(event)
         current = self.sessions[-1] if self.sessions else None
         if current is None or moment - current.end_ms > SESSION_TIMEOUT_MS:
             current = SessionSpan(str(uuid.uuid4()), moment, moment, empty_page())
@@ -132,9 +144,20 @@ class StoredProfile:
         if landing_missing and describes_page:
             current.landing_page = page_of(event)
 
-    def absorb(self, visitor: StoredProfile) -> None:
-        """Merge an anonymous visitor's profile into this (already identified) one."""
-        self.traits = {**self.traits, **visitor.traits}
+    def absorb(self, visitor: StoredProfile, newest: Mapping[str, Any] | None = None) -> None:
+        """Merge an anonymous visitor's profile into this (already identified) one.
+
+        Traits merge per key by when each was last set, so the later value wins whichever
+        profile holds it (a tie goes to the visitor, merged now); ``newest`` (the traits of the
+        identify that causes the merge) win outright, as the most recent values of all.
+        """
+        newest = newest or {}
+        for key, value in visitor.traits.items():
+            theirs = visitor.trait_times.get(key, float("-inf"))
+            ours = self.trait_times.get(key)
+            if key in newest or ours is None or theirs >= ours:
+                self.traits[key] = value
+            self.trait_times[key] = max(theirs, ours if ours is not None else theirs)
         for event in visitor.events:
             self.events.append(event)
         self.message_ids |= visitor.message_ids
@@ -211,6 +234,12 @@ class StoredProfile:
             updatedAt=self.updated_at,
         )
         return data
+
+
+def _moment(event: Mapping[str, Any]) -> float:
+    """The event's time in epoch ms: its ``timestamp``, or now when it has none."""
+    moment = event_time_ms(event)
+    return time.time() * 1000.0 if moment is None else moment
 
 
 def _strings(value: object) -> dict[str, str]:

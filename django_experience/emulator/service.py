@@ -90,9 +90,11 @@ class Transaction:
             owner = self.users.get(key) or self.store.owner_of(*key)
             if owner and owner != profile.id and owner in self.working:
                 survivor = self.working[owner]
-                if profile.apply(event):
+                applied = profile.apply(event)
+                if applied:
                     self.events_added += 1
-                self._merge(profile, survivor)
+                traits = event.get("traits") if applied else None
+                self._merge(profile, survivor, traits if isinstance(traits, dict) else None)
                 survivor.user_id = user_id
                 return
             self.users[key] = profile.id
@@ -100,8 +102,9 @@ class Transaction:
         if profile.apply(event):
             self.events_added += 1
 
-    def _merge(self, visitor: StoredProfile, survivor: StoredProfile) -> None:
-        survivor.absorb(visitor)
+    def _merge(self, visitor: StoredProfile, survivor: StoredProfile,
+               newest: dict[str, Any] | None) -> None:
+        survivor.absorb(visitor, newest)
         del self.working[visitor.id]
         self.redirect[visitor.id] = survivor.id
         self.removed.append(visitor.id)

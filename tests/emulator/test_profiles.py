@@ -59,6 +59,47 @@ def test_identify_merges_the_visitor_into_the_identified_profile(api: Api,
     assert server.state.profile_json(visitor) is None
 
 
+def _identify_at(when: str, user_id: str, **traits: Any) -> dict[str, Any]:
+    return dict(identify(user_id, **traits), timestamp=f"2024-{when}T00:00:00.000Z")
+
+
+def test_a_merge_keeps_the_trait_value_set_last_in_either_profile(api: Api) -> None:
+    # The visitor's plan was set in January, the owner's in June: June's value is the latest.
+    api.update("visitor", _identify_at("01-01", "newsletter-7", plan="free", seen="jan"))
+    api.update("owner", _identify_at("06-01", "u", plan="pro", city="Oslo"))
+    merged = api.update("visitor", _identify_at("07-01", "u"))["profile"]
+    assert merged["id"] == "owner"
+    assert merged["traits"] == {"plan": "pro", "city": "Oslo", "seen": "jan"}
+
+
+def test_a_merge_decides_each_trait_key_by_its_own_time(api: Api) -> None:
+    api.update("owner", _identify_at("02-01", "u", a="owner-feb"),
+               _identify_at("09-01", "u", b="owner-sep"))
+    api.update("visitor", _identify_at("05-01", "anon", a="visitor-may", b="visitor-may"))
+    merged = api.update("visitor", _identify_at("10-01", "u"))["profile"]
+    assert merged["traits"] == {"a": "visitor-may", "b": "owner-sep"}
+    # The merged profile remembers those times: an older value does not come back later.
+    api.update("v2", _identify_at("03-01", "anon-2", a="v2-mar", b="v2-mar"))
+    again = api.update("v2", _identify_at("11-01", "u"))["profile"]
+    assert again["id"] == "owner"
+    assert again["traits"] == {"a": "visitor-may", "b": "owner-sep"}
+
+
+def test_the_merging_identifys_own_traits_are_the_most_recent(api: Api) -> None:
+    api.update("owner", _identify_at("06-01", "u", plan="pro"))
+    # The visitor's clock is behind: its identify says March, yet it is what happened last.
+    merged = api.update("visitor", _identify_at("03-01", "u", plan="team"))["profile"]
+    assert merged["traits"] == {"plan": "team"}
+
+
+def test_a_batch_merge_orders_traits_by_time_too(api: Api) -> None:
+    api.update("owner", _identify_at("06-01", "u", plan="pro"))
+    events = [dict(_identify_at("01-01", "anon", plan="free"), anonymousId="b1"),
+              dict(_identify_at("07-01", "u"), anonymousId="b1")]
+    profiles = api.post("/events", {"events": events}).json()["data"]["profiles"]
+    assert [(p["id"], p["traits"]) for p in profiles] == [("owner", {"plan": "pro"})]
+
+
 def test_identify_on_create_merges_too(api: Api) -> None:
     known = api.create(identify("user-8", plan="pro"))["profile"]["id"]
     data = api.create(page("/"), identify("user-8"))
