@@ -27,7 +27,7 @@ from django.utils.cache import (
 
 from django_experience.conf import conf, default_exclude_paths, remembered
 from django_experience.personalization import NULL_PERSONALIZATION, Personalization
-from django_experience.visitor import VISITOR_ATTRIBUTE, Visitor
+from django_experience.visitor import SDK_COOKIE_NAME, VISITOR_ATTRIBUTE, Visitor
 
 logger = logging.getLogger("django_experience")
 
@@ -261,8 +261,8 @@ class ExperienceMiddleware:
             _learn(visitor.view_func, used)
         if used and _shared_cacheable(response):
             _warn_cached_once(request, response)
-        if used or conf.COOKIE_NAME in response.cookies:
-            _mark_private(response)
+        if used or conf.COOKIE_NAME in response.cookies or SDK_COOKIE_NAME in response.cookies:
+            _mark_private(response)  # also when a cookie is only deleted: Set-Cookie is private
         return response
 
 

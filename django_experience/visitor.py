@@ -235,6 +235,7 @@ class Visitor:
         self.personalized = personalized and not excluded
         self.excluded = excluded
         self.profile_id: str | None = None  # the id the response's cookie must carry
+        self._answered = False  # the API answered with the profile: the cookie is rewritten
         self.page_sent = False
         self.signed_out = False
         self._mapping_unknown = False
@@ -396,6 +397,14 @@ class Visitor:
         ``pending``: the call, already sent (:meth:`prefetch`); its answer is read here.
         """
         try:
+            error = None if pending is None else pending.send_error
+            if error is not None and self.budget_left() < MIN_CALL_SECONDS:
+                # Sending early spent the budget (a host name that never resolves, say):
+                # what it met is the failure to judge and report, not the spent budget.
+                def failed() -> ProfileResult:
+                    raise error
+
+                return guarded_call(operation, failed, target, report=self._report)
             return self._guarded(
                 operation, self._recovering(target, events, preflight, pending), target
             )
@@ -529,13 +538,14 @@ class Visitor:
         if not self.personalized:
             return None
         preflight = self.mode == "preflight"
-        if not preflight:
-            user = self._unidentified_user()
-            if user is not None:
-                try:
-                    return self.sign_in(user)  # one call: page view and identify together
-                except Exception:  # a failing traits/user id callable: personalize anonymously
-                    logger.exception("Experience identify of a signed-in user failed")
+        # A user signed in where the middleware did not see it (an excluded path, before it was
+        # installed) is identified now, in either mode: a sign-in is stored even in preflight.
+        user = self._unidentified_user()
+        if user is not None:
+            try:
+                return self.sign_in(user)  # one call: page view (update mode) and identify
+            except Exception:  # a failing traits/user id callable: personalize anonymously
+                logger.exception("Experience identify of a signed-in user failed")
         target = self.known_id()
         if preflight and target is None:
             target = str(uuid.uuid4())  # the browser SDK creates this profile later
@@ -557,6 +567,7 @@ class Visitor:
                 self.page_sent = True
             if self.consent:
                 self.profile_id = result.profile.id
+                self._answered = True
         return result
 
     def _unidentified_user(self) -> Any:
@@ -629,6 +640,7 @@ class Visitor:
         self.page_sent = self.page_sent or bool(page)
         self.signed_out = False
         self.profile_id = store_mapping(result.profile.id, user=user, external_id=user_id)
+        self._answered = True
         self.__dict__["_mapped_id"] = self.profile_id
         profile_identified.send(
             sender=Visitor, user_id=user_id, traits=traits, profile_id=self.profile_id, user=user
@@ -715,12 +727,14 @@ class Visitor:
         name = conf.COOKIE_NAME
         current = self.request.COOKIES.get(name)
         if not self.consent:
-            for cookie in (name, SDK_COOKIE_NAME):
+            for cookie in dict.fromkeys((name, SDK_COOKIE_NAME)):
                 if cookie in self.request.COOKIES:
                     self._delete_cookie(response, cookie)
             return
         if self.profile_id:
-            if self.profile_id != current:
+            # Rewritten after every answer, as the browser SDK does: its one-year lifetime runs
+            # from the last visit, not the first. Only then: other responses stay cacheable.
+            if self.profile_id != current or self._answered:
                 response.set_cookie(
                     name,
                     self.profile_id,
@@ -733,8 +747,8 @@ class Visitor:
                 )
         elif current is not None and (self.signed_out or valid_profile_id(current) is None):
             self._delete_cookie(response, name)
-        if self.signed_out and SDK_COOKIE_NAME in self.request.COOKIES:
-            self._delete_cookie(response, SDK_COOKIE_NAME)
+        if self.signed_out and name != SDK_COOKIE_NAME and SDK_COOKIE_NAME in self.request.COOKIES:
+            self._delete_cookie(response, SDK_COOKIE_NAME)  # not the cookie just written
 
     def _secure(self) -> bool:
         secure = conf.COOKIE_SECURE

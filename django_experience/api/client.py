@@ -253,6 +253,11 @@ class PendingProfile:
             self.cancel()  # the budget or the policy may have ended it before the first read
         return client._profile_result(data, "profile update")
 
+    @property
+    def send_error(self) -> BaseException | None:
+        """What sending met, when it failed (``result`` raises it, or retries it)."""
+        return self._first if isinstance(self._first, BaseException) else None
+
     def cancel(self) -> None:
         """Drop the answer unread (its connection is closed); ``result`` then sends anew."""
         first, self._first = self._first, None

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from django_experience import delivery
 from django_experience.emulator.handle import EmulatorHandle
 from django_experience.models import ProfileMapping
 
@@ -49,7 +50,7 @@ def test_sign_in_identifies_the_device_profile_and_maps_it(
     assert mapping.profile_id == anonymous["profile"]
     assert mapping.external_id == f"user-{ada.pk}"
     assert (mapping.organization_id, mapping.environment) == ("test-org", "main")
-    assert "ntaid" not in response.cookies  # the id did not change
+    assert response.cookies["ntaid"].value == anonymous["profile"]  # the same id, renewed
     stored = emulator.profile(mapping.profile_id)
     assert stored is not None
     identify = stored["events"][-1]
@@ -279,6 +280,35 @@ def test_a_signed_in_user_without_mapping_is_identified_on_the_first_page(
     assert ProfileMapping.objects.get(user=ada).profile_id == data["profile"]
     _page(client)
     assert emulator.request_count("update") == 1  # identified once
+
+
+def test_preflight_mode_identifies_a_user_signed_in_where_the_middleware_did_not_see_it(
+    client: Client, emulator: EmulatorHandle, ada: User, settings: Any
+) -> None:
+    settings.EXPERIENCE_MODE = "preflight"
+    client.force_login(ada)  # an excluded path, or before the middleware was installed
+    data = _page(client)
+    assert data["name"] == "Ada" and data["cta"] == "gold"
+    assert ProfileMapping.objects.get(user=ada).profile_id == data["profile"]
+    _page(client)
+    # Stored once, without page events: the browser SDK sends those in preflight mode.
+    assert [e["type"] for p in emulator.profiles() for e in p["events"]] == ["identify"]
+
+
+@pytest.mark.parametrize("cookie_name", ["ntaid", "ctfl-opt-aid"])
+def test_a_sign_out_page_keeps_the_fresh_profile_in_the_cookie(
+    client: Client, emulator: EmulatorHandle, ada: User, settings: Any, cookie_name: str
+) -> None:
+    """Also when the cookie is the newer SDK's own (which sign-out otherwise deletes)."""
+    settings.EXPERIENCE_COOKIE_NAME = cookie_name
+    client.force_login(ada)
+    mapped = _page(client)["profile"]
+    response = client.get("/mw/sign-out/")  # a GET: its page view goes to a fresh profile
+    fresh = response.cookies[cookie_name].value
+    assert fresh and fresh != mapped and response.cookies[cookie_name]["max-age"] > 0
+    delivery.flush(5)
+    assert emulator.profile(fresh) is not None  # the page view is on the profile kept
+    assert _page(client)["profile"] == fresh
 
 
 def test_sign_in_on_an_excluded_path_costs_no_call(

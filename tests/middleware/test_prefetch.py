@@ -3,6 +3,9 @@ the API answers while the view works."""
 
 from __future__ import annotations
 
+import logging
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 from django.test import Client
 
 from django_experience import delivery, middleware
+from django_experience.api import resolver
 from django_experience.emulator.handle import EmulatorHandle
 from tests.middleware import views
 
@@ -100,6 +104,47 @@ def test_an_early_update_the_page_never_reads_stores_its_page_view_once(
     api_called()
     # A page that did not personalize starts the count again: the next ones wait their turn.
     assert client.get(PROBE).json()["called_before_view"] is False
+
+
+def test_an_early_update_whose_sending_spent_the_budget_reports_what_it_met(
+    emulator: EmulatorHandle,
+    client: Client,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A host name that never resolves takes the whole budget while the update is sent early:
+    the page is served baseline and its one failure line names the timeout, not the budget.
+    (A hanging resolver cannot be made with a socket: ``getaddrinfo`` is replaced for it.)"""
+    client.get("/mw/page/")
+    for _ in range(middleware.PREFETCH_AFTER):
+        client.get(PROBE)
+    name, real_getaddrinfo, dns_back = "experience-api.test", socket.getaddrinfo, threading.Event()
+
+    def hanging_dns(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == name:
+            dns_back.wait(5.0)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(resolver, "_resolver", resolver.Resolver())
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_dns)
+    settings.EXPERIENCE_TIMEOUT = 0.25
+    settings.EXPERIENCE_API_URL = emulator.url.replace("127.0.0.1", name)
+    caplog.set_level(logging.DEBUG, logger="django_experience")
+    caplog.clear()
+    try:
+        answer = client.get(PROBE).json()
+    finally:
+        dns_back.set()
+    assert answer["degraded"] is True
+    warnings = [  # of the request path (background delivery reports its own sends)
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and not r.name.startswith("django_experience.delivery")
+    ]
+    assert len(warnings) == 1 and "(RequestTimeout)" in warnings[0], warnings
+    delivery.reset()
 
 
 def test_prefetching_can_be_turned_off(

@@ -79,6 +79,16 @@ def test_without_consent_only_page_events_and_no_cookie(
     assert all(not p.get("location") for p in emulator.profiles())
 
 
+def test_without_consent_deleting_only_the_sdk_cookie_is_private(
+    client: Client, emulator: EmulatorHandle, settings: Any
+) -> None:
+    settings.EXPERIENCE_CONSENT = "tests.middleware.views.no_consent"
+    client.cookies["ctfl-opt-aid"] = "previous-profile"
+    response = client.get("/mw/plain/")
+    assert response.cookies["ctfl-opt-aid"]["max-age"] == 0
+    assert "private" in response["Cache-Control"] and "Cookie" in response["Vary"]
+
+
 def test_without_consent_no_features_location_or_ip(
     client: Client, api: StubServer, settings: Any
 ) -> None:

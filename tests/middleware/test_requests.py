@@ -43,18 +43,24 @@ def test_first_visit_creates_a_profile_and_sets_the_cookie(
     assert page["context"]["page"]["url"] == "http://testserver/mw/page/?utm_campaign=spring"
 
 
-def test_returning_visitor_updates_the_same_profile_without_a_new_cookie(
-    client: Client, emulator: EmulatorHandle
+def test_returning_visitor_updates_the_same_profile_and_renews_its_cookie(
+    client: Client, emulator: EmulatorHandle, settings: Any
 ) -> None:
+    settings.EXPERIENCE_COOKIE_AGE = 3600
     first = _json(client.get("/mw/page/"))
     response = client.get("/mw/page/", HTTP_REFERER="https://search.example/")
     second = _json(response)
     assert second["profile"] == first["profile"]
-    assert "ntaid" not in response.cookies
+    # Rewritten after every answer, as the browser SDK does: the lifetime runs from the last
+    # visit, so a visitor who keeps coming back keeps their profile.
+    assert response.cookies["ntaid"].value == first["profile"]
+    assert response.cookies["ntaid"]["max-age"] == 3600
+    assert "private" in response["Cache-Control"]
     assert emulator.request_count("update") == 1
     stored = emulator.profile(first["profile"])
     assert stored is not None and len(stored["events"]) == 2
     assert stored["events"][1]["context"]["page"]["referrer"] == "https://search.example/"
+    assert "ntaid" not in client.get("/mw/plain/").cookies  # used nothing: stays cacheable
 
 
 def test_secure_cookie_on_https_and_configured_domain(
@@ -109,7 +115,9 @@ def test_preflight_mode(client: Client, emulator: EmulatorHandle, settings: Any)
     assert emulator.profiles() == []  # nothing stored
     again = client.get("/mw/page/")
     assert _json(again)["profile"] == data["profile"]
-    assert "ntaid" not in again.cookies
+    assert again.cookies["ntaid"].value == data["profile"]  # the same id, renewed
+    plain = client.get("/mw/plain/")
+    assert "ntaid" not in plain.cookies  # a page that used nothing stays cacheable
 
 
 @pytest.mark.parametrize(
