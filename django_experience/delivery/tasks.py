@@ -1,21 +1,25 @@
 """The ``tasks`` backend: one Django Task per batch, run by whatever task backend the site uses.
 
 ``django.tasks`` on Django 6, the ``django-tasks`` backport before it. The in-process queue
-still collects events into batches; the task only carries (sink name, payloads), which are JSON,
-so database, Celery or RQ task backends can store it.
+still collects events into batches and splits them into API-sized requests; each task carries
+(sink name, the request's events each as its JSON text), so database, Celery or RQ task backends
+can store it, and the worker sends those bytes as they are (see :func:`deliver_batch`).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from django_experience.api.encoding import encode_events
+from django_experience.api.errors import InvalidData
 from django_experience.conf import TASK_MODULES
-from django_experience.delivery.sender import deliver, report_failure, split_by_bytes
+from django_experience.delivery.sender import deliver, report_failure, send_batch, split_by_bytes
 from django_experience.delivery.settings import delivery_settings
-from django_experience.delivery.sinks import Payload, get_sink
+from django_experience.delivery.sinks import EncodedBatch, Payload, Sink, get_sink
 
 
 def _task_module() -> Any:
@@ -37,21 +41,77 @@ _task: Callable[[Callable[..., Any]], Any] = _task_module().task()
 
 
 @_task
-def deliver_batch(sink_name: str, payloads: list[Payload]) -> dict[str, int]:
-    """Task body: send one batch with retries; returns how many were sent and failed."""
-    sent = deliver(get_sink(sink_name), payloads)
-    return {"sent": sent, "failed": len(payloads) - sent}
+def deliver_batch(sink_name: str, events: list[Any]) -> dict[str, int]:
+    """Task body: send one batch with retries; returns how many were sent and failed.
+
+    ``events`` is what the ``tasks`` backend enqueues: one request-sized batch, each event as
+    its JSON text (a ``str``, encoded as the API receives it: dates and UUIDs as ISO strings).
+    That text is sent as it is, not encoded again. A list of event dicts is accepted too (the
+    form of earlier versions, for tasks enqueued before an upgrade); those are encoded and split
+    into requests here.
+    """
+    sink = get_sink(sink_name)
+    if events and all(isinstance(event, str) for event in events):
+        sent = send_batch(sink, _decoded(sink, events))
+    else:
+        sent = deliver(sink, events)
+    return {"sent": sent, "failed": len(events) - sent}
+
+
+def _decoded(sink: Sink, texts: list[str]) -> EncodedBatch:
+    """The events of ``texts`` with their encoding kept; a text that is not JSON is reported
+    alone."""
+    payloads: list[Payload] = []
+    parts: list[bytes] = []
+    for text in texts:
+        try:
+            payload, part = json.loads(text), text.encode("utf-8")
+        except ValueError as exc:  # not JSON, or a lone surrogate (UnicodeEncodeError)
+            unreadable: list[Any] = [text]  # handed on as the task carried it
+            report_failure(sink, unreadable, exc, "refused: not an event's JSON text")
+        else:
+            payloads.append(payload)
+            parts.append(part)
+    return EncodedBatch(payloads, parts)
+
+
+def _encoded_for_task(sink: Sink, batch: list[Payload]) -> tuple[list[Payload], list[str]]:
+    """``batch``'s events that can be sent as JSON, and their JSON text (each event encoded
+    once: an :class:`EncodedBatch` already is). An event that cannot is reported alone, so it
+    does not take the rest of its batch down."""
+    try:
+        if isinstance(batch, EncodedBatch) and batch.intact():
+            parts = batch.parts
+        else:
+            parts = encode_events(batch)
+        return list(batch), [part.decode("utf-8") for part in parts]
+    except InvalidData:
+        pass
+    payloads: list[Payload] = []
+    texts: list[str] = []
+    for payload in batch:
+        try:
+            [part] = encode_events([payload])
+        except InvalidData as exc:
+            report_failure(sink, [payload], exc, "refused: cannot be sent as JSON")
+        else:
+            payloads.append(payload)
+            texts.append(part.decode("utf-8"))
+    return payloads, texts
 
 
 def task_dispatcher(sink_name: str, payloads: list[Payload], wait: Callable[[float], bool]) -> None:
-    """Enqueue one task per request-sized batch."""
+    """Enqueue one task per request-sized batch, its events as JSON text."""
     sink = get_sink(sink_name)
     for planned in sink.plan(payloads):
         for batch in split_by_bytes(planned, delivery_settings.MAX_BATCH_BYTES):
+            events, texts = _encoded_for_task(sink, batch)
+            if not texts:
+                continue
             try:
                 deliver_batch.using(
                     queue_name=delivery_settings.TASK_QUEUE,
                     backend=delivery_settings.TASK_BACKEND,
-                ).enqueue(sink_name, batch)
+                ).enqueue(sink_name, texts)
             except Exception as exc:
-                report_failure(sink, batch, exc, "could not be enqueued as a task")
+                report_failure(sink, events, exc, "could not be enqueued as a task")

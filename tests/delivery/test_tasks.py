@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from django.utils.module_loading import import_string
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_experience import delivery
+from django_experience.api.errors import InvalidData
 from tests.delivery.helpers import TASKS_MODULE, batch_requests, sent_events, tasks_module, track
 from tests.stub_server import StubServer
 
@@ -72,9 +76,10 @@ def test_one_task_per_api_sized_batch(api: StubServer, settings: SettingsWrapper
 
     assert len(results) >= 3  # 120 profiles need at least three requests of <= 50 profiles
     for result in results:
-        sink_name, batch = result.args
+        sink_name, texts = result.args
         assert sink_name == "experience"
-        assert len({e["anonymousId"] for e in batch}) <= 50
+        assert all(isinstance(text, str) for text in texts)  # each event as its JSON text
+        assert len({json.loads(text)["anonymousId"] for text in texts}) <= 50
     # A worker runs them (here: in order, in this process).
     outcomes = [result.task.call(*result.args) for result in results]
     assert sum(outcome["sent"] for outcome in outcomes) == 240
@@ -93,6 +98,69 @@ def test_task_failure_is_reported_in_its_result(api: StubServer, settings: Setti
     assert import_string(deliver_batch.module_path) is deliver_batch  # what a worker imports
     outcome = deliver_batch.call("experience", [track("p1")])
     assert outcome == {"sent": 0, "failed": 1}
+
+
+failures: list[tuple[BaseException, list[Any], str]] = []
+
+
+def record_failure(exc: BaseException, payloads: list[Any], sink: str) -> None:
+    failures.append((exc, payloads, sink))
+
+
+def test_dates_and_uuids_travel_as_the_api_receives_them(
+    api: StubServer, settings: SettingsWrapper
+) -> None:
+    """What the client's encoder sends (the thread and sync backends do), a task carries too."""
+    use_tasks(settings, IMMEDIATE)
+    settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 1  # one round, one batch
+    placed = datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc)
+    order = uuid.UUID(int=1)
+    events = [track(f"p{n}", n=n) for n in range(9)]
+    events.append(track("p9", "Order placed", placed_at=placed, order=order))
+    for event in events:
+        delivery.enqueue(event)
+    assert delivery.flush(timeout=10)
+    assert delivery.counters()["failed"] == 0
+    assert delivery.counters()["sent"] == 10
+    assert len(batch_requests(api)) == 1
+    assert sent_events(api)[-1]["properties"] == {
+        "placed_at": "2024-05-01T12:30:00+00:00",
+        "order": "00000000-0000-0000-0000-000000000001",
+    }
+
+
+def test_an_event_that_is_not_json_is_reported_alone(
+    api: StubServer, settings: SettingsWrapper
+) -> None:
+    use_tasks(settings, IMMEDIATE)
+    settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 1
+    settings.EXPERIENCE_DELIVERY_ON_ERROR = f"{__name__}.record_failure"
+    failures.clear()
+    bad = track("p4", "Broken", value={1, 2})  # a set has no JSON form
+    events = [track(f"p{n}", n=n) for n in range(4)] + [bad]
+    events += [track(f"p{n}", n=n) for n in range(5, 10)]
+    for event in events:
+        delivery.enqueue(event)
+    assert delivery.flush(timeout=10)
+    assert [e["messageId"] for e in sent_events(api)] == [
+        e["messageId"] for e in events if e is not bad
+    ]
+    counts = delivery.counters()
+    assert (counts["sent"], counts["failed"]) == (9, 1)
+    [(exc, payloads, sink)] = failures
+    assert isinstance(exc, InvalidData)
+    assert payloads == [bad]
+    assert sink == "experience"
+
+
+def test_the_task_sends_its_json_text_as_it_is(api: StubServer) -> None:
+    from django_experience.delivery.tasks import deliver_batch
+
+    text = json.dumps(track("p1", n=1), indent=1)  # not how the client would encode it
+    outcome = deliver_batch.call("experience", [text])
+    assert outcome == {"sent": 1, "failed": 0}
+    [request] = batch_requests(api)
+    assert request.body == b'{"events":[' + text.encode() + b"]}"
 
 
 def test_database_backend_and_its_worker(api: StubServer, tmp_path: Path) -> None:
