@@ -136,6 +136,28 @@ def _request_headers(content_type: str | None, headers: Mapping[str, str] | None
     return request_headers
 
 
+# The content codings the kept-alive path decodes (see ``connections``).
+_DECODED_CODINGS = frozenset({"gzip", "deflate", "identity"})
+
+
+def _coding(offer: str) -> str:
+    """``gzip`` of ``gzip;q=0.8``."""
+    return offer.split(";")[0].strip().lower()
+
+
+def _decodable(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """``headers`` asking only for codings the kept-alive path decodes: ``requests`` offers br
+    and zstd whenever their packages are installed, and an edge answering in one would make
+    every call fail. (Through ``requests`` itself, the session's value goes out as it is.)"""
+    merged = dict(headers)
+    for name, value in merged.items():
+        if isinstance(value, str) and name.lower() == "accept-encoding":
+            offered = [part.strip() for part in value.split(",")]
+            kept = [part for part in offered if _coding(part) in _DECODED_CODINGS]
+            merged[name] = ", ".join(kept) or "identity"
+    return merged
+
+
 def _profile_id(profile_id: str) -> str:
     if not isinstance(profile_id, str) or not profile_id:
         raise InvalidData(f"profile_id must be a non-empty string, got {profile_id!r}")
@@ -677,7 +699,9 @@ class ExperienceClient:
         source = session.headers
         if not isinstance(source, _WatchedHeaders):
             return encode_headers(
-                {**cast("Mapping[str, str]", source), **_request_headers(content_type, headers)}
+                _decodable(
+                    {**cast("Mapping[str, str]", source), **_request_headers(content_type, headers)}
+                )
             )
         version = source.version  # read before merging: a change while merging is not kept
         cached = self._merged
@@ -686,14 +710,16 @@ class ExperienceClient:
         merges = cached[2]
         merge = merges.get(content_type)
         if merge is None:
-            merged = {**cast("Mapping[str, str]", source), **_request_headers(content_type, None)}
+            merged = _decodable(
+                {**cast("Mapping[str, str]", source), **_request_headers(content_type, None)}
+            )
             merge = merges[content_type] = (merged, encode_headers(merged))
         merged, lines = merge
         if not headers:
             return lines
         if any(name in merged for name in headers):
-            return encode_headers({**merged, **headers})  # the call's value replaces one
-        return lines + encode_headers(headers)  # new names go last, as in a dict merge
+            return encode_headers(_decodable({**merged, **headers}))  # the call's value wins
+        return lines + encode_headers(_decodable(headers))  # new names last, as a dict merge
 
     def _budget(self, timeout: float | None, method: str, path: str) -> Deadline:
         """The deadline of one call: the client's ``timeout``, or the call's own.

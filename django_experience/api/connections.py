@@ -167,6 +167,12 @@ class InFlight:
         encoding = (response.headers.get("content-encoding") or "").strip().lower()
         if encoding in ("gzip", "deflate") and payload:
             payload = _decompress(payload, encoding, f"{method} {url}")
+        elif encoding not in ("", "identity") and payload:
+            # Never asked for (see client._decodable): say so, rather than "not JSON".
+            raise MalformedResponse(
+                f"the answer to {method} {url} is in Content-Encoding {encoding!r}, which this "
+                "client does not decode"
+            )
         return RawAnswer(response.status, response.headers, payload)
 
     def cancel(self) -> None:

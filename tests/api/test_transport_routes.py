@@ -13,7 +13,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from django_experience.api import ExperienceClient
-from django_experience.api.errors import ConnectionFailed, RequestTimeout
+from django_experience.api.errors import ConnectionFailed, MalformedResponse, RequestTimeout
 from django_experience.api.events import page_event, track_event
 from tests.api.test_http11 import ScriptedServer
 from tests.stub_server import StubResponse, StubServer, ok_envelope
@@ -240,3 +240,44 @@ def test_an_update_begun_is_retried_like_any_call() -> None:
         client.close()
         server.close()
     assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("offered", "sent"),
+    [
+        ("gzip, deflate, br, zstd", "gzip, deflate"),  # requests with brotli and zstandard
+        ("br;q=1.0, gzip;q=0.5", "gzip;q=0.5"),
+        ("br", "identity"),
+        ("identity", "identity"),
+    ],
+)
+def test_the_kept_alive_path_asks_only_for_codings_it_decodes(offered: str, sent: str) -> None:
+    answer = json.dumps({"data": {"profiles": []}}).encode()
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
+    server = ScriptedServer(lambda request: ([ok], False))
+    client = ExperienceClient("org-1", base_url=f"http://127.0.0.1:{server.port}", timeout=2.0,
+                              max_retries=0)
+    client.session.headers["Accept-Encoding"] = offered
+    try:
+        client.send_events([track_event("a", anonymous_id="anon-1")])
+        client.send_events([track_event("b", anonymous_id="anon-1")])  # the merge, kept
+    finally:
+        client.close()
+        server.close()
+    for request in server.requests:
+        assert f"Accept-Encoding: {sent}".encode() in _head_lines(request)
+
+
+def test_an_answer_in_a_coding_never_asked_for_is_named_in_the_error() -> None:
+    body = b"\x8b\x02\x80{}\x03"
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: %d\r\n\r\n%s"
+              % (len(body), body))
+    server = ScriptedServer(lambda request: ([answer], False))
+    client = ExperienceClient("org-1", base_url=f"http://127.0.0.1:{server.port}", timeout=2.0,
+                              max_retries=0)
+    try:
+        with pytest.raises(MalformedResponse, match="Content-Encoding 'br'"):
+            client.get_profile("p-1")
+    finally:
+        client.close()
+        server.close()
