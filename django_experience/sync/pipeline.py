@@ -63,8 +63,10 @@ class Outcome:
     """What became of one batch."""
 
     succeeded: list[tuple[list[Item], Any]] = field(default_factory=list)
-    refused: list[tuple[Item, str]] = field(default_factory=list)  # final: the API said no
-    failed: list[tuple[Item, str]] = field(default_factory=list)  # gave up retrying
+    # Refused for their content (ImportTarget.refused_for_content): sending again cannot help.
+    refused: list[tuple[Item, str]] = field(default_factory=list)
+    # Not sent for any other reason (retries used up, stopped, another final error).
+    failed: list[tuple[Item, str]] = field(default_factory=list)
     retries: int = 0
 
 
@@ -170,7 +172,12 @@ def _send(
                 if len(items) == 1 and replacement is not None:
                     _send(target, [replacement], options, stop, outcome, recovered=True)
                     return
-                _give_up(target, outcome, outcome.refused, items, reason)
+                # Final is not refused: only a documented refusal of the content would meet the
+                # rows again, so only then do they count as done. Anything else (an unknown
+                # status, a 404 from a proxy, an exception without a status) fails them and
+                # keeps their block open for --resume.
+                bucket = outcome.refused if target.refused_for_content(exc) else outcome.failed
+                _give_up(target, outcome, bucket, items, reason)
                 return
             if attempt >= options.max_retries:
                 _give_up(
@@ -400,8 +407,9 @@ class Pipeline:
                 item.row.line, reason, item.row.canonical(), item.row.external_id, "failed"
             )
         if not outcome.failed:
-            # Rows refused for their content would be refused again; failures (retryable, or
-            # a refused configuration) keep the batch open for --resume.
+            # Rows refused for their content would be refused again; failures (retries used up,
+            # a refused configuration, any final error that is no refusal of the content) keep
+            # the batch open for --resume.
             self._mark_done(batch)
         self.on_progress(self.summary, False)
 

@@ -19,6 +19,12 @@ from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
 CONFIGURATION_STATUSES = (401, 403)
 CONFIGURATION_CODES = ("ERR_CONFIG_NOT_FOUND",)
 
+# Answers the Experience API never gives for a request it routed: its reference documents every
+# error it answers, each 404 carries an error code, and the batch endpoints take POST. So a 404
+# without a code, a 405 (method not allowed) or a 410 (gone) comes from something else on the way
+# (a wrong EXPERIENCE_API_URL, a proxy, a gateway during a deploy) and would meet every request.
+UNROUTED_STATUSES = (405, 410)
+
 
 @dataclass
 class Item:
@@ -81,6 +87,16 @@ class ImportTarget:
 
     def splittable(self, exc: BaseException) -> bool:
         """True when one bad row may have spoiled the whole batch (so bisect to find it)."""
+        return errors_policy.refused_for_content(exc)
+
+    def refused_for_content(self, exc: BaseException) -> bool:
+        """True when the final error ``exc`` refuses a row for what it carries, so it would be
+        refused again: the row is reported as ``refused`` and its block counts as completed.
+
+        Any other final error (a status the destination does not document as a refusal of the
+        content, an exception without a status) is no judgement on the row: the row is
+        ``failed`` and its block stays open for ``--resume``.
+        """
         return errors_policy.refused_for_content(exc)
 
     def stops_import(self, exc: BaseException, *, recovered: bool = False) -> bool:
@@ -212,11 +228,25 @@ class ExperienceTarget(ImportTarget):
         # A wrong organization or environment (ERR_CONFIG_NOT_FOUND) concerns every row: no split.
         return super().splittable(exc) or errors_policy.profile_gone(exc)
 
+    def refused_for_content(self, exc: BaseException) -> bool:
+        # Documented refusals of what a row carries: 400 ERR_INVALID_DATA (and the 413/422 of
+        # errors_policy), an event that is not JSON, and a profile of the row gone. Other final
+        # answers (409, 404 with a code the reference does not list, ...) fail the row instead:
+        # they say nothing about its content and may not recur, so --resume sends it again.
+        return super().refused_for_content(exc) or errors_policy.profile_gone(exc)
+
     def stops_import(self, exc: BaseException, *, recovered: bool = False) -> bool:
         # A profile id made up a moment ago cannot be gone or foreign: when even that one is
-        # refused, the organization or environment is what is wrong.
-        return super().stops_import(exc, recovered=recovered) or (
-            recovered and errors_policy.profile_gone(exc)
+        # refused, the organization or environment is what is wrong. An answer that did not
+        # come from the API's routes (UNROUTED_STATUSES, a 404 without an error code) is the
+        # same for every row: stop, rather than fail each row of the import in turn, and leave
+        # the rest for --resume once the URL, the proxy or the deploy is sorted out.
+        status = getattr(exc, "status", None)
+        return (
+            super().stops_import(exc, recovered=recovered)
+            or (recovered and errors_policy.profile_gone(exc))
+            or status in UNROUTED_STATUSES
+            or (status == 404 and not getattr(exc, "code", None))
         )
 
     def recover(self, item: Item, exc: BaseException) -> Item | None:
