@@ -84,7 +84,10 @@ class StoredProfile:
             if message_id in self.message_ids:
                 return False
             self.message_ids.add(message_id)
-        self.events.append(dict(event))
+        stored = dict(event)
+        if stored.get("channel") == "client":
+            stored["channel"] = "web"  # as the API documents it
+        self.events.append(stored)
         self.updated_at = time.time()
         context: Mapping[str, Any] = event.get("context") or {}
         kind = event["type"]

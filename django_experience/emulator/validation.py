@@ -10,6 +10,10 @@ from typing import Any
 from django_experience.emulator.errors import APIError, invalid_data
 
 EVENT_TYPES = ("page", "track", "identify", "screen", "component")
+CHANNELS = ("web", "mobile", "server", "client")  # the API stores "client" as "web"
+COMPONENT_TYPES = ("Entry", "Variable")
+FEATURES = ("location", "ip-enrichment")
+PAGE_PROPERTIES = ("path", "query", "referrer", "search", "url")
 MAX_BATCH_EVENTS = 200
 MAX_BATCH_IDENTIFY = 50
 MAX_BATCH_PROFILES = 50
@@ -86,14 +90,27 @@ def options_of(body: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise invalid_data(f"'options' must be an object, got {_json_type(options)}")
     features = options.get("features")
-    if features is not None and (
-        not isinstance(features, list) or not all(isinstance(f, str) for f in features)
-    ):
-        raise invalid_data("'options.features' must be an array of strings")
+    if features is not None:
+        if not isinstance(features, list):
+            raise invalid_data("'options.features' must be an array of strings")
+        for index, feature in enumerate(features):
+            if feature not in FEATURES:
+                raise invalid_data(
+                    f"options.features[{index}] {_shown(feature)} is not one of "
+                    f"{', '.join(FEATURES)}"
+                )
     location = options.get("location")
     if location is not None and not isinstance(location, dict):
         raise invalid_data("'options.location' must be an object")
     return options
+
+
+def _shown(value: object) -> str:
+    """``value`` as JSON, cut short, for a message."""
+    try:
+        return json.dumps(value)[:60]
+    except (TypeError, ValueError):
+        return _json_type(value)
 
 
 def _require_string(event: Mapping[str, Any], key: str, where: str) -> None:
@@ -104,14 +121,38 @@ def _require_string(event: Mapping[str, Any], key: str, where: str) -> None:
         raise invalid_data(f"{where}.{key} must be a string, got {_json_type(value)}")
 
 
+def _require_object(event: Mapping[str, Any], key: str, where: str) -> None:
+    value = event.get(key)
+    if value is None:
+        raise invalid_data(f"{where}.{key} is required for {event.get('type')} events")
+    if not isinstance(value, dict):
+        raise invalid_data(f"{where}.{key} must be an object, got {_json_type(value)}")
+
+
 def _optional_object(event: Mapping[str, Any], key: str, where: str) -> None:
     value = event.get(key)
     if value is not None and not isinstance(value, dict):
         raise invalid_data(f"{where}.{key} must be an object, got {_json_type(value)}")
 
 
+def _one_of(event: Mapping[str, Any], key: str, where: str, allowed: tuple[str, ...]) -> None:
+    value = event.get(key)
+    if value not in allowed:
+        raise invalid_data(
+            f"{where}.{key} {_shown(value)} is not one of {', '.join(allowed)}"
+        )
+
+
 def validate_event(event: object, where: str) -> None:
-    """Raise ``ERR_INVALID_DATA`` naming the field when ``event`` is not a valid event."""
+    """Raise ``ERR_INVALID_DATA`` naming the field when ``event`` is not a valid event.
+
+    Required, as the document's ``Event`` type has it: ``type``, ``messageId``, ``timestamp``,
+    ``channel`` (one of ``CHANNELS``), ``context`` with ``context.library`` (``name`` and
+    ``version``); per type ``event`` and ``properties`` (track), ``properties`` with its five
+    page fields (page), ``userId`` and ``traits`` (identify; ``userId`` may be empty, as the
+    official SDK sends it before consent), ``properties.name`` (screen), ``componentId``
+    (component; ``componentType``, when given, one of ``COMPONENT_TYPES``).
+    """
     if not isinstance(event, dict):
         raise invalid_data(f"{where} must be an object, got {_json_type(event)}")
     kind = event.get("type")
@@ -132,15 +173,49 @@ def validate_event(event: object, where: str) -> None:
         value = event.get(key)
         if value is not None and not isinstance(value, str):
             raise invalid_data(f"{where}.{key} must be a string, got {_json_type(value)}")
-    if "timestamp" in event and event["timestamp"] is not None and event_time_ms(event) is None:
+    if not event.get("messageId"):
+        raise invalid_data(f"{where}.messageId is required (a UUID)")
+    if event.get("timestamp") is None:
+        raise invalid_data(f"{where}.timestamp is required")
+    if event_time_ms(event) is None:
         raise invalid_data(f"{where}.timestamp is not an ISO 8601 date or epoch milliseconds")
-    if kind == "track":
+    if event.get("channel") is None:
+        raise invalid_data(f"{where}.channel is required")
+    _one_of(event, "channel", where, CHANNELS)
+    if "context" not in event or event["context"] is None:
+        raise invalid_data(f"{where}.context is required")
+    library = context.get("library")
+    if library is None:
+        raise invalid_data(f"{where}.context.library is required")
+    for key in ("name", "version"):
+        value = library.get(key)
+        if value is None:
+            raise invalid_data(f"{where}.context.library.{key} is required")
+        if not isinstance(value, str):
+            raise invalid_data(
+                f"{where}.context.library.{key} must be a string, got {_json_type(value)}"
+            )
+    if kind == "page":
+        _require_object(event, "properties", where)
+        properties = event["properties"]
+        for key in PAGE_PROPERTIES:
+            value = properties.get(key)
+            if value is None:
+                raise invalid_data(f"{where}.properties.{key} is required for page events")
+            expected = dict if key == "query" else str
+            if not isinstance(value, expected):
+                raise invalid_data(
+                    f"{where}.properties.{key} must be "
+                    f"{'an object' if expected is dict else 'a string'}, got {_json_type(value)}"
+                )
+    elif kind == "track":
         _require_string(event, "event", where)
         if not event["event"]:
             raise invalid_data(f"{where}.event must not be empty")
+        _require_object(event, "properties", where)
     elif kind == "identify":
-        _require_string(event, "userId", where)
-        _optional_object(event, "traits", where)
+        _require_string(event, "userId", where)  # "" is allowed: the SDK blanks it pre-consent
+        _require_object(event, "traits", where)
     elif kind == "screen":
         properties = event.get("properties") or {}
         name = properties.get("name")
@@ -148,6 +223,8 @@ def validate_event(event: object, where: str) -> None:
             raise invalid_data(f"{where}.properties.name is required for screen events")
     elif kind == "component":
         _require_string(event, "componentId", where)
+        if event.get("componentType") is not None:
+            _one_of(event, "componentType", where, COMPONENT_TYPES)
         experience_id = event.get("experienceId")
         if experience_id is not None and not isinstance(experience_id, str):
             raise invalid_data(f"{where}.experienceId must be a string")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -69,29 +71,55 @@ def api(server: EmulatorServer) -> Iterator[Api]:
     client.session.close()
 
 
+LIBRARY = {"name": "tests", "version": "1.0.0"}
+
+
+def now() -> str:
+    """The current time as the SDKs write a timestamp (UTC, milliseconds)."""
+    moment = datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def event(kind: str, *, timestamp: str | None = None, message_id: str | None = None,
+          **fields: Any) -> dict[str, Any]:
+    """A complete event of ``kind``, as the API documents it (every required field set):
+    ``messageId``, ``timestamp`` (now), ``channel`` and ``context.library``, then ``fields``."""
+    built: dict[str, Any] = {
+        "type": kind,
+        "messageId": message_id or str(uuid.uuid4()),
+        "timestamp": timestamp or now(),
+        "channel": "web",
+        "context": {"library": dict(LIBRARY)},
+    }
+    built.update(fields)
+    return built
+
+
 def page(path: str = "/", *, query: str = "", timestamp: str | None = None,
          message_id: str | None = None, **context: Any) -> dict[str, Any]:
     url = f"https://example.com{path}{'?' + query if query else ''}"
-    event: dict[str, Any] = {
-        "type": "page",
-        "channel": "web",
-        "properties": {"path": path, "url": url, "search": f"?{query}" if query else "",
-                       "referrer": "", "query": {}, "title": "Page"},
-        "context": {"library": {"name": "tests", "version": "1.0.0"}, **context},
-    }
-    if timestamp:
-        event["timestamp"] = timestamp
-    if message_id:
-        event["messageId"] = message_id
-    return event
+    built = event(
+        "page", timestamp=timestamp, message_id=message_id,
+        properties={"path": path, "url": url, "search": f"?{query}" if query else "",
+                    "referrer": "", "query": {}, "title": "Page"},
+    )
+    built["context"].update(context)
+    return built
 
 
 def identify(user_id: str, **traits: Any) -> dict[str, Any]:
-    return {"type": "identify", "userId": user_id, "traits": traits}
+    return event("identify", userId=user_id, traits=traits)
 
 
 def track(name: str, timestamp: str | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = {"type": "track", "event": name, "properties": {}}
-    if timestamp:
-        event["timestamp"] = timestamp
-    return event
+    return event("track", timestamp=timestamp, event=name, properties={})
+
+
+def component(component_id: str = "hero", experience_id: str | None = None,
+              variant_index: int | None = None, **fields: Any) -> dict[str, Any]:
+    built = event("component", componentId=component_id, componentType="Entry", **fields)
+    if experience_id is not None:
+        built["experienceId"] = experience_id
+    if variant_index is not None:
+        built["variantIndex"] = variant_index
+    return built

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from django_experience.emulator import ConfigError, EmulatorConfig, EmulatorServer
-from tests.emulator.conftest import Api, identify, page, track
+from tests.emulator.conftest import LIBRARY, Api, event, identify, page, track
 
 BERLIN = {"city": "Berlin", "region": "Berlin", "country": "Germany", "countryCode": "DE",
           "continent": "EU"}
@@ -40,9 +40,11 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], bool]] = [
     ("page prefix", {"page": {"pathPrefix": "/blog/"}}, [page("/blog/post-1")], True),
     ("page prefix other", {"page": {"pathPrefix": "/blog/"}}, [page("/shop")], False),
     ("page from context only", {"page": {"path": "/ctx"}},
-     [{"type": "page", "context": {"page": {"path": "/ctx", "url": "https://e.com/ctx"}}}], True),
+     [event("page", properties={"path": "", "query": {}, "referrer": "", "search": "", "url": ""},
+            context={"library": LIBRARY,
+                     "page": {"path": "/ctx", "url": "https://e.com/ctx"}})], True),
     ("tracked page is no view", {"page": {"path": "/t"}},
-     [dict(track("x"), context={"page": {"path": "/t"}})], False),
+     [dict(track("x"), context={"library": LIBRARY, "page": {"path": "/t"}})], False),
     ("utm campaign from query", {"utm": {"campaign": "spring"}},
      [page("/", query="utm_campaign=spring")], True),
     ("utm campaign from context", {"utm": {"campaign": "spring"}},

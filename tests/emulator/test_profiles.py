@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django_experience.emulator import EmulatorServer
-from tests.emulator.conftest import Api, identify, page, track
+from tests.emulator.conftest import Api, component, identify, page, track
 
 
 def test_traits_are_shallow_merged_latest_wins(api: Api) -> None:
@@ -181,8 +181,7 @@ def test_repeated_message_ids_are_stored_once(api: Api, server: EmulatorServer) 
 
 
 def _component(experience_id: str, index: int) -> dict[str, Any]:
-    return {"type": "component", "componentId": "hero", "componentType": "Entry",
-            "experienceId": experience_id, "variantIndex": index}
+    return component("hero", experience_id, index)
 
 
 def test_component_events_pin_sticky_variants(server: EmulatorServer, api: Api) -> None:

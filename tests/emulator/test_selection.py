@@ -8,7 +8,7 @@ import pytest
 
 from django_experience.emulator import EmulatorServer
 from django_experience.emulator.murmur import distribution_random, murmur3_32, traffic_random
-from tests.emulator.conftest import Api, identify, page
+from tests.emulator.conftest import Api, event, identify, page
 
 # Reference values printed by murmurhash-js's murmur3(text, 0).
 MURMUR_REFERENCE = {"": 0, "a": 1009084850, "ab": 2613040991, "abc": 3017643002,
@@ -138,9 +138,8 @@ def test_a_component_event_pin_survives_a_distribution_change(server: EmulatorSe
                                                               api: Api) -> None:
     server.state.configure({"experiences": [_experience(
         distribution=[{"index": 0, "start": 0, "end": 1}])]})
-    component = {"type": "component", "componentId": "hero", "experienceId": "exp",
-                 "variantIndex": 1}
-    api.update("c", component)
+    # componentType is optional
+    api.update("c", event("component", componentId="hero", experienceId="exp", variantIndex=1))
     server.state.configure({"experiences": [_experience(
         distribution=[{"index": 2, "start": 0, "end": 1}])]})
     experience = _select(api, "c")["experiences"][0]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_experience.emulator import EmulatorServer
-from tests.emulator.conftest import Api, identify, page, track
+from tests.emulator.conftest import LIBRARY, Api, component, event, identify, page, track
 
 
 def _error(response: requests.Response) -> str:
@@ -20,6 +20,14 @@ def _error(response: requests.Response) -> str:
     body = response.json()
     assert body["error"] == {"code": "ERR_INVALID_DATA"} and body["data"] == {}
     return str(body["message"])
+
+
+def _without(event: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in keys}
+
+
+def _screen() -> dict[str, Any]:
+    return event("screen", properties={"name": "Home"})
 
 
 @pytest.mark.parametrize(
@@ -37,15 +45,15 @@ def _error(response: requests.Response) -> str:
         ({"events": [1]}, "events[0]"),
         ({"events": [{}]}, "events[0].type"),
         ({"events": [{"type": "alias"}]}, "events[0].type"),
-        ({"events": [page(), {"type": "track"}]}, "events[1].event"),
-        ({"events": [{"type": "track", "event": 5}]}, "events[0].event"),
-        ({"events": [{"type": "identify", "traits": {}}]}, "events[0].userId"),
-        ({"events": [{"type": "identify", "userId": "u", "traits": []}]}, "events[0].traits"),
-        ({"events": [{"type": "screen", "properties": {}}]}, "events[0].properties.name"),
-        ({"events": [{"type": "screen"}]}, "events[0].properties.name"),
-        ({"events": [{"type": "component"}]}, "events[0].componentId"),
-        ({"events": [{"type": "component", "componentId": "c", "variantIndex": -1}]},
-         "events[0].variantIndex"),
+        ({"events": [page(), _without(track("x"), "event")]}, "events[1].event"),
+        ({"events": [dict(track("x"), event=5)]}, "events[0].event"),
+        ({"events": [dict(track("x"), event="")]}, "events[0].event"),
+        ({"events": [_without(identify("u"), "userId")]}, "events[0].userId"),
+        ({"events": [dict(identify("u"), traits=[])]}, "events[0].traits"),
+        ({"events": [dict(_screen(), properties={})]}, "events[0].properties.name"),
+        ({"events": [_without(_screen(), "properties")]}, "events[0].properties.name"),
+        ({"events": [_without(component("c"), "componentId")]}, "events[0].componentId"),
+        ({"events": [component("c", variant_index=-1)]}, "events[0].variantIndex"),
         ({"events": [dict(page(), timestamp="yesterday")]}, "events[0].timestamp"),
         ({"events": [dict(page(), context=[])]}, "events[0].context"),
         ({"events": [dict(page(), properties="x")]}, "events[0].properties"),
@@ -55,6 +63,143 @@ def _error(response: requests.Response) -> str:
 )
 def test_invalid_bodies_name_the_problem(api: Api, body: Any, names: str) -> None:
     assert names in _error(api.post("/profiles", body))
+
+
+def _page_without(key: str) -> dict[str, Any]:
+    built = page()
+    built["properties"] = _without(built["properties"], key)
+    return built
+
+
+# What the document's Event type marks required, one case per rule; the message names the
+# field and the event's index.
+@pytest.mark.parametrize(
+    ("events", "options", "names"),
+    [
+        *[([_without(valid, "messageId")], None, "events[0].messageId is required")
+          for valid in (page(), track("x"), identify("u"), _screen(), component())],
+        ([dict(page(), messageId="")], None, "events[0].messageId is required"),
+        ([dict(page(), messageId=5)], None, "events[0].messageId must be a string"),
+        ([_without(track("x"), "timestamp")], None, "events[0].timestamp is required"),
+        ([dict(track("x"), timestamp=None)], None, "events[0].timestamp is required"),
+        ([page(), _without(identify("u"), "timestamp")], None, "events[1].timestamp"),
+        ([_without(page(), "channel")], None, "events[0].channel is required"),
+        ([dict(page(), channel="tv")], None, 'events[0].channel "tv" is not one of web, mobile'),
+        ([dict(page(), channel="WEB")], None, "events[0].channel"),
+        ([_without(track("x"), "context")], None, "events[0].context is required"),
+        ([dict(track("x"), context={})], None, "events[0].context.library is required"),
+        ([dict(track("x"), context={"library": {"version": "1"}})], None,
+         "events[0].context.library.name is required"),
+        ([dict(track("x"), context={"library": {"name": "x", "version": 1}})], None,
+         "events[0].context.library.version must be a string"),
+        ([_without(page(), "properties")], None, "events[0].properties is required"),
+        *[([_page_without(key)], None, f"events[0].properties.{key} is required for page")
+          for key in ("path", "query", "referrer", "search", "url")],
+        ([dict(page(), properties={**page()["properties"], "query": "?a=1"})], None,
+         "events[0].properties.query must be an object"),
+        ([dict(page(), properties={**page()["properties"], "path": 5})], None,
+         "events[0].properties.path must be a string"),
+        ([track("x"), _without(track("y"), "properties")], None,
+         "events[1].properties is required for track"),
+        ([_without(identify("u"), "traits")], None, "events[0].traits is required for identify"),
+        ([dict(identify("u"), traits=None)], None, "events[0].traits is required"),
+        ([dict(component("c"), componentType="Nope")], None,
+         'events[0].componentType "Nope" is not one of Entry, Variable'),
+        ([page()], {"features": ["bogus"]},
+         'options.features[0] "bogus" is not one of location, ip-enrichment'),
+        ([page()], {"features": ["location", 5]}, "options.features[1]"),
+    ],
+)
+def test_documented_required_fields_are_enforced(
+    api: Api, events: list[Any], options: dict[str, Any] | None, names: str
+) -> None:
+    body: dict[str, Any] = {"events": events}
+    if options is not None:
+        body["options"] = options
+    assert names in _error(api.post("/profiles", body))
+    assert api.server.state.profiles_json() == []
+
+
+def test_the_batch_endpoint_enforces_them_too(api: Api) -> None:
+    events = [dict(track("x"), anonymousId="a"),
+              dict(_without(page(), "timestamp"), anonymousId="a")]
+    assert "events[1].timestamp is required" in _error(api.post("/events", {"events": events}))
+
+
+@pytest.mark.parametrize(
+    "valid",
+    [
+        *[dict(page(), channel=channel) for channel in ("web", "mobile", "server", "client")],
+        dict(identify(""), traits={}),  # the official SDK before consent
+        dict(component("c"), componentType="Variable"),
+        _without(component("c"), "componentType"),
+        dict(track("x"), timestamp=1714564800000),
+        dict(page(), properties={"path": "", "query": {}, "referrer": "", "search": "", "url": ""}),
+    ],
+)
+def test_valid_events_still_pass(api: Api, valid: dict[str, Any]) -> None:
+    choices: list[dict[str, Any] | None] = [
+        None, {"features": []}, {"features": ["location", "ip-enrichment"]}]
+    for options in choices:
+        body: dict[str, Any] = {"events": [valid]}
+        if options is not None:
+            body["options"] = options
+        response = api.post("/profiles", body)
+        assert response.status_code == 200, response.text
+
+
+def test_a_client_channel_is_stored_as_web(api: Api, server: EmulatorServer) -> None:
+    profile_id = api.create(dict(page(), channel="client"))["profile"]["id"]
+    stored = server.state.profile_json(profile_id)
+    assert stored is not None and stored["events"][0]["channel"] == "web"
+
+
+def test_the_libraries_own_event_builders_are_accepted(api: Api) -> None:
+    from django_experience.api import events as builders
+
+    built = [
+        builders.page_event("https://example.com/a?utm_campaign=x", title="A"),
+        builders.track_event("Added to cart", {"sku": "1"}),
+        builders.identify_event("user-1", {"plan": "pro"}),
+        builders.identify_event("user-1"),
+        builders.screen_event("Home"),
+        builders.component_event("hero"),
+        builders.component_event("hero", experience_id="exp", variant_index=1,
+                                 component_type="Variable"),
+    ]
+    response = api.post("/profiles", {"events": built})
+    assert response.status_code == 200, response.text
+    views = builders.component_view_events(
+        [("anon-1", builders.component_view("hero", experience_id="exp", variant_index=0))])
+    batch = [*views, builders.track_event("x", anonymous_id="anon-1")]
+    response = api.post("/events", {"events": batch}, text_plain=False)
+    assert response.status_code == 200, response.text
+
+
+def test_the_documents_examples_with_a_timestamp_are_accepted(api: Api) -> None:
+    context = {"library": {"name": "Ninetailed Analytics SDK", "version": "1.0.0"},
+               "locale": "en-US",
+               "page": {"path": "/", "query": {}, "referrer": "", "search": "",
+                        "url": "https://example.com/"}}
+    update = {"channel": "web", "context": {**context, "campaign": {}},
+              "messageId": "58f358f2-a858-11ed-afa1-0242ac120002",
+              "timestamp": "2022-10-10T14:36:51.262Z", "type": "identify",
+              "traits": {"favAnimal": "fox"}, "userId": "asdf"}
+    assert api.post("/profiles/doc-1", {"events": [update]}).status_code == 200
+    batch = [
+        {"channel": "web", "context": context,
+         "messageId": "58f358f2-a858-11ed-afa1-0242ac120003",
+         "anonymousId": "18635fe9cc665fd113547e897c13862b",
+         "timestamp": "2022-01-01T00:00:00.000Z", "type": "page",
+         "properties": {"title": "Sample Page", "url": "https://example.com/", "path": "/",
+                        "hash": "", "search": "", "width": 1419, "height": 1226, "query": {},
+                        "referrer": ""}},
+        {"channel": "web", "context": context,
+         "messageId": "68a459e3-b959-22fe-bfb2-1353bd230003",
+         "anonymousId": "18635fe9cc665fd113547e897c13862b", "userId": "user1", "traits": {},
+         "timestamp": "2022-01-01T00:00:01.000Z", "type": "identify"},
+    ]
+    assert api.post("/events", {"events": batch}, text_plain=False).status_code == 200
 
 
 @pytest.mark.parametrize("depth", [70, 900, 5000])
@@ -84,7 +229,8 @@ def test_events_as_the_official_sdk_builds_them_are_accepted(api: Api) -> None:
                     "type": "identify", "userId": "", "traits": {}}
     assert api.post("/profiles", {"events": [sdk_page, sdk_identify],
                                   "options": {"features": ["location"]}}).status_code == 200
-    component = {"type": "component", "componentId": "c", "componentType": "Entry",
+    component = {**{k: v for k, v in sdk_page.items() if k != "properties"},
+                 "type": "component", "componentId": "c", "componentType": "Entry",
                  "experienceId": None, "variantIndex": None, "viewDurationMs": None}
     assert api.post("/profiles", {"events": [component]}).status_code == 200
 
@@ -124,12 +270,20 @@ json_values = st.recursive(
                                                                 max_size=4),
     max_leaves=12,
 )
+PAGE_PROPERTIES = {"path": "/", "query": {}, "referrer": "", "search": "",
+                   "url": "https://example.com/"}
+# Mostly valid base fields (so the fuzz reaches the per-type rules), each sometimes garbage.
 event_like = st.fixed_dictionaries(
-    {"type": st.sampled_from(["page", "track", "identify", "screen", "component", "x"])},
+    {"type": st.sampled_from(["page", "track", "identify", "screen", "component", "x"]),
+     "messageId": st.uuids().map(str) | json_values,
+     "timestamp": st.just("2024-01-01T00:00:00.000Z") | json_values,
+     "channel": st.sampled_from(["web", "mobile", "server", "client"]) | json_values,
+     "context": st.just({"library": LIBRARY}) | json_values},
     optional={"event": json_values, "userId": json_values, "traits": json_values,
-              "properties": json_values, "context": json_values, "componentId": json_values,
+              "properties": st.just(PAGE_PROPERTIES) | json_values,
+              "componentId": json_values, "componentType": json_values,
               "experienceId": json_values, "variantIndex": json_values,
-              "timestamp": json_values, "anonymousId": json_values, "messageId": json_values},
+              "anonymousId": json_values},
 )
 bodies = st.one_of(
     st.binary(max_size=64),
