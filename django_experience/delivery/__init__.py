@@ -54,9 +54,16 @@ def _worker(backend: str) -> QueueWorker:
             worker = _workers.get(backend)
             if worker is None:
                 if backend == "tasks":
-                    from django_experience.delivery.tasks import task_dispatcher
+                    from django_experience.delivery.tasks import (
+                        close_old_connections,
+                        task_dispatcher,
+                    )
 
-                    worker = QueueWorker(task_dispatcher, name="experience-delivery-tasks")
+                    worker = QueueWorker(
+                        task_dispatcher,
+                        name="experience-delivery-tasks",
+                        around_round=close_old_connections,
+                    )
                 else:
                     from django_experience.delivery.worker import send_dispatcher
 

@@ -100,6 +100,19 @@ def _encoded_for_task(sink: Sink, batch: list[Payload]) -> tuple[list[Payload], 
     return payloads, texts
 
 
+def close_old_connections() -> None:
+    """Called by the consumer thread before and after each round.
+
+    Enqueueing with a database task backend opens an ORM connection in that thread, and no
+    request ever ends there to close it: as Django does at the start and end of a request,
+    connections that are unusable or past ``CONN_MAX_AGE`` (by default: all of them) are
+    closed, so a connection the database dropped is not used for every later round.
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
 def task_dispatcher(sink_name: str, payloads: list[Payload], wait: Callable[[float], bool]) -> None:
     """Enqueue one task per request-sized batch, its events as JSON text."""
     sink = get_sink(sink_name)

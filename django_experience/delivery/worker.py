@@ -30,6 +30,7 @@ class Job(NamedTuple):
 
 
 Dispatcher = Callable[[str, list[Payload], Callable[[float], bool]], None]
+RoundHook = Callable[[], None]
 
 
 def group_by_sink(jobs: list[Job]) -> dict[str, list[Payload]]:
@@ -47,9 +48,17 @@ def send_dispatcher(sink_name: str, payloads: list[Payload], wait: Callable[[flo
 class QueueWorker:
     """A bounded queue plus the thread that empties it. One per process and backend."""
 
-    def __init__(self, dispatch: Dispatcher, name: str = "experience-delivery") -> None:
+    def __init__(
+        self,
+        dispatch: Dispatcher,
+        name: str = "experience-delivery",
+        around_round: RoundHook | None = None,
+    ) -> None:
+        """``around_round`` is called by the consumer thread before and after each round (and
+        never in another thread), e.g. to close its database connections."""
         self._dispatch = dispatch
         self._name = name
+        self._around_round = around_round
         self._jobs: deque[Job] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._pending = 0  # queued + in flight
@@ -188,9 +197,18 @@ class QueueWorker:
             if jobs is None:
                 return
             try:
+                self._call_around_round()
                 self._dispatch_round(jobs)
             finally:
+                self._call_around_round()
                 self._finish(len(jobs))
+
+    def _call_around_round(self) -> None:
+        if self._around_round is not None:
+            try:
+                self._around_round()
+            except Exception:  # must not kill the thread or lose the round
+                logger.exception("Delivery: the hook around a round raised")
 
     def _dispatch_round(self, jobs: list[Job]) -> None:
         for sink_name, payloads in group_by_sink(jobs).items():

@@ -163,8 +163,8 @@ def test_the_task_sends_its_json_text_as_it_is(api: StubServer) -> None:
     assert request.body == b'{"events":[' + text.encode() + b"]}"
 
 
-def test_database_backend_and_its_worker(api: StubServer, tmp_path: Path) -> None:
-    """Events become task rows in the database; a separate worker process sends them."""
+def database_env(api: StubServer, tmp_path: Path) -> dict[str, str]:
+    """The environment of subprocesses using the database task backend (migrated)."""
     pytest.importorskip("django_tasks_db")
     env = {
         **os.environ,
@@ -173,8 +173,61 @@ def test_database_backend_and_its_worker(api: StubServer, tmp_path: Path) -> Non
         "TEST_DATABASE_FILE": str(tmp_path / "tasks.sqlite3"),
         "TEST_API_URL": api.url,
     }
+    migrate = [sys.executable, "-m", "django", "migrate", "-v", "0"]
+    subprocess.run(migrate, env=env, check=True, timeout=60)
+    return env
+
+
+def test_the_consumer_thread_closes_its_database_connection(
+    api: StubServer, tmp_path: Path
+) -> None:
+    """No request ever ends in the consumer thread: it closes its ORM connection itself, so one
+    the database dropped while idle does not fail every later enqueue."""
+    script = textwrap.dedent(
+        """
+        import django, gc
+        django.setup()
+        from django.db import connections
+        from django.db.backends.base.base import BaseDatabaseWrapper
+        from django_experience import delivery
+        from django_tasks_db.models import DBTaskResult
+        from tests.delivery.helpers import track
+
+        delivery.enqueue(track("p1", n=0))
+        assert delivery.flush(timeout=10)
+        mine = connections["default"]
+        held = [
+            wrapper
+            for wrapper in gc.get_objects()
+            if isinstance(wrapper, BaseDatabaseWrapper)
+            and wrapper is not mine
+            and wrapper.connection is not None
+        ]
+        print("held", len(held))
+        for wrapper in held:  # the database drops the idle connection (restart, idle timeout)
+            wrapper.connection.close()
+        for n in range(1, 4):
+            delivery.enqueue(track("p1", n=n))
+            assert delivery.flush(timeout=10)
+        print("failed", delivery.counters()["failed"])
+        print("stored", DBTaskResult.objects.count())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=database_env(api, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["held", "0", "failed", "0", "stored", "4"], result.stderr
+
+
+def test_database_backend_and_its_worker(api: StubServer, tmp_path: Path) -> None:
+    """Events become task rows in the database; a separate worker process sends them."""
+    env = database_env(api, tmp_path)
     django = [sys.executable, "-m", "django"]
-    subprocess.run([*django, "migrate", "-v", "0"], env=env, check=True, timeout=60)
     script = textwrap.dedent(
         """
         import django
