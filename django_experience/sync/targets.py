@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django_experience import errors_policy
+from django_experience.api.encoding import encode_events
+from django_experience.api.errors import InvalidData
 from django_experience.sync.checkpoint import secret_fingerprint
 from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
 
@@ -194,6 +196,11 @@ class ExperienceTarget(ImportTarget):
                 rejected.append(Rejected(row.line, str(exc), row.canonical(), row.external_id))
                 continue
             items.append(Item(row, event))
+        # Found here, a row JSON cannot carry is rejected before sending, dry runs included,
+        # instead of being refused by the client after bisecting its batch.
+        items, unencodable = _encodable(items)
+        if unencodable:
+            rejected = sorted([*rejected, *unencodable], key=lambda item: item.line)
         return items, rejected
 
     def send(self, items: Sequence[Item]) -> Any:
@@ -327,6 +334,33 @@ class ExperienceTarget(ImportTarget):
             except IntegrityError:
                 # The profile is mapped to somebody else already: leave that mapping alone.
                 continue
+
+
+def _encodable(items: list[Item]) -> tuple[list[Item], list[Rejected]]:
+    """The items whose event the client can send, and the others rejected with the reason.
+
+    The client refuses an event JSON cannot carry: NaN or Infinity read from a file, a Decimal
+    or another object among a user's traits, a lone surrogate. One encoding of the whole batch,
+    then one per row only when that fails. (Sending encodes the events again: the client takes
+    no pre-encoded events for the answer-reading endpoint nor for the asynchronous one.)
+    """
+    try:
+        encode_events([item.payload for item in items])
+        return items, []
+    except InvalidData:
+        pass
+    encodable: list[Item] = []
+    rejected: list[Rejected] = []
+    for item in items:
+        try:
+            encode_events([item.payload])
+        except InvalidData as exc:
+            row = item.row
+            reason = f"cannot be sent as JSON: {exc.__cause__ or exc}"
+            rejected.append(Rejected(row.line, reason, row.canonical(), row.external_id))
+        else:
+            encodable.append(item)
+    return encodable, rejected
 
 
 def match_profiles(sent: Sequence[str], returned: Sequence[str]) -> dict[str, str]:
