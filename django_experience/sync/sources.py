@@ -51,6 +51,18 @@ def _check_id(line: int, value: object, raw: str) -> str | Rejected:
     return external_id
 
 
+def _not_utf8(value: object) -> str | None:
+    """Why ``value`` cannot be written as UTF-8 (a string holding a lone surrogate, as a JSON
+    escape such as ``\\ud800`` gives): the row could not be digested, sent nor even written to
+    the errors file. None when it can."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        return f"a string holds a lone surrogate ({bad!r}), which UTF-8 cannot carry"
+    return None
+
+
 class _ByteLines:
     """Decoded lines of a binary stream, counting bytes and remembering undecodable lines."""
 
@@ -147,6 +159,10 @@ class JsonLinesSource(_FileSource):
             return Rejected(
                 line, f"traits must be an object, got {type(traits).__name__}", raw, checked
             )
+        if "\\u" in text:  # only an escape gives a lone surrogate: the line itself is UTF-8
+            problem = _not_utf8([checked, traits])
+            if problem is not None:
+                return Rejected(line, problem, raw)  # the line as read: its escapes are ASCII
         return Row(line, checked, traits)
 
 
@@ -235,9 +251,12 @@ class UsersSource(Source):
                     yield checked
                     continue
                 traits = traits_for(user)
-                json.dumps(traits, default=str)
+                problem = _not_utf8([checked, traits])
             except Exception as exc:
                 yield Rejected(line, f"{type(exc).__name__}: {exc}", raw)
+                continue
+            if problem is not None:
+                yield Rejected(line, problem, raw)
                 continue
             yield Row(line, checked, traits, user_pk=user.pk)
 

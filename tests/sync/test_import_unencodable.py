@@ -76,3 +76,47 @@ def test_user_traits_holding_a_decimal_are_rejected_in_a_dry_run(
     assert "Valid rows: 1 (dry run: nothing sent)" in result.stdout
     assert "line 2 (id " in result.stderr
     assert "rejected: cannot be sent as JSON: Decimal is not JSON serialisable" in result.stderr
+
+
+def test_a_lone_surrogate_is_rejected_and_the_import_goes_on(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    source = tmp_path / "people.jsonl"
+    source.write_text(
+        '{"id": "lone", "traits": {"name": "\\ud800"}}\n'
+        '{"id": "\\udfffid", "traits": {}}\n'
+        '{"id": "pair", "traits": {"name": "\\ud83d\\ude00"}}\n',  # an escaped pair is fine
+        encoding="utf-8",
+    )
+    errors = tmp_path / "errors.jsonl"
+    for dry in (True, False):
+        result = run_import("--file", str(source), "--errors", str(errors),
+                            *(["--dry-run"] if dry else []))
+        assert result.code == 1, result.stderr
+        assert "Valid rows: 1" in result.stdout
+        reported = read_errors(errors)
+        assert [(entry["line"], entry["kind"]) for entry in reported] == [
+            (1, "rejected"), (2, "rejected")
+        ]
+        assert reported[0]["reason"] == (
+            "a string holds a lone surrogate ('\\ud800'), which UTF-8 cannot carry"
+        )
+        assert reported[1]["row"] == '{"id": "\\udfffid", "traits": {}}'  # the line as read
+    assert profiles_by_user(emulator)["pair"][0]["traits"] == {"name": "\U0001f600"}
+
+
+def surrogate_traits(user: Any) -> dict[str, Any]:
+    return {"name": "\udc80" if user.username == "odd" else user.username}
+
+
+def test_user_traits_holding_a_lone_surrogate_are_rejected(
+    emulator: EmulatorHandle, settings: Settings
+) -> None:
+    settings.EXPERIENCE_USER_TRAITS = f"{__name__}.surrogate_traits"
+    users = get_user_model()
+    users.objects.create_user("plain")
+    users.objects.create_user("odd")
+    result = run_import("--users")
+    assert result.code == 1
+    assert "line 2: rejected: a string holds a lone surrogate ('\\udc80')" in result.stderr
+    assert "Profiles sent: 1" in result.stdout
