@@ -201,12 +201,15 @@ class CsvSource(_FileSource):
             if any(number in self._lines.bad_lines for number in range(start, end + 1)):
                 yield Rejected(end, "not valid UTF-8", raw)
                 continue
-            if len(cells) > len(columns):
+            if len(cells) != len(columns):  # too few as much as too many: a cell gone astray
                 yield Rejected(
-                    end, f"{len(cells)} cells but the header has {len(columns)} columns", raw
+                    end,
+                    f"{_count(len(cells), 'cell')} but the header has "
+                    f"{_count(len(columns), 'column')}",
+                    raw,
                 )
                 continue
-            checked = _check_id(end, cells[id_index] if id_index < len(cells) else None, raw)
+            checked = _check_id(end, cells[id_index], raw)
             if isinstance(checked, Rejected):
                 yield checked
                 continue
@@ -216,6 +219,10 @@ class CsvSource(_FileSource):
                 if name != "id" and name and value != ""
             }
             yield Row(end, checked, traits)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 class UsersSource(Source):

@@ -1,0 +1,37 @@
+"""A CSV row must have as many cells as the header has columns: fewer are a cell gone astray too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django_experience.emulator.handle import EmulatorHandle
+from tests.sync.helpers import profiles_by_user, read_errors, run_import
+
+
+def test_rows_with_too_few_cells_are_rejected_and_blank_lines_skipped(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    source = tmp_path / "people.csv"
+    source.write_text(
+        "id,email,plan\n"
+        "c-1,a@example.com,gold\n"
+        "c-2,b@example.com\n"  # line 3: a cell short (the plan would be lost unnoticed)
+        "\n"  # line 4: blank, skipped
+        "c-3\n"  # line 5: two short
+        "c-4,d@example.com,\n"  # an empty cell: there, and left out of the traits
+        "\n",  # a trailing blank line: skipped
+        encoding="utf-8",
+    )
+    errors = tmp_path / "errors.jsonl"
+    for dry in (True, False):
+        result = run_import("--file", str(source), "--errors", str(errors),
+                            *(["--dry-run"] if dry else []))
+        assert result.code == 1
+        assert "Rows read: 4" in result.stdout and "Valid rows: 2" in result.stdout
+        assert [(e["line"], e["kind"], e["reason"]) for e in read_errors(errors)] == [
+            (3, "rejected", "2 cells but the header has 3 columns"),
+            (5, "rejected", "1 cell but the header has 3 columns"),
+        ]
+    grouped = profiles_by_user(emulator)
+    assert sorted(grouped) == ["c-1", "c-4"]
+    assert grouped["c-4"][0]["traits"] == {"email": "d@example.com"}
