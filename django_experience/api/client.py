@@ -127,6 +127,15 @@ def _events_list(events: Iterable[Mapping[str, Any]]) -> list[Event]:
     return [dict(event) for event in listed]
 
 
+def _resolving_location(event: Event) -> Event:
+    """``event`` without the empty ``context.location`` the builders set (it tells the API to
+    resolve none), for calls that ask for the ``location`` feature."""
+    context = event.get("context")
+    if not isinstance(context, Mapping) or context.get("location") != {}:
+        return event
+    return {**event, "context": {k: v for k, v in context.items() if k != "location"}}
+
+
 def _request_headers(content_type: str | None, headers: Mapping[str, str] | None) -> dict[str, str]:
     """The headers a call adds to the session's."""
     request_headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
@@ -629,6 +638,8 @@ class ExperienceClient:
             if isinstance(features, str):
                 raise InvalidData("features must be a list of feature names, not a string")
             options["features"] = list(features)
+            if "location" in features:
+                document["events"] = [_resolving_location(e) for e in document["events"]]
         if location:
             options["location"] = dict(location)
         if options:

@@ -134,6 +134,17 @@ class EventOptions(TypedDict, total=False):
     context: Mapping[str, Any] | None
 
 
+def _base_context() -> dict[str, Any]:
+    """The ``context`` every event starts from.
+
+    Its empty ``location`` makes the API resolve none from the host sending the event (the
+    server, whose location is nobody's): it would, for a library version below 3.14, which ours
+    is. A call asking for the ``location`` feature (resolution from the visitor's IP) is sent
+    without it by the client.
+    """
+    return {"library": dict(LIBRARY), "location": {}}
+
+
 def _base(
     event_type: str,
     *,
@@ -150,7 +161,7 @@ def _base(
     elif not isinstance(message_id, str) or not message_id:
         raise ValueError(f"message_id must be a non-empty string, got {message_id!r}")
     when = _now() if timestamp is None else _timestamp(timestamp)
-    event_context: dict[str, Any] = {"library": dict(LIBRARY)}
+    event_context = _base_context()
     if context is not None:
         event_context.update(_optional_object(context, "context", event_type))
     event: Event = {
@@ -328,7 +339,7 @@ def component_view_events(views: Iterable[tuple[str, ComponentView]]) -> list[Ev
     views cost one pass instead of a full event each while the page renders.
     """
     when = _now()
-    context = {"library": dict(LIBRARY)}
+    context = _base_context()
     return [
         {
             "type": "component",

@@ -78,7 +78,24 @@ def test_update_profile_path_and_options(stub: StubServer, client: ExperienceCli
     assert request.query == {"locale": ["fr"]}
     assert request.header("Content-Type") == "text/plain"
     assert request.header("X-Force-IP") == "198.51.100.1"
-    assert request.json() == {"events": [event], "options": {"features": ["location"]}}
+    # Asked to resolve the visitor's location: the event's "resolve none" is left out.
+    sent = {**event, "context": {k: v for k, v in event["context"].items() if k != "location"}}
+    assert request.json() == {"events": [sent], "options": {"features": ["location"]}}
+
+
+def test_without_the_location_feature_no_location_is_resolved_from_the_sender(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    """Our library version is below 3.14: without an empty ``context.location`` the API would
+    resolve the location of the server sending the events and put it on the profile."""
+    stub.responder = profile_answer
+    client.update_profile("p-1", [page_event("https://shop.example/")], location={"city": "Rome"})
+    client.create_profile([identify_event("u-1", {})], features=["ip-enrichment"])
+    stub.responder = lambda request: ok_envelope({"profiles": []})
+    client.upsert_profiles([track_event("a", anonymous_id="p-1")])
+    for request in stub.requests:
+        assert all(event["context"]["location"] == {} for event in request.json()["events"])
+    assert stub.requests[0].json()["options"] == {"location": {"city": "Rome"}}  # the CDN's
 
 
 def test_update_profile_preflight(stub: StubServer, client: ExperienceClient) -> None:
