@@ -10,7 +10,8 @@ ids derive from the rows, and profiles are found by external id.
 
 The file is JSON lines, written append-only: a header with the import's identity, then one line
 per completed block, written and flushed at once (constant work per batch; a crash loses at
-most a partly written last line, which is ignored). The rows of a completed block that were
+most a partly written last line, which is ignored, and the resumed run's entries start on a line
+of their own after it). The rows of a completed block that were
 refused for their content are kept with it (line, kind and reason), so a resumed run can report
 them again. Digests are read into memory only with ``--resume``.
 """
@@ -62,19 +63,23 @@ class Checkpoint:
         self._done: set[str] = set()
         self._refused: dict[str, list[dict[str, Any]]] = {}
         self._loaded = False  # a current checkpoint of this import was read: append to it
+        self._cut_short = False  # its last line lacks a newline (a crash while writing it)
         self._stream: TextIO | None = None
 
     def load(self) -> None:
         """Read a previous run's progress; refuse one of a different import."""
         try:
-            stream = open(self.path, encoding="utf-8")  # noqa: SIM115 - closed below
+            # errors="replace": a line cut short in the middle of a character (a crash while
+            # writing it) is then only a line that is not JSON, ignored like any cut-off line.
+            stream = open(self.path, encoding="utf-8", errors="replace")  # noqa: SIM115
         except FileNotFoundError:
             return
         except OSError as exc:
             raise CheckpointError(f"cannot read the checkpoint {self.path}: {exc}") from exc
         with stream:
             try:
-                header = json.loads(stream.readline())
+                last = stream.readline()
+                header = json.loads(last)
             except (OSError, ValueError) as exc:
                 raise CheckpointError(f"cannot read the checkpoint {self.path}: {exc}") from exc
             if not isinstance(header, dict) or header.get("identity") != self.identity:
@@ -86,6 +91,7 @@ class Checkpoint:
             if header.get("version") != VERSION:
                 return  # an older format, without digests: nothing is known to be done
             for line in stream:
+                last = line
                 try:
                     entry = json.loads(line)
                 except ValueError:
@@ -98,11 +104,17 @@ class Checkpoint:
                 if isinstance(refused, list) and refused:
                     self._refused[digest] = [item for item in refused if isinstance(item, dict)]
         self._loaded = True
+        self._cut_short = not last.endswith("\n")
 
     def start(self) -> None:
         """Open the file for this run's completions."""
         if self._loaded:
             self._stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - see close()
+            if self._cut_short:
+                # End the line a crash cut short, so this run's first entry gets a line of its
+                # own instead of being glued to it (and lost with it).
+                self._stream.write("\n")
+                self._cut_short = False
             return
         self._stream = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - see close()
         self._write({"version": VERSION, "identity": self.identity})
