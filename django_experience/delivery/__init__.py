@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 from django_experience.delivery.counters import counters as _counters
+from django_experience.delivery.sender import DeliveryStopped
 from django_experience.delivery.settings import delivery_settings
 from django_experience.delivery.sinks import Payload, Sink, get_sink, register_sink
 from django_experience.delivery.worker import Job, QueueWorker
@@ -26,6 +27,7 @@ from django_experience.delivery.worker import Job, QueueWorker
 logger = logging.getLogger("django_experience.delivery")
 
 __all__ = [
+    "DeliveryStopped",
     "Sink",
     "counters",
     "enqueue",

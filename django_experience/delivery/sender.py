@@ -16,11 +16,21 @@ from django_experience.delivery.sinks import EncodedBatch, Payload, Sink
 logger = logging.getLogger("django_experience.delivery")
 
 Waiter = Callable[[float], bool]
-"""``wait(seconds) -> bool``: sleeps, returning False when delivery must stop waiting now."""
+"""``wait(seconds) -> bool``: sleeps, returning False when delivery must stop waiting now.
+
+``wait(0)`` asks, before a request is sent, whether delivery may still start one: False once
+its time is out (the exit flush's deadline has passed), and the batch is then reported unsent.
+"""
+
+
+class DeliveryStopped(TimeoutError):
+    """Handed to ``EXPERIENCE_DELIVERY_ON_ERROR`` with events never sent because delivery
+    stopped first: its time ran out (``EXPERIENCE_DELIVERY_EXIT_TIMEOUT`` at exit)."""
 
 
 def _sleep(seconds: float) -> bool:
-    time.sleep(seconds)
+    if seconds > 0:
+        time.sleep(seconds)
     return True
 
 
@@ -102,6 +112,10 @@ def deliver(sink: Sink, payloads: list[Payload], *, wait: Waiter = _sleep) -> in
 
 def send_batch(sink: Sink, batch: list[Payload], *, wait: Waiter = _sleep) -> int:
     """Send one request-sized batch with retries; returns how many payloads were sent."""
+    if not wait(0):
+        stopped = DeliveryStopped("delivery stopped before these events were sent")
+        report_failure(sink, batch, stopped, "out of time: not sent")
+        return 0
     max_retries = delivery_settings.MAX_RETRIES
     base, cap = delivery_settings.BACKOFF, delivery_settings.BACKOFF_MAX
     attempt = 0

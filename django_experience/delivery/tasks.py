@@ -17,7 +17,13 @@ from typing import Any
 from django_experience.api.encoding import encode_events
 from django_experience.api.errors import InvalidData
 from django_experience.conf import TASK_MODULES
-from django_experience.delivery.sender import deliver, report_failure, send_batch, split_by_bytes
+from django_experience.delivery.sender import (
+    DeliveryStopped,
+    deliver,
+    report_failure,
+    send_batch,
+    split_by_bytes,
+)
 from django_experience.delivery.settings import delivery_settings
 from django_experience.delivery.sinks import EncodedBatch, Payload, Sink, get_sink
 
@@ -120,6 +126,10 @@ def task_dispatcher(sink_name: str, payloads: list[Payload], wait: Callable[[flo
         for batch in split_by_bytes(planned, delivery_settings.MAX_BATCH_BYTES):
             events, texts = _encoded_for_task(sink, batch)
             if not texts:
+                continue
+            if not wait(0):  # the exit flush is out of time
+                stopped = DeliveryStopped("delivery stopped before these events were enqueued")
+                report_failure(sink, events, stopped, "out of time: not enqueued")
                 continue
             try:
                 deliver_batch.using(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from django_experience.delivery.counters import counters
-from django_experience.delivery.sender import deliver
+from django_experience.delivery.sender import DeliveryStopped, deliver, report_failure
 from django_experience.delivery.settings import delivery_settings
 from django_experience.delivery.sinks import Payload, get_sink
 
@@ -65,6 +65,7 @@ class QueueWorker:
         self._flush_requested = False
         self._stopping = False
         self._deadline: float | None = None  # set while flushing at exit
+        self._out_of_time = False  # the exit flush's deadline has passed: start nothing more
         self._thread: threading.Thread | None = None
 
     # producer side ---------------------------------------------------------------------------
@@ -127,15 +128,53 @@ class QueueWorker:
             return self._pending
 
     def shutdown(self, timeout: float) -> bool:
-        """Flush with a time bound (retry waits end at the deadline), then stop the thread."""
-        self._deadline = time.monotonic() + timeout
+        """Flush within ``timeout`` seconds, then stop the thread; True when all was sent.
+
+        No request starts after the deadline and no retry waits past it. When it runs out,
+        every event not sent is given up on (counted ``failed``, handed to
+        ``EXPERIENCE_DELIVERY_ON_ERROR``) exactly once: the queued ones here, the round in flight
+        by the consumer, which is waited for while its request ends (at most
+        ``EXPERIENCE_DELIVERY_TIMEOUT`` more).
+        """
+        with self._cond:
+            self._deadline = time.monotonic() + timeout
+            self._cond.notify_all()  # a retry wait that would end past the deadline ends now
         drained = self.flush(timeout)
         with self._cond:
+            drained = drained or not self._pending  # the last round may have ended since
             self._stopping = True
+            left: list[Job] = []
+            if not drained:
+                self._out_of_time = True
+                left = list(self._jobs)  # taken here under the lock: the consumer cannot
+                self._jobs.clear()
             self._cond.notify_all()
-        if not drained:
-            logger.warning("Delivery stopped with %d event(s) not sent", self.pending())
-        return drained
+            thread = self._thread
+        if drained:
+            return True
+        try:
+            self._report_unsent(left)
+        finally:
+            self._finish(len(left))
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(delivery_settings.TIMEOUT)
+        unknown = self.pending()
+        if unknown:
+            logger.error(
+                "Delivery stopped with %d event(s) in flight: their request had not ended",
+                unknown,
+            )
+        return False
+
+    def _report_unsent(self, jobs: list[Job]) -> None:
+        """Give up on ``jobs`` that never left the queue (delivery stopped first)."""
+        for sink_name, payloads in group_by_sink(jobs).items():
+            exc = DeliveryStopped("delivery stopped with these events still queued")
+            try:
+                report_failure(get_sink(sink_name), payloads, exc, "out of time: not sent")
+            except Exception:
+                counters.add("failed", len(payloads))
+                logger.exception("Delivery to %s gave up on %d event(s)", sink_name, len(payloads))
 
     def discard(self, timeout: float | None = None) -> None:
         """Forget queued jobs; stop the thread after its current round and wait for it to end
@@ -147,8 +186,9 @@ class QueueWorker:
             self._deadline = time.monotonic()
             self._cond.notify_all()
             thread = self._thread
-        # A round already being sent finishes (no retries now): wait for it, so none of its
-        # requests lands after the caller has moved on.
+        # A round already being sent ends with its request in flight (no retries and no new
+        # request now: the rest is given up on): wait for it, so none of its requests lands
+        # after the caller has moved on.
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
@@ -219,10 +259,18 @@ class QueueWorker:
                 logger.exception("Delivery to %s failed unexpectedly", sink_name)
 
     def _wait(self, seconds: float) -> bool:
-        if self._deadline is not None and time.monotonic() + seconds > self._deadline:
-            return False
-        time.sleep(seconds)
-        return True
+        """The dispatcher's :data:`~django_experience.delivery.sender.Waiter`: False at once
+        when the wait would end past the deadline or delivery is out of time (a wait already
+        begun ends when :meth:`shutdown` sets either)."""
+        ends = time.monotonic() + seconds
+        with self._cond:
+            while True:
+                if self._out_of_time or (self._deadline is not None and ends > self._deadline):
+                    return False
+                remaining = ends - time.monotonic()
+                if remaining <= 0:
+                    return True
+                self._cond.wait(remaining)
 
     def _drain_here(self, deadline: float | None) -> bool:
         """Send in the calling thread (no thread can be started); called with the lock held."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -68,3 +69,13 @@ TASKS_MODULE = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
 def tasks_module() -> Any:
     """``django.tasks`` or ``django_tasks`` (the test is skipped when it is not installed)."""
     return pytest.importorskip(TASKS_MODULE)
+
+
+def print_failure(exc: BaseException, payloads: list[dict[str, Any]], sink: str) -> None:
+    """An ``EXPERIENCE_DELIVERY_ON_ERROR`` for scripts: one JSON line per report on stdout."""
+    report = {
+        "exception": type(exc).__name__,
+        "sink": sink,
+        "messageIds": [payload.get("messageId") for payload in payloads],
+    }
+    print("ON_ERROR " + json.dumps(report), flush=True)

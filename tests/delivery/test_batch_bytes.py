@@ -123,7 +123,7 @@ def test_an_event_that_cannot_be_encoded_is_refused_alone_without_retries(
     sent = deliver(get_sink("experience"), [*good, bad], wait=wait)
     # Every valid event is sent; the bad one is isolated by splitting its batch, never retried.
     assert sent == 60 and sent_events(api) == good
-    assert waits == []
+    assert [seconds for seconds in waits if seconds] == []  # no retry waits
     [(exc, payloads, sink)] = failures
     assert isinstance(exc, InvalidData) and exc.status is None and sink == "experience"
     assert str(exc).startswith(message)
