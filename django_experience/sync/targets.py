@@ -34,6 +34,9 @@ class Item:
 
     row: Row
     payload: dict[str, Any]
+    # The row's person had a mapping when the batch was prepared: storing it afterwards looks
+    # only those up again (a fresh import's batches need no second query).
+    mapped: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ class ExperienceTarget(ImportTarget):
             profile_id = (by_user.get(row.user_pk) if row.user_pk is not None else None) or (
                 by_external.get(row.external_id)
             )
+            mapped = profile_id is not None
             if profile_id is None:
                 profile_id = derived_profile_id(
                     self._secret, self.organization_id, self.environment, row.external_id
@@ -195,7 +199,7 @@ class ExperienceTarget(ImportTarget):
             except ValueError as exc:
                 rejected.append(Rejected(row.line, str(exc), row.canonical(), row.external_id))
                 continue
-            items.append(Item(row, event))
+            items.append(Item(row, event, mapped))
         # Found here, a row JSON cannot carry is rejected before sending, dry runs included,
         # instead of being refused by the client after bisecting its batch.
         items, unencodable = _encodable(items)
@@ -261,7 +265,7 @@ class ExperienceTarget(ImportTarget):
             return None
         # The mapped/derived profile no longer exists: start the person a fresh profile.
         payload = {**item.payload, "anonymousId": str(uuid.uuid4())}
-        return Item(item.row, payload)
+        return Item(item.row, payload, item.mapped)
 
     def complete(self, items: Sequence[Item], answer: Any) -> None:
         if self.options.asynchronous or not answer:
@@ -269,61 +273,66 @@ class ExperienceTarget(ImportTarget):
         by_sent: dict[str, str] = answer
         self._store(
             [
-                (item.row, by_sent[item.payload["anonymousId"]])
+                (item.row, by_sent[item.payload["anonymousId"]], item.mapped)
                 for item in items
                 if item.payload["anonymousId"] in by_sent
             ]
         )
 
-    def _store(self, pairs: Sequence[tuple[Row, str]]) -> None:
-        """Create or update one mapping per row: two queries per batch when nothing clashes."""
+    def _store(self, rows_sent: Sequence[tuple[Row, str, bool]]) -> None:
+        """Create or update one mapping per ``(row, profile id, had a mapping)``: one insert
+        for the new ones, one query more when some had a mapping, row by row on a clash."""
         from django.db import IntegrityError, transaction
+        from django.db.models import Q
         from django.utils import timezone
 
         from django_experience.models import ProfileMapping
+        from django_experience.sync.new_mappings import insert_new_mappings
 
         namespace = self._namespace()
-        wanted: dict[str, tuple[Row, str]] = {row.external_id: (row, pid) for row, pid in pairs}
-        rows = [row for row, _ in wanted.values()]
-        existing = {
-            mapping.external_id: mapping
-            for mapping in ProfileMapping.objects.filter(external_id__in=list(wanted), **namespace)
+        wanted: dict[str, tuple[Row, str]] = {
+            row.external_id: (row, pid) for row, pid, _ in rows_sent
         }
-        by_user = (
-            {
-                mapping.user_id: mapping
-                for mapping in ProfileMapping.objects.filter(
-                    user_id__in=[row.user_pk for row in rows if row.user_pk is not None],
-                    **namespace,
-                )
-            }
-            if any(row.user_pk is not None for row in rows)
-            else {}
-        )
+        # Only rows whose person had a mapping are looked up: a mapping made meanwhile (a
+        # sign-in during the import) makes the insert clash, and is then kept as it is.
+        mapped = [row for row, _, had_mapping in rows_sent if had_mapping]
+        user_pks = [row.user_pk for row in mapped if row.user_pk is not None]
+        owner = Q(external_id__in=[row.external_id for row in mapped])
+        if user_pks:
+            owner |= Q(user_id__in=user_pks)
+        existing: dict[str, ProfileMapping] = {}
+        by_user: dict[Any, ProfileMapping] = {}
+        for found in ProfileMapping.objects.filter(owner, **namespace) if mapped else ():
+            if found.external_id:
+                existing[found.external_id] = found
+            if found.user_id is not None:
+                by_user[found.user_id] = found
         now = timezone.now()
-        new: list[ProfileMapping] = []
+        new: list[tuple[str, str, Any]] = []  # (profile id, external id, user pk)
         changed: list[ProfileMapping] = []
         for external_id, (row, profile_id) in wanted.items():
             mapping = by_user.get(row.user_pk) if row.user_pk is not None else None
             mapping = mapping or existing.get(external_id)
             if mapping is None:
-                new.append(
-                    ProfileMapping(
-                        profile_id=profile_id,
-                        external_id=external_id,
-                        user_id=row.user_pk,
-                        last_seen_at=now,
-                        **namespace,
-                    )
-                )
+                new.append((profile_id, external_id, row.user_pk))
             elif mapping.profile_id != profile_id or mapping.external_id != external_id:
                 mapping.profile_id, mapping.external_id = profile_id, external_id
                 changed.append(mapping)
         try:
             with transaction.atomic():
-                ProfileMapping.objects.bulk_create(new)
+                insert_new_mappings(new, namespace=namespace, now=now)
         except IntegrityError:
-            changed.extend(new)  # a clash (a concurrent sign-in?): sort it out row by row
+            # A clash (a concurrent sign-in?): nothing was inserted; sort it out row by row.
+            changed.extend(
+                ProfileMapping(
+                    profile_id=profile_id,
+                    external_id=external_id,
+                    user_id=user_pk,
+                    last_seen_at=now,
+                    **namespace,
+                )
+                for profile_id, external_id, user_pk in new
+            )
         for mapping in changed:
             try:
                 with transaction.atomic():
