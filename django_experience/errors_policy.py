@@ -25,6 +25,20 @@ CONTENT_REFUSED_STATUSES = (400, 413, 422)
 PROFILE_GONE_CODES = ("ERR_PROFILE_NOT_FOUND", "ERR_NAMESPACE_MISMATCH")
 
 
+# Answers the Experience API never gives for a request it routed: its reference documents every
+# error it answers, each 404 carries an error code, and the batch endpoints take POST. So a 404
+# without a code, a 405 (method not allowed) or a 410 (gone) comes from something else on the way
+# (a wrong EXPERIENCE_API_URL, a proxy, a gateway during a deploy). A tuple: see above.
+UNROUTED_STATUSES = (405, 410)
+
+
+def unrouted(exc: BaseException) -> bool:
+    """True when the answer came from something between us and the Experience API, not from
+    it (see ``UNROUTED_STATUSES``): it says nothing about the request."""
+    status = getattr(exc, "status", None)
+    return status in UNROUTED_STATUSES or (status == 404 and not getattr(exc, "code", None))
+
+
 def retry_delay(exc: BaseException) -> float | None:
     """``None`` when ``exc`` is final; else the minimum wait before retrying (0 = backoff)."""
     if not hasattr(exc, "status") or _refused_before_sending(exc):

@@ -115,6 +115,13 @@ class ExperienceSink(Sink):
     def send_now(self, batch: list[Payload]) -> None:
         experience_client().send_events(batch)
 
+    def retry_delay(self, exc: BaseException) -> float | None:
+        # Not the API's answer (a gateway during a deploy, a proxy): like no answer at all, it
+        # says nothing about the events, so they are sent again with backoff, not given up.
+        if errors_policy.unrouted(exc):
+            return 0.0
+        return super().retry_delay(exc)
+
     def splittable(self, exc: BaseException) -> bool:
         # One deleted, merged-away or foreign profile makes the API refuse the whole batch:
         # isolate its events so those of every other profile are still sent.

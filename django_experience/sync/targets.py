@@ -21,11 +21,6 @@ from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
 CONFIGURATION_STATUSES = (401, 403)
 CONFIGURATION_CODES = ("ERR_CONFIG_NOT_FOUND",)
 
-# Answers the Experience API never gives for a request it routed: its reference documents every
-# error it answers, each 404 carries an error code, and the batch endpoints take POST. So a 404
-# without a code, a 405 (method not allowed) or a 410 (gone) comes from something else on the way
-# (a wrong EXPERIENCE_API_URL, a proxy, a gateway during a deploy) and would meet every request.
-UNROUTED_STATUSES = (405, 410)
 
 
 @dataclass
@@ -252,12 +247,10 @@ class ExperienceTarget(ImportTarget):
         # come from the API's routes (UNROUTED_STATUSES, a 404 without an error code) is the
         # same for every row: stop, rather than fail each row of the import in turn, and leave
         # the rest for --resume once the URL, the proxy or the deploy is sorted out.
-        status = getattr(exc, "status", None)
         return (
             super().stops_import(exc, recovered=recovered)
             or (recovered and errors_policy.profile_gone(exc))
-            or status in UNROUTED_STATUSES
-            or (status == 404 and not getattr(exc, "code", None))
+            or errors_policy.unrouted(exc)
         )
 
     def recover(self, item: Item, exc: BaseException) -> Item | None:

@@ -107,6 +107,29 @@ def test_retries_overload_server_errors_and_dropped_connections(threaded: StubSe
     assert counts["failed"] == 0
 
 
+@pytest.mark.parametrize("status", [404, 405, 410])
+def test_answers_that_are_not_the_api_s_are_retried(threaded: StubServer, status: int) -> None:
+    """A gateway during a deploy answers its own 404 (no error code: every 404 of the API has
+    one), 405 or 410: the events are sent again once the API is back, not given up on."""
+    threaded.enqueue(
+        StubResponse(status, b"<html>Not here</html>", {"Content-Type": "text/html"}),
+        StubResponse(status, b"<html>Not here</html>", {"Content-Type": "text/html"}),
+    )
+    event = track("p1")
+    delivery.enqueue(event)
+    assert delivery.flush(timeout=10)
+    assert len(batch_requests(threaded)) == 3
+    assert batch_requests(threaded)[-1].json()["events"] == [event]
+    assert delivery.counters()["failed"] == 0 and delivery.counters()["sent"] == 1
+
+
+def test_an_api_404_with_its_code_is_not_retried(threaded: StubServer) -> None:
+    threaded.enqueue(error_envelope(404, "ERR_CONFIG_NOT_FOUND"))
+    delivery.enqueue(track("p1"))
+    assert delivery.flush(timeout=10)
+    assert len(batch_requests(threaded)) == 1 and delivery.counters()["failed"] == 1
+
+
 def test_gives_up_after_the_bound_and_reports(
     threaded: StubServer, settings: SettingsWrapper, caplog: pytest.LogCaptureFixture
 ) -> None:
