@@ -3,8 +3,9 @@
 Loaded automatically (a ``pytest11`` entry point) wherever django-experience is installed:
 
 - ``experience_emulator`` (function scope): an emulator of the Experience API shared by the
-  whole test session, reset before each test, with ``settings.EXPERIENCE_API_URL`` pointing at
-  it. Returns an ``EmulatorHandle``: ``.url``, ``.organization_id``, ``.environment``,
+  whole test session, reset before each test, with ``settings.EXPERIENCE_API_URL`` (and the
+  configured destinations) pointing at it; events queued for background delivery are dropped
+  before and after each test. Returns an ``EmulatorHandle``: ``.url``, ``.organization_id``, ``.environment``,
   ``.reset()``, ``.configure(config)``, ``.faults(...)``, ``.clear_faults()``, ``.stats()``,
   ``.request_count(endpoint=None)``, ``.profiles()``, ``.profile(id)``, ``.destinations()``,
   ``.restrict(org, envs)``, ``.stop()``/``.start()`` and ``.client()``.
@@ -75,8 +76,12 @@ def experience_emulator(
     override = None
     organization = DEFAULT_ORGANIZATION
     environment = "main"
+    _forget_queued_events()  # of earlier tests: they would reach this emulator
     if settings is not None:
         settings.EXPERIENCE_API_URL = server.url
+        destinations = _emulated_destinations(server.url)
+        if destinations is not None:
+            settings.EXPERIENCE_DESTINATIONS = destinations
         from django_experience.conf import conf
 
         organization = conf.ORGANIZATION_ID or DEFAULT_ORGANIZATION
@@ -89,7 +94,11 @@ def experience_emulator(
             from django.test import override_settings
 
             if django_settings.configured:
-                override = override_settings(EXPERIENCE_API_URL=server.url)
+                redirected: dict[str, Any] = {"EXPERIENCE_API_URL": server.url}
+                destinations = _emulated_destinations(server.url)
+                if destinations is not None:
+                    redirected["EXPERIENCE_DESTINATIONS"] = destinations
+                override = override_settings(**redirected)
                 override.enable()
                 organization = (
                     getattr(django_settings, "EXPERIENCE_ORGANIZATION_ID", "")
@@ -102,7 +111,48 @@ def experience_emulator(
     try:
         yield handle
     finally:
+        # While the settings still point at the emulator: what the test queued is dropped
+        # here, or it would be sent after the test to the site's own API (production).
+        _forget_queued_events()
         if override is not None:
             override.disable()
         server.start()
         server.state.set_faults(type(server.state.faults)())
+
+
+def _forget_queued_events() -> None:
+    """Drop the events waiting for background delivery (a send in flight ends first)."""
+    try:
+        from django.conf import settings as django_settings
+
+        if not django_settings.configured:
+            return
+    except ImportError:
+        return
+    from django_experience import delivery
+
+    delivery.reset()
+
+
+# Where the emulator serves each destination's API (``django_experience.emulator.mounts``).
+_DESTINATION_PATHS = {"experiture": "/experiture/public/v1", "releva": "/releva/api/v0"}
+
+
+def _emulated_destinations(emulator_url: str) -> dict[str, Any] | None:
+    """``EXPERIENCE_DESTINATIONS`` with each destination's ``url`` at the emulator (tokens
+    kept: the emulator takes any), so sign-ins in tests never upsert real profiles. ``None``
+    when none are configured."""
+    try:
+        from django.conf import settings as django_settings
+
+        configured = getattr(django_settings, "EXPERIENCE_DESTINATIONS", None)
+    except ImportError:
+        return None
+    if not isinstance(configured, dict) or not configured:
+        return None
+    return {
+        name: {**options, "url": emulator_url + _DESTINATION_PATHS[name]}
+        if name in _DESTINATION_PATHS and isinstance(options, dict)
+        else options
+        for name, options in configured.items()
+    }
