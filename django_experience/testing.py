@@ -5,10 +5,10 @@ Loaded automatically (a ``pytest11`` entry point) wherever django-experience is 
 - ``experience_emulator`` (function scope): an emulator of the Experience API shared by the
   whole test session, reset before each test, with ``settings.EXPERIENCE_API_URL`` (and the
   configured destinations) pointing at it; events queued for background delivery are dropped
-  before and after each test. Returns an ``EmulatorHandle``: ``.url``, ``.organization_id``, ``.environment``,
-  ``.reset()``, ``.configure(config)``, ``.faults(...)``, ``.clear_faults()``, ``.stats()``,
-  ``.request_count(endpoint=None)``, ``.profiles()``, ``.profile(id)``, ``.destinations()``,
-  ``.restrict(org, envs)``, ``.stop()``/``.start()`` and ``.client()``.
+  before and after each test. Returns an ``EmulatorHandle``: ``.url``, ``.organization_id``,
+  ``.environment``, ``.reset()``, ``.configure(config)``, ``.faults(...)``, ``.clear_faults()``,
+  ``.stats()``, ``.request_count(endpoint=None)``, ``.profiles()``, ``.profile(id)``,
+  ``.destinations()``, ``.restrict(org, envs)``, ``.stop()``/``.start()`` and ``.client()``.
 - ``experience_emulator_server`` (session scope): the underlying ``EmulatorServer``; needs no
   Django at all.
 
