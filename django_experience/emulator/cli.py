@@ -46,20 +46,21 @@ def build_server(options: dict[str, Any]) -> EmulatorServer:
     )
 
 
-def serve(options: dict[str, Any], out: Writer = sys.stdout) -> int:
-    """Run until interrupted. Returns the process exit status."""
+def serve(options: dict[str, Any], out: Writer = sys.stdout, err: Writer | None = None) -> int:
+    """Run until interrupted. Returns the process exit status; why it could not start is
+    written to ``err`` (standard error by default)."""
+    errors = err if err is not None else sys.stderr
     try:
         server = build_server(options)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(errors, f"error: {exc}")
         return 2
     try:
         # Listen before printing so the printed URL is the real one (port 0 picks a free
         # port), and serve only after printing: whoever waits for the port also sees the banner.
         server.bind()
     except OSError as exc:
-        print(f"error: cannot listen on {server.host}:{server.port}: {exc.strerror}",
-              file=sys.stderr)
+        _say(errors, f"error: cannot listen on {server.host}:{server.port}: {exc.strerror}")
         return 1
     scope = "any organization"
     if options.get("organization"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from django.core.management import CommandError, call_command
 
 from django_experience.emulator import EmulatorServer, Mount
 from django_experience.emulator.mounts import WSGIApp, normalize_prefix
@@ -167,3 +169,16 @@ def test_management_command_runs_the_emulator(tmp_path: Path) -> None:
     response, out = _run(command, f"http://127.0.0.1:{port}/__emulator__/config", env=env)
     assert response.json()["data"]["experiences"][0]["id"] == "e"
     assert "Experience API emulator on" in out
+
+
+def test_management_command_reports_why_it_could_not_start_on_its_stderr(
+    tmp_path: Path,
+) -> None:
+    """``call_command(..., stderr=...)`` captures the reason, as with any Django command."""
+    bad = tmp_path / "experiences.json"
+    bad.write_text('{"experiences": "not a list"}', encoding="utf-8")
+    errors = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("experience_emulator", config=str(bad), stderr=errors)
+    assert raised.value.returncode == 2
+    assert "experiences" in errors.getvalue()

@@ -16,6 +16,6 @@ class Command(BaseCommand):
         add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        status = serve(options, out=self.stdout)
+        status = serve(options, out=self.stdout, err=self.stderr)
         if status:
-            raise CommandError("the emulator could not start", returncode=status)
+            raise CommandError("the emulator could not start (see above)", returncode=status)
