@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, models, transaction
@@ -114,13 +115,27 @@ class ProfileMappingAdmin(_ModelAdmin):
         "last_seen_at",
         "created_at",
     )
-    search_fields = ("profile_id", "external_id", "user__username", "user__email")
+    search_fields = ("profile_id", "external_id")  # and the user's, see get_search_fields
     list_select_related = ("user",)
     raw_id_fields = ("user",)
     readonly_fields = ("created_at", "updated_at", "last_seen_at", "live_profile")
     date_hierarchy = "created_at"
     actions = ["refresh_from_api", "delete_in_api"]
     change_form_template = "admin/django_experience/profilemapping/change_form.html"
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        """Also the user's username and e-mail, by whatever names the user model gives them
+        (a custom model may have no ``username``, or call its e-mail field otherwise)."""
+        user_model = get_user_model()
+        names = {field.name for field in user_model._meta.get_fields()}
+        own = [
+            f"user__{name}"
+            for name in dict.fromkeys(
+                (user_model.USERNAME_FIELD, user_model.get_email_field_name())
+            )
+            if name in names
+        ]
+        return (*self.search_fields, *own)
 
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name
