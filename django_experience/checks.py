@@ -134,6 +134,8 @@ def check_callables(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             target = import_string(str(value))
         except ImportError as exc:
             problem = f"does not import ({exc})"
+        except Exception as exc:  # the module itself fails while importing
+            problem = f"fails to import ({type(exc).__name__}: {exc})"
         else:
             if not callable(target):
                 problem = "is not callable"

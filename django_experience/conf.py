@@ -116,7 +116,9 @@ setting_changed.connect(_on_setting_changed, dispatch_uid="django_experience.con
 
 
 def _str(name: str, default: str) -> str:
-    return str(_lookup(name, _env.str, default))
+    # None (``os.environ.get(...)`` of a missing variable, say) is no value: not "None".
+    value = _lookup(name, _env.str, default)
+    return default if value is None else str(value)
 
 
 def _optional_str(name: str) -> str | None:
@@ -142,7 +144,17 @@ def _optional_bool(name: str) -> bool | None:
 
 
 def _list(name: str, default: list[str]) -> list[str]:
-    return [str(item) for item in _lookup(name, _env.list, default)]
+    return [str(item) for item in _as_list(_lookup(name, _env.list, default), ",")]
+
+
+def _as_list(value: Any, separator: str | None) -> list[Any]:
+    """A list setting's items. A string in the settings (a list would be iterated into its
+    characters) is read as the environment form is: items split at ``separator``, or one item
+    when there is none (a regex, whose commas are its own)."""
+    if isinstance(value, str):
+        items = value.split(separator) if separator else [value]
+        return [item.strip() for item in items if item.strip()]
+    return [] if value is None else list(value)
 
 
 def _optional_callable(name: str) -> str | Callable[..., Any] | None:
@@ -216,14 +228,14 @@ class Settings:
     def EXCLUDE_PATHS_CONFIGURED(self) -> list[str] | None:
         """``EXPERIENCE_EXCLUDE_PATHS`` as configured, ``None`` when it is not set."""
         value = _lookup("EXPERIENCE_EXCLUDE_PATHS", _env.list, None)
-        return None if value is None else [str(item) for item in value]
+        return None if value is None else [str(item) for item in _as_list(value, None)]
 
     @property
     def EXCLUDE_PATHS_EXTRA(self) -> list[str]:
         """``EXPERIENCE_EXCLUDE_PATHS_EXTRA``: regexes excluded on top of ``EXCLUDE_PATHS``
         (the defaults, admin included, or the configured list), so adding one keeps them."""
         value = _lookup("EXPERIENCE_EXCLUDE_PATHS_EXTRA", _env.list, [])
-        return [str(item) for item in value]
+        return [str(item) for item in _as_list(value, None)]
 
     @setting
     def USER_TRAITS(self) -> str | Callable[..., Any] | None:

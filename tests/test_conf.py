@@ -55,6 +55,21 @@ def test_extra_exclude_paths_follow_the_defaults_or_the_configured_list(settings
     assert conf.EXCLUDE_PATHS == [r"^/api/", r"^/health/"]
 
 
+def test_a_string_for_a_list_setting_is_not_read_character_by_character(settings: Any) -> None:
+    settings.EXPERIENCE_FEATURES = "location, ip-enrichment"
+    assert conf.FEATURES == ["location", "ip-enrichment"]
+    settings.EXPERIENCE_EXCLUDE_PATHS_EXTRA = r"^/health/"
+    assert conf.EXCLUDE_PATHS[-1] == r"^/health/"
+    settings.EXPERIENCE_EXCLUDE_PATHS = r"^/a{1,3}/"  # one regex: its comma is its own
+    assert conf.EXCLUDE_PATHS == [r"^/a{1,3}/", r"^/health/"]
+
+
+def test_a_setting_of_none_is_unset(settings: Any) -> None:
+    settings.EXPERIENCE_ORGANIZATION_ID = None
+    settings.EXPERIENCE_ENVIRONMENT = None
+    assert conf.ORGANIZATION_ID == "" and conf.ENVIRONMENT == "main"
+
+
 def test_returned_lists_are_copies(settings: Any) -> None:
     settings.EXPERIENCE_FEATURES = ["location"]
     conf.FEATURES.append("ip-enrichment")

@@ -75,6 +75,18 @@ def test_dotted_paths_that_do_not_import(settings: Any, name: str) -> None:
     assert _ids() == set()
 
 
+def test_a_callable_whose_module_fails_to_import_is_reported(settings: Any) -> None:
+    settings.EXPERIENCE_USER_TRAITS = "tests.middleware.fails_on_import.traits"
+    messages = [m for m in run_checks() if m.id == "django_experience.E005"]
+    assert len(messages) == 1
+    assert "RuntimeError: this module cannot be imported" in messages[0].msg
+
+
+def test_an_organization_id_of_none_is_missing(settings: Any) -> None:
+    settings.EXPERIENCE_ORGANIZATION_ID = None  # os.environ.get() of an unset variable
+    assert "django_experience.E001" in _ids()
+
+
 def test_invalid_exclude_regex(settings: Any, client: Any) -> None:
     settings.EXPERIENCE_EXCLUDE_PATHS = ["^/ok/", "([unclosed"]
     assert _ids() == {"django_experience.E006"}
