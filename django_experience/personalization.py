@@ -52,6 +52,10 @@ class PersonalizationSource(Protocol):
         """Whether component view events are sent for rendered variants."""
         ...
 
+    def shares_profile(self) -> bool:
+        """Whether the page may hand the profile to browser code (the visitor consented)."""
+        ...
+
 
 @dataclass(frozen=True)
 class SelectedVariant:
@@ -231,11 +235,15 @@ class Personalization:
         return render_merge_tag(None if profile is None else profile.raw, path, fallback)
 
     def to_json(self) -> dict[str, Any]:
-        """Profile, experiences and changes in the API's JSON shape (profile ``None`` if none)."""
+        """Profile, experiences and changes in the API's JSON shape (profile ``None`` if none,
+        and without consent: a throw-away profile's id must not end up stored by browser code)."""
         result = self._load()
         if result is None:
             return {"profile": None, "experiences": [], "changes": []}
-        return result.to_json()
+        data = result.to_json()
+        if self._source is not None and not self._source.shares_profile():
+            data["profile"] = None
+        return data
 
     # -- sending -----------------------------------------------------------------------------
 

@@ -689,6 +689,9 @@ class Visitor:
     def tracks_component_views(self) -> bool:
         return conf.TRACK_COMPONENT_VIEWS and self.consent
 
+    def shares_profile(self) -> bool:
+        return self.consent
+
     # sign-in, sign-out --------------------------------------------------------------------
 
     def sign_in(self, user: Any) -> ProfileResult | None:

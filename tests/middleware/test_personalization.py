@@ -77,6 +77,9 @@ class FakeSource:
     def tracks_component_views(self) -> bool:
         return self.component_views
 
+    def shares_profile(self) -> bool:
+        return True
+
 
 @pytest.fixture
 def result() -> ProfileResult:

@@ -315,14 +315,16 @@ def no_consent(request: HttpRequest) -> bool:
     return False
 
 
-def test_experience_json_without_consent_holds_a_profile_kept_in_no_cookie(
+def test_experience_json_without_consent_hands_over_no_profile(
     emulator: EmulatorHandle, client: Client, settings: Any
 ) -> None:
     settings.EXPERIENCE_CONSENT = f"{__name__}.no_consent"
     html = _get(client, "json")
     data = json.loads(dict(JSON_BLOCK.findall(html))["experience-data"])
-    # A throw-away profile: the README says not to hand its id to the browser SDK.
-    assert data["profile"]["id"]
+    # The request's profile is a throw-away one: browser code must not store its id.
+    assert data["profile"] is None
+    assert isinstance(data["experiences"], list) and isinstance(data["changes"], list)
+    assert emulator.profiles()  # the page was personalized, from a throw-away profile
     assert conf.COOKIE_NAME not in client.cookies
 
 
