@@ -74,6 +74,19 @@ def _fetch(mapping: ProfileMapping) -> Fetched:
         return Fetched(None, str(message) % {"error": type(exc).__name__})
 
 
+def _report_deleted(model_admin: admin.ModelAdmin[Any], request: HttpRequest, count: int) -> None:
+    model_admin.message_user(
+        request,
+        ngettext(
+            "%d profile deleted in the Experience API.",
+            "%d profiles deleted in the Experience API.",
+            count,
+        )
+        % count,
+        messages.SUCCESS,
+    )
+
+
 def _log(request: HttpRequest, obj: models.Model, action_flag: int, message: str) -> None:
     content_type = ContentType.objects.get_for_model(type(obj), for_concrete_model=False)
     user_id = request.user.pk
@@ -308,16 +321,7 @@ class ProfileMappingAdmin(_ModelAdmin):
             mapping.delete()
             deleted += 1
         if deleted:
-            self.message_user(
-                request,
-                ngettext(
-                    "%d profile deleted in the Experience API.",
-                    "%d profiles deleted in the Experience API.",
-                    deleted,
-                )
-                % deleted,
-                messages.SUCCESS,
-            )
+            _report_deleted(self, request, deleted)
         if failed:
             self.message_user(
                 request,
@@ -393,16 +397,7 @@ class PendingProfileDeletionAdmin(_PendingAdmin):
             _log(request, row, DELETION, "Deleted in the Experience API (pending deletion).")
         deleted, failed = len(outcome.deleted), len(outcome.failed)
         if deleted:
-            self.message_user(
-                request,
-                ngettext(
-                    "%d profile deleted in the Experience API.",
-                    "%d profiles deleted in the Experience API.",
-                    deleted,
-                )
-                % deleted,
-                messages.SUCCESS,
-            )
+            _report_deleted(self, request, deleted)
         if failed:
             self.message_user(
                 request,
