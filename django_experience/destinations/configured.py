@@ -69,6 +69,9 @@ class SendReport:
 
 class Destination(Protocol):
     name: str
+    # True when one request carries several records: a refusal of its content (400, 422) may
+    # be about any one of them, so the caller splits them to find it.
+    batched: bool
 
     def send(self, traits: Sequence[Mapping[str, Any]]) -> SendReport: ...
 
@@ -82,6 +85,7 @@ class ExperitureDestination:
     """One upsert per profile, matched on ``match_key``."""
 
     name = "experiture"
+    batched = False  # a refusal is about the one record of its request
 
     def __init__(
         self,
@@ -133,6 +137,7 @@ class RelevaDestination:
     """Profiles in batches of the client's ``batch_size``."""
 
     name = "releva"
+    batched = True  # one request refused for its content fails all of its profiles
 
     def __init__(
         self,

@@ -7,7 +7,10 @@ each payload:
 - sent: counted by delivery;
 - refused before sending (``.local``: the record would fail the platform's validation) or
   refused by the platform for its content, auth or permissions: reported at once (logging, the
-  ``EXPERIENCE_DELIVERY_ON_ERROR`` callback, the ``failed`` counter), never retried;
+  ``EXPERIENCE_DELIVERY_ON_ERROR`` callback, the ``failed`` counter), never retried. Releva
+  refuses a request of several profiles as a whole (400, 422): delivery splits those payloads
+  until the bad one is alone, so only it is reported, with its own reason, and the others are
+  stored;
 - no answer, 429 or 5xx: retried by delivery with backoff (honouring ``Retry-After``), then
   reported like the others.
 
@@ -36,6 +39,7 @@ from django_experience.destinations.configured import (
     build_destinations,
 )
 from django_experience.destinations.errors import DestinationError, InvalidRecord
+from django_experience.errors_policy import refused_for_content
 
 DESTINATION_NAMES = ("experiture", "releva")
 EXPERITURE_BATCH = 50  # upserts per round: one request each, retried together after an outage
@@ -125,13 +129,20 @@ class DestinationSink(Sink):
         return [payloads[start:start + size] for start in range(0, len(payloads), size)]
 
     def send(self, batch: list[Payload]) -> None:
-        """Send, report what is final, raise for what is worth retrying.
+        """Send, report what is final, raise for what is worth retrying or splitting.
 
         Delivery retries this same list after the raised error, so it is cut down to the
         payloads still to send: those already accepted are counted as sent here and are not
         upserted twice; those refused are reported here, each with its own reason.
+
+        A request of several profiles (Releva) refused for its content (400, 413, 422) says
+        only that one of them is bad: those payloads are left in the list and the refusal is
+        raised, so delivery splits them (:meth:`splittable`) until the bad one travels alone
+        and is reported with its own reason, while the others are stored. After a retryable
+        error too, they stay in the list, to be sent (and split) again with the retried ones.
         """
-        report = delivery_destination(self.name).send([_traits(payload) for payload in batch])
+        destination = delivery_destination(self.name)
+        report = destination.send([_traits(payload) for payload in batch])
         if report.ok:
             return
         for rejected in report.rejected:
@@ -139,24 +150,32 @@ class DestinationSink(Sink):
                 self, [batch[rejected.index]], RefusedBeforeSending(self.name, rejected),
                 "refused before sending",
             )
-        retry: list[Payload] = []
+        retry: list[int] = []
         retry_error: DestinationError | None = None
-        refused: dict[int, tuple[DestinationError, list[Payload]]] = {}
+        split: list[int] = []
+        split_error: DestinationError | None = None
+        refused: dict[int, tuple[DestinationError, list[int]]] = {}
         for failed in report.failed:
             if self.retry_delay(failed.error) is None:
-                # One report per error: an auth failure fails the whole batch at once.
-                refused.setdefault(id(failed.error), (failed.error, []))[1].append(
-                    batch[failed.index]
-                )
+                # One error per request: a refused request, or an auth failure that fails the
+                # whole batch at once, is one group.
+                refused.setdefault(id(failed.error), (failed.error, []))[1].append(failed.index)
             else:
-                retry.append(batch[failed.index])
+                retry.append(failed.index)
                 retry_error = retry_error or failed.error
-        for error, payloads in refused.values():
-            report_failure(self, payloads, error, "refused")
+        for error, indexes in refused.values():
+            if destination.batched and len(indexes) > 1 and refused_for_content(error):
+                split += indexes
+                split_error = split_error or error
+            else:
+                report_failure(self, [batch[index] for index in indexes], error, "refused")
         counters.add("sent", len(report.sent))
-        batch[:] = retry
+        # Sent again in their order: two upserts of one person must arrive as queued.
+        batch[:] = [batch[index] for index in sorted(retry + split)]
         if retry_error is not None:
-            raise retry_error
+            raise retry_error  # honours its Retry-After; the content refusal comes back later
+        if split_error is not None:
+            raise split_error
 
     def send_now(self, batch: list[Payload]) -> None:
         """The ``sync`` backend: raise the first problem; the caller reports it."""
@@ -172,7 +191,9 @@ class DestinationSink(Sink):
         return super().retry_delay(exc)
 
     def splittable(self, exc: BaseException) -> bool:
-        return False  # :meth:`send` already reports each refused payload on its own
+        # :meth:`send` reports every refusal it can pin on a payload and raises only the
+        # refusal of a request carrying several, which splitting narrows down.
+        return refused_for_content(exc)
 
 
 def register_sinks() -> None:

@@ -227,6 +227,90 @@ def test_an_upsert_accepted_before_an_outage_is_not_sent_again(
     assert failures == []
 
 
+def test_one_profile_refused_by_releva_does_not_drop_the_others_of_its_request(
+    stub: StubServer, settings: SettingsWrapper
+) -> None:
+    """Delivery puts five people's upserts in one Releva request, which Releva refuses as a
+    whole for one bad profile: the request is split until that profile is alone, the other
+    four are stored, and only the bad one is reported, with Releva's reason for it."""
+    stored: list[str] = []
+
+    def releva(request: RecordedRequest) -> StubResponse:
+        emails = [entry["profile"]["email"] for entry in request.json()["profiles"]]
+        if "bob@example.com" in emails:
+            where = emails.index("bob@example.com")
+            return StubResponse(400, {"message": f"profiles[{where}].profile: registeredAt "
+                                                 "must be an ISO-8601 date and time"})
+        stored.extend(emails)
+        return StubResponse(202, {})
+
+    stub.responder = releva
+    settings.EXPERIENCE_DELIVERY = "thread"
+    settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 0.2
+    settings.EXPERIENCE_DELIVERY_ON_ERROR = "tests.destinations.test_fanout.record_failure"
+    settings.EXPERIENCE_DESTINATIONS = {"releva": {"url": stub.url, "secret_key": "k"}}
+    people = ["ada", "bob", "cy", "dee", "eve"]
+    for name in people:
+        upsert_to_destinations(f"user-{name}", {"email": f"{name}@example.com"})
+    assert delivery.flush(timeout=10)
+    assert len(stub.requests[0].json()["profiles"]) == 5  # one request for all of them
+    assert sorted(stored) == [f"{name}@example.com" for name in people if name != "bob"]
+    [(error, payloads, sink)] = failures
+    assert sink == "releva" and getattr(error, "status", None) == 400
+    assert payloads == [{"userId": "user-bob", "traits": {"email": "bob@example.com"}}]
+    assert "profiles[0].profile: registeredAt" in str(error)  # its own request's answer
+    counts = delivery.counters()
+    assert (counts["sent"], counts["failed"], counts["retried"]) == (4, 1, 0)
+
+
+def test_a_releva_request_refused_for_its_key_is_not_split(
+    stub: StubServer, settings: SettingsWrapper
+) -> None:
+    """A wrong secret key concerns every profile: one request, one report for all of them."""
+    stub.responder = lambda request: StubResponse(401, {"message": "Unauthorized"})
+    settings.EXPERIENCE_DELIVERY = "thread"
+    settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 0.2
+    settings.EXPERIENCE_DELIVERY_ON_ERROR = "tests.destinations.test_fanout.record_failure"
+    settings.EXPERIENCE_DESTINATIONS = {"releva": {"url": stub.url, "secret_key": "wrong"}}
+    for name in ("ada", "bob", "cy"):
+        upsert_to_destinations(f"user-{name}", {"email": f"{name}@example.com"})
+    assert delivery.flush(timeout=10)
+    assert len(stub.requests) == 1
+    [(error, payloads, sink)] = failures
+    assert sink == "releva" and getattr(error, "status", None) == 401
+    assert [payload["userId"] for payload in payloads] == ["user-ada", "user-bob", "user-cy"]
+
+
+def test_an_experiture_record_refused_is_reported_alone_and_not_sent_again(
+    stub: StubServer, settings: SettingsWrapper
+) -> None:
+    """Experiture takes one record per request: its refusal is about that record, so the
+    round is not split and nothing is sent twice."""
+
+    def experiture(request: RecordedRequest) -> StubResponse:
+        if request.json()["record"]["email"] == "bob@example.com":
+            return StubResponse(400, {"success": False, "error": {
+                "code": "CDP_ETL.VALIDATION.REQUEST_INVALID", "message": "tier is not valid"}})
+        return StubResponse(200, {"success": True, "data": {"accepted": True}})
+
+    stub.responder = experiture
+    settings.EXPERIENCE_DELIVERY = "thread"
+    settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 0.2
+    settings.EXPERIENCE_DELIVERY_ON_ERROR = "tests.destinations.test_fanout.record_failure"
+    settings.EXPERIENCE_DESTINATIONS = {"experiture": {"url": stub.url, "token": "t"}}
+    for name in ("ada", "bob", "cy"):
+        upsert_to_destinations(f"user-{name}", {"email": f"{name}@example.com"})
+    assert delivery.flush(timeout=10)
+    assert [request.json()["record"]["email"] for request in stub.requests] == [
+        "ada@example.com", "bob@example.com", "cy@example.com"
+    ]
+    [(error, payloads, sink)] = failures
+    assert sink == "experiture" and getattr(error, "status", None) == 400
+    assert payloads == [{"userId": "user-bob", "traits": {"email": "bob@example.com"}}]
+    counts = delivery.counters()
+    assert (counts["sent"], counts["failed"], counts["retried"]) == (2, 1, 0)
+
+
 def test_the_sign_in_response_does_not_wait_for_the_destinations(
     client: Client,
     stub: StubServer,
