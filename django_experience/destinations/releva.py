@@ -116,12 +116,37 @@ def _consent(value: Any, name: str) -> str:
     return str(value)
 
 
+def _wire_datetime(value: dt.datetime) -> str:
+    """``value`` in the document's form, ``2019-08-18T05:48:42.419Z``: a ``T``, seconds, a
+    fraction only when there is one (milliseconds, or microseconds when they count), and ``Z``
+    for UTC or a ``+hh:mm`` offset (none for a naive value)."""
+    offset = value.utcoffset()
+    if offset is not None and offset % dt.timedelta(minutes=1):
+        # An offset in seconds (a zone's local mean time, before 1900 or so) has no ISO 8601
+        # form: the same instant in UTC.
+        value = value.astimezone(dt.timezone.utc)
+    if not value.microsecond:
+        timespec = "seconds"
+    elif value.microsecond % 1000:
+        timespec = "microseconds"
+    else:
+        timespec = "milliseconds"
+    text = value.isoformat(timespec=timespec)
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def _datetime(value: Any, name: str) -> str:
-    if isinstance(value, dt.datetime):
-        return format_datetime(value)
-    if isinstance(value, str) and parse_datetime(value) is not None:
-        text = value.strip()
-        return text[:10] + "T" + text[11:]  # ISO 8601 separates the time with a T, not a space
+    # Strings are parsed and written again: ISO 8601 spellings Releva need not take ("z", a
+    # space for the T, "+0200", "+02", a comma before the fraction, no seconds) are sent in the
+    # document's form, like datetime objects.
+    parsed = value if isinstance(value, dt.datetime) else (
+        parse_datetime(value) if isinstance(value, str) else None
+    )
+    if parsed is not None:
+        try:
+            return _wire_datetime(parsed)
+        except OverflowError:  # in UTC, before year 1 or after 9999
+            pass
     raise InvalidRecord(f"{name} {value!r} must be an ISO 8601 date and time", field=name)
 
 

@@ -281,6 +281,28 @@ def test_a_releva_request_refused_for_its_key_is_not_split(
     assert [payload["userId"] for payload in payloads] == ["user-ada", "user-bob", "user-cy"]
 
 
+def test_a_date_time_in_another_iso_spelling_reaches_releva_in_the_documents_form(
+    site: EmulatorHandle, settings: SettingsWrapper
+) -> None:
+    """A lower-case "z" (valid ISO 8601, accepted by the client) is one the platform need not
+    take: it is sent as "Z", so all three upserts of the round are stored."""
+    settings.EXPERIENCE_DELIVERY = "thread"
+    settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 0.2
+    settings.EXPERIENCE_DESTINATIONS = {"releva": settings.EXPERIENCE_DESTINATIONS["releva"]}
+    upsert_to_destinations("u1", {"email": "ada@example.com", "first_name": "Ada"})
+    upsert_to_destinations(
+        "u2", {"email": "bob@example.com", "registeredAt": "2019-08-18T05:48:42z"}
+    )
+    upsert_to_destinations("u3", {"email": "cy@example.com", "first_name": "Cy"})
+    assert delivery.flush(timeout=10)
+    stored = site.destinations()["releva"]
+    assert [profile["email"] for profile in stored] == [
+        "ada@example.com", "bob@example.com", "cy@example.com"
+    ]
+    assert stored[1]["registeredAt"] == "2019-08-18T05:48:42Z"
+    assert failures == []
+
+
 def test_an_experiture_record_refused_is_reported_alone_and_not_sent_again(
     stub: StubServer, settings: SettingsWrapper
 ) -> None:

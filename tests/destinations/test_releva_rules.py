@@ -3,6 +3,7 @@ document) check each other: what the client sends, the emulated platform accepts
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_experience.destinations.errors import InvalidRecord
-from django_experience.destinations.releva import PROFILE_FIELDS, prepare_profile
+from django_experience.destinations.releva import PROFILE_FIELDS, RelevaClient, prepare_profile
 from django_experience.emulator import destinations
 from django_experience.emulator.destinations import releva_profile
 from tests.destinations.conftest import DestinationServer
@@ -55,7 +56,12 @@ def test_the_emulated_platform_refuses_a_phone_number_with_a_newline(
 
 @pytest.mark.parametrize(
     ("given", "sent"),
-    [("2019-08-18 05:48:42", "2019-08-18T05:48:42"), (" 2019-08-18T05:48Z\n", "2019-08-18T05:48Z")],
+    [
+        ("2019-08-18 05:48:42", "2019-08-18T05:48:42"),
+        (" 2019-08-18T05:48Z\n", "2019-08-18T05:48:00Z"),
+        ("2019-08-18T05:48:42.419z", "2019-08-18T05:48:42.419Z"),
+        ("2019-08-18 05:48:42z", "2019-08-18T05:48:42Z"),
+    ],
 )
 def test_date_times_are_sent_in_the_iso_form(given: str, sent: str) -> None:
     prepared = prepare_profile({"email": "a@example.com", "registeredAt": given})
@@ -65,11 +71,51 @@ def test_date_times_are_sent_in_the_iso_form(given: str, sent: str) -> None:
         releva_profile({"email": "a@example.com", "registeredAt": given})
 
 
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("2019-08-18T05:48:42.419Z", "2019-08-18T05:48:42.419Z"),  # the document's example
+        ("2019-08-18T05:48:42,5+0200", "2019-08-18T05:48:42.500+02:00"),
+        ("2019-08-18T05:48-05", "2019-08-18T05:48:00-05:00"),
+        ("2019-08-18T05:48:42.123456789+05:30", "2019-08-18T05:48:42.123456+05:30"),
+        ("2019-08-18T05:48:42.000-00:00", "2019-08-18T05:48:42Z"),
+        (dt.datetime(2019, 8, 18, 5, 48, 42, 419000, tzinfo=dt.timezone.utc),
+         "2019-08-18T05:48:42.419Z"),
+        (dt.datetime(2019, 8, 18, 5, 48, 42, 419001, tzinfo=dt.timezone.utc),
+         "2019-08-18T05:48:42.419001Z"),
+        # An offset in seconds (a zone's local mean time) has no ISO 8601 form: UTC instead.
+        (dt.datetime(1890, 1, 1, tzinfo=dt.timezone(dt.timedelta(minutes=19, seconds=32))),
+         "1889-12-31T23:40:28Z"),
+    ],
+)
+def test_date_times_are_written_in_the_documents_form(given: str | dt.datetime, sent: str) -> None:
+    """Whatever ISO 8601 spelling a date-time comes in, it is sent like the document's
+    example: a T, seconds, a dot before milliseconds (or microseconds), Z or +hh:mm."""
+    prepared = prepare_profile({"email": "a@example.com", "subscribedAt": given})
+    assert prepared["subscribedAt"] == sent
+    releva_profile(prepared)
+
+
+def test_a_date_time_with_a_lower_case_z_is_accepted_by_the_platform(
+    destination_server: DestinationServer,
+) -> None:
+    client = RelevaClient(url=destination_server.releva_url, secret_key="k")
+    result = client.upsert_profiles([
+        {"email": "ok@example.com"},
+        {"email": "z@example.com", "registeredAt": "2019-08-18T05:48:42.419z"},
+    ])
+    assert result.ok
+    assert [profile.get("registeredAt") for profile in destinations.snapshot()["releva"]] == [
+        None, "2019-08-18T05:48:42.419Z"
+    ]
+
+
 TRICKY = st.sampled_from([
     "+49875345976", "+123\n", "+", "49875345976", "+12 34", "+\uff11\uff12",
     "georgi@releva.ai", "georgi@releva.ai\n", "@releva.ai", "georgi@", "a@b@c", "a b@c",
     "legitimateInterest", "privacyPolicy", "mandatoryCookies", "cookiesPolicy", "all",
     "2019-08-18T05:48:42.419Z", "2019-08-18T05:48:42,419+02:00", "2019-08-18 05:48",
+    "2019-08-18T05:48:42.419z", "2019-08-18 05:48z", "2019-08-18T05:48:42+0200",
     "2019-08-18T05:48+0530", "2019-08-18T05:48:42Z\n", "2019-02-30T00:00", "2019-08-18T24:00",
     "2019-08-18", "1986-01-17", "1986-1-17", "1986-02-29", "1986-01-17\n", "", "x",
 ])
