@@ -563,8 +563,27 @@ class ExperienceClient:
         :meth:`send_events`; the answer is not read.
         """
         if parts:
-            body = events_body(parts)
-            self._call("POST", "/events", params=self._query(locale=locale), json_body=body)
+            self._post_encoded("/events", parts, locale)
+
+    def upsert_encoded_profiles(
+        self, parts: Sequence[bytes], *, locale: str | None = None
+    ) -> list[Profile]:
+        """:meth:`upsert_profiles` of one batch already encoded, as for
+        :meth:`send_encoded_events` (the bulk import checks its rows by encoding them)."""
+        if not parts:
+            return []
+        profiles = {p.id: p for p in self._profiles(self._post_encoded("/events", parts, locale))}
+        return list(profiles.values())
+
+    def import_encoded_events(self, parts: Sequence[bytes], *, locale: str | None = None) -> None:
+        """:meth:`import_events` of one batch already encoded, as for
+        :meth:`send_encoded_events`."""
+        if parts:
+            self._post_encoded("/import/events", parts, locale)
+
+    def _post_encoded(self, path: str, parts: Sequence[bytes], locale: str | None) -> Any:
+        body = events_body(parts)
+        return self._call("POST", path, params=self._query(locale=locale), json_body=body)
 
     def import_events(
         self,

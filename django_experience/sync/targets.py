@@ -8,9 +8,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django_experience import errors_policy
+from django_experience.api.batching import MAX_IDENTIFY
 from django_experience.api.encoding import encode_events
 from django_experience.api.errors import InvalidData
 from django_experience.sync.checkpoint import secret_fingerprint
@@ -32,6 +33,8 @@ class Item:
     # The row's person had a mapping when the batch was prepared: storing it afterwards looks
     # only those up again (a fresh import's batches need no second query).
     mapped: bool = False
+    # The payload as the batch endpoint carries it, once checked (sent as it is).
+    encoded: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -207,10 +210,18 @@ class ExperienceTarget(ImportTarget):
         from django_experience.api.errors import ExperienceAPIError
 
         events = [item.payload for item in items]
+        parts, locale = _encoded_batch(items), self.options.locale
         if self.options.asynchronous:
-            self.client.import_events(events, locale=self.options.locale)
+            if parts is not None:
+                self.client.import_encoded_events(parts, locale=locale)
+            else:
+                self.client.import_events(events, locale=locale)
             return None
-        profiles = self.client.upsert_profiles(events, locale=self.options.locale)
+        profiles = (
+            self.client.upsert_encoded_profiles(parts, locale=locale)
+            if parts is not None
+            else self.client.upsert_profiles(events, locale=locale)
+        )
         matched = match_profiles(
             [event["anonymousId"] for event in events], [profile.id for profile in profiles]
         )
@@ -343,19 +354,22 @@ def _encodable(items: list[Item]) -> tuple[list[Item], list[Rejected]]:
 
     The client refuses an event JSON cannot carry: NaN or Infinity read from a file, a Decimal
     or another object among a user's traits, a lone surrogate. One encoding of the whole batch,
-    then one per row only when that fails. (Sending encodes the events again: the client takes
-    no pre-encoded events for the answer-reading endpoint nor for the asynchronous one.)
+    then one per row only when that fails. Each item keeps its encoding: sending does not
+    encode it again.
     """
     try:
-        encode_events([item.payload for item in items])
-        return items, []
+        parts = encode_events([item.payload for item in items])
     except InvalidData:
         pass
+    else:
+        for item, part in zip(items, parts, strict=True):
+            item.encoded = part
+        return items, []
     encodable: list[Item] = []
     rejected: list[Rejected] = []
     for item in items:
         try:
-            encode_events([item.payload])
+            (item.encoded,) = encode_events([item.payload])
         except InvalidData as exc:
             row = item.row
             reason = f"cannot be sent as JSON: {exc.__cause__ or exc}"
@@ -363,6 +377,15 @@ def _encodable(items: list[Item]) -> tuple[list[Item], list[Rejected]]:
         else:
             encodable.append(item)
     return encodable, rejected
+
+
+def _encoded_batch(items: Sequence[Item]) -> list[bytes] | None:
+    """The items' encoded events when they make one request as they are (every item checked,
+    no more identify events than one request takes), else ``None``."""
+    if len(items) > MAX_IDENTIFY:
+        return None
+    parts = [item.encoded for item in items]
+    return None if any(part is None for part in parts) else cast("list[bytes]", parts)
 
 
 def match_profiles(sent: Sequence[str], returned: Sequence[str]) -> dict[str, str]:

@@ -358,6 +358,22 @@ def test_proxy_from_the_environment_is_used(
     assert request.path == "/prefix/v2/organizations/org-1/environments/main/profiles/p-1"
 
 
+def test_encoded_upserts_and_imports_post_the_joined_body(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    events = [identify_event(f"u-{n}", {"n": n}, anonymous_id=f"anon-{n}") for n in range(3)]
+    stub.responder = batch_answer
+    profiles = client.upsert_encoded_profiles(encode_events(events), locale="it")
+    assert [p.id for p in profiles] == ["anon-0", "anon-1", "anon-2"]
+    stub.responder = lambda request: ok_envelope({})
+    client.import_encoded_events(encode_events(events))
+    assert client.upsert_encoded_profiles([]) == [] and client.import_encoded_events([]) is None
+    upsert, imported = stub.requests
+    assert (upsert.path, upsert.query) == (f"{PREFIX}/events", {"locale": ["it"]})
+    assert imported.path == f"{PREFIX}/import/events"
+    assert upsert.body == imported.body == encode({"events": events})
+
+
 def test_send_encoded_events_posts_the_joined_body(
     stub: StubServer, client: ExperienceClient
 ) -> None:
