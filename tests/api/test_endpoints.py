@@ -367,7 +367,8 @@ def test_encoded_upserts_and_imports_post_the_joined_body(
     assert [p.id for p in profiles] == ["anon-0", "anon-1", "anon-2"]
     stub.responder = lambda request: ok_envelope({})
     client.import_encoded_events(encode_events(events))
-    assert client.upsert_encoded_profiles([]) == [] and client.import_encoded_events([]) is None
+    assert client.upsert_encoded_profiles([]) == []
+    client.import_encoded_events([])  # nothing to send either
     upsert, imported = stub.requests
     assert (upsert.path, upsert.query) == (f"{PREFIX}/events", {"locale": ["it"]})
     assert imported.path == f"{PREFIX}/import/events"
