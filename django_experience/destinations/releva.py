@@ -36,7 +36,12 @@ from django_experience.destinations.http import (
     bearer_headers,
     parse_retry_after,
 )
-from django_experience.destinations.values import format_datetime, parse_date, parse_datetime
+from django_experience.destinations.values import (
+    format_datetime,
+    parse_date,
+    parse_datetime,
+    with_iso_offset,
+)
 
 DEFAULT_URL = "https://releva.ai/api/v0"
 PROFILES_PATH = "/profiles"
@@ -120,11 +125,7 @@ def _wire_datetime(value: dt.datetime) -> str:
     """``value`` in the document's form, ``2019-08-18T05:48:42.419Z``: a ``T``, seconds, a
     fraction only when there is one (milliseconds, or microseconds when they count), and ``Z``
     for UTC or a ``+hh:mm`` offset (none for a naive value)."""
-    offset = value.utcoffset()
-    if offset is not None and offset % dt.timedelta(minutes=1):
-        # An offset in seconds (a zone's local mean time, before 1900 or so) has no ISO 8601
-        # form: the same instant in UTC.
-        value = value.astimezone(dt.timezone.utc)
+    value = with_iso_offset(value)
     if not value.microsecond:
         timespec = "seconds"
     elif value.microsecond % 1000:

@@ -89,9 +89,18 @@ def parse_date(value: str) -> dt.date | None:
         return None
 
 
+def with_iso_offset(value: dt.datetime) -> dt.datetime:
+    """``value``, or the same instant in UTC when its offset has seconds (a zone's local mean
+    time, before 1900 or so): ISO 8601 has no form for such an offset."""
+    offset = value.utcoffset()
+    if offset is not None and offset % dt.timedelta(minutes=1):
+        return value.astimezone(dt.timezone.utc)
+    return value
+
+
 def format_datetime(value: dt.datetime) -> str:
     """ISO 8601 with its offset; UTC is written ``Z`` as the platforms' examples do."""
-    text = value.isoformat()
+    text = with_iso_offset(value).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
@@ -137,4 +146,5 @@ __all__ = [
     "parse_date",
     "parse_datetime",
     "to_json",
+    "with_iso_offset",
 ]

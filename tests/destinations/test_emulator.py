@@ -3,6 +3,7 @@ requests for what the clients refuse to send."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import uuid
@@ -73,6 +74,21 @@ def test_experiture_upsert_is_stored_and_acknowledged(
                         "last_order_at": "2026-04-20T12:00:00Z"}],
         "releva": [],
     }
+
+
+def test_experiture_takes_a_date_time_whose_zone_offset_has_seconds(
+    destination_server: DestinationServer,
+) -> None:
+    """Amsterdam in 1890 was 19 min 32 s ahead of UTC: ISO 8601 has no such offset, so the
+    client sends the instant in UTC, which the platform takes."""
+    amsterdam_mean_time = dt.timezone(dt.timedelta(minutes=19, seconds=32))
+    joined = dt.datetime(1890, 6, 1, 12, 0, tzinfo=amsterdam_mean_time)
+    receipt = experiture(destination_server).upsert_profile(
+        {"email": "jane@example.com", "joined_at": joined}, match_key="email"
+    )
+    assert receipt.accepted
+    (stored,) = destinations.snapshot()["experiture"]
+    assert stored["joined_at"] == "1890-06-01T11:40:28Z"
 
 
 def test_experiture_missing_fields_stay_and_null_clears(
