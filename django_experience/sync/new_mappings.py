@@ -32,12 +32,12 @@ def insert_new_mappings(
     *,
     namespace: Mapping[str, str],
     now: datetime.datetime,
-    using: str = "default",
+    using: str,
 ) -> None:
-    """Insert one mapping per row; none of them may exist yet.
+    """Insert one mapping per row into database ``using``; none of them may exist yet.
 
     A clash with an existing mapping raises ``IntegrityError``. Call it inside
-    ``transaction.atomic()``, so that then nothing of the batch is inserted.
+    ``transaction.atomic(using=using)``, so that then nothing of the batch is inserted.
     """
     if not rows:
         return

@@ -286,7 +286,7 @@ class ExperienceTarget(ImportTarget):
     def _store(self, rows_sent: Sequence[tuple[Row, str, bool]]) -> None:
         """Create or update one mapping per ``(row, profile id, had a mapping)``: one insert
         for the new ones, one query more when some had a mapping, row by row on a clash."""
-        from django.db import IntegrityError, transaction
+        from django.db import IntegrityError, router, transaction
         from django.db.models import Q
         from django.utils import timezone
 
@@ -322,9 +322,10 @@ class ExperienceTarget(ImportTarget):
             elif mapping.profile_id != profile_id or mapping.external_id != external_id:
                 mapping.profile_id, mapping.external_id = profile_id, external_id
                 changed.append(mapping)
+        using = router.db_for_write(ProfileMapping)  # where bulk_create would have written
         try:
-            with transaction.atomic():
-                insert_new_mappings(new, namespace=namespace, now=now)
+            with transaction.atomic(using=using):
+                insert_new_mappings(new, namespace=namespace, now=now, using=using)
         except IntegrityError:
             # A clash (a concurrent sign-in?): nothing was inserted; sort it out row by row.
             changed.extend(
@@ -339,7 +340,7 @@ class ExperienceTarget(ImportTarget):
             )
         for mapping in changed:
             try:
-                with transaction.atomic():
+                with transaction.atomic(using=using):
                     if mapping.pk is None:
                         mapping.save()
                     else:

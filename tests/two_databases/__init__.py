@@ -1,0 +1,1 @@
+"""A project that keeps django-experience's tables in a database of their own (tests only)."""
