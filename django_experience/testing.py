@@ -122,37 +122,29 @@ def experience_emulator(
 
 def _forget_queued_events() -> None:
     """Drop the events waiting for background delivery (a send in flight ends first)."""
-    try:
-        from django.conf import settings as django_settings
+    from django.conf import settings as django_settings
 
-        if not django_settings.configured:
-            return
-    except ImportError:
-        return
-    from django_experience import delivery
+    if django_settings.configured:
+        from django_experience import delivery
 
-    delivery.reset()
-
-
-# Where the emulator serves each destination's API (``django_experience.emulator.mounts``).
-_DESTINATION_PATHS = {"experiture": "/experiture/public/v1", "releva": "/releva/api/v0"}
+        delivery.reset()
 
 
 def _emulated_destinations(emulator_url: str) -> dict[str, Any] | None:
     """``EXPERIENCE_DESTINATIONS`` with each destination's ``url`` at the emulator (tokens
     kept: the emulator takes any), so sign-ins in tests never upsert real profiles. ``None``
     when none are configured."""
-    try:
-        from django.conf import settings as django_settings
+    from django.conf import settings as django_settings
 
-        configured = getattr(django_settings, "EXPERIENCE_DESTINATIONS", None)
-    except ImportError:
-        return None
+    from django_experience.emulator.destinations import EXPERITURE_PREFIX, RELEVA_PREFIX
+
+    configured = getattr(django_settings, "EXPERIENCE_DESTINATIONS", None)
     if not isinstance(configured, dict) or not configured:
         return None
+    served = {"experiture": EXPERITURE_PREFIX, "releva": RELEVA_PREFIX}
     return {
-        name: {**options, "url": emulator_url + _DESTINATION_PATHS[name]}
-        if name in _DESTINATION_PATHS and isinstance(options, dict)
+        name: {**options, "url": emulator_url + served[name]}
+        if name in served and isinstance(options, dict)
         else options
         for name, options in configured.items()
     }
