@@ -16,6 +16,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from django_experience.delivery.counters import counters as _counters
@@ -164,10 +165,13 @@ def counters() -> dict[str, int]:
 def shutdown(timeout: float | None = None) -> bool:
     """Flush (bounded by ``timeout``, default ``EXPERIENCE_DELIVERY_EXIT_TIMEOUT``) and stop."""
     budget = delivery_settings.EXIT_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + budget
     with _lock:
         workers = list(_workers.values())
         _workers.clear()
-    return all([worker.shutdown(budget) for worker in workers])
+    for worker in workers:  # one deadline for all: each backend's thread flushes meanwhile
+        worker.set_deadline(deadline)
+    return all([worker.shutdown(max(0.0, deadline - time.monotonic())) for worker in workers])
 
 
 def reset() -> None:

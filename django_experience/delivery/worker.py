@@ -127,6 +127,13 @@ class QueueWorker:
         with self._cond:
             return self._pending
 
+    def set_deadline(self, deadline: float) -> None:
+        """No retry waits past ``deadline`` (a ``time.monotonic()`` value); one begun ends now
+        if it would."""
+        with self._cond:
+            self._deadline = deadline if self._deadline is None else min(self._deadline, deadline)
+            self._cond.notify_all()
+
     def shutdown(self, timeout: float) -> bool:
         """Flush within ``timeout`` seconds, then stop the thread; True when all was sent.
 
@@ -136,9 +143,7 @@ class QueueWorker:
         by the consumer, which is waited for while its request ends (at most
         ``EXPERIENCE_DELIVERY_TIMEOUT`` more).
         """
-        with self._cond:
-            self._deadline = time.monotonic() + timeout
-            self._cond.notify_all()  # a retry wait that would end past the deadline ends now
+        self.set_deadline(time.monotonic() + timeout)
         drained = self.flush(timeout)
         with self._cond:
             drained = drained or not self._pending  # the last round may have ended since

@@ -195,8 +195,8 @@ class CsvSource(_FileSource):
                 continue
             start, end = previous_end + 1, reader.line_num
             previous_end = end
-            if not cells:
-                continue
+            if all(not cell.strip() for cell in cells):
+                continue  # a blank line, or a spreadsheet's empty row (",,,"): nothing to send
             raw = ",".join(cells)[:RAW_PREVIEW]
             if any(number in self._lines.bad_lines for number in range(start, end + 1)):
                 yield Rejected(end, "not valid UTF-8", raw)

@@ -12,6 +12,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from django_experience import delivery
 from django_experience.api.errors import ExperienceAPIError
 from django_experience.delivery import DeliveryStopped
+from django_experience.delivery.worker import Job, QueueWorker
 from tests.delivery.helpers import batch_requests, profiles_answer, tasks_module, track
 from tests.delivery.test_process import run_script
 from tests.stub_server import RecordedRequest, StubResponse, StubServer, error_envelope
@@ -146,3 +147,24 @@ def test_events_unsent_at_exit_are_reported(api: StubServer) -> None:
     [counters] = [json.loads(line.split(" ", 1)[1]) for line in lines if "COUNTERS" in line]
     assert (counters["sent"], counters["failed"]) == (0, 30)
     assert "in flight" not in result.stderr
+
+
+def test_backends_share_the_exit_deadline(
+    monkeypatch: pytest.MonkeyPatch, settings: SettingsWrapper
+) -> None:
+    # Two backends' queues, each with far more work than the budget (rounds of 0.2 s that no
+    # deadline interrupts): flushing one after the other would give each the whole budget.
+    settings.EXPERIENCE_DELIVERY_BATCH_SIZE = 1
+    settings.EXPERIENCE_DELIVERY_ON_ERROR = f"{__name__}.record_failure"
+
+    def busy(sink: str, payloads: list[Any], wait: Any) -> None:
+        time.sleep(0.2)
+
+    for backend in ("thread", "tasks"):
+        worker = QueueWorker(busy, name=f"test-{backend}")
+        monkeypatch.setitem(delivery._workers, backend, worker)
+        worker.put_many([Job("experience", track(f"{backend}{n}", n=n)) for n in range(20)])
+    started = time.monotonic()
+    assert delivery.shutdown(timeout=1.0) is False
+    # One budget plus the round in flight at the deadline; twice that if flushed in turn.
+    assert time.monotonic() - started < 1.8

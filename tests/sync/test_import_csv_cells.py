@@ -35,3 +35,23 @@ def test_rows_with_too_few_cells_are_rejected_and_blank_lines_skipped(
     grouped = profiles_by_user(emulator)
     assert sorted(grouped) == ["c-1", "c-4"]
     assert grouped["c-4"][0]["traits"] == {"email": "d@example.com"}
+
+
+def test_whitespace_lines_and_empty_spreadsheet_rows_are_skipped(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    source = tmp_path / "people.csv"
+    source.write_text(
+        "id,email\n"
+        "c-1,a@example.com\n"
+        "   \n"  # whitespace only: blank, as in JSON lines
+        ",\n"  # a spreadsheet's empty row
+        " , \t\n"
+        "c-2,b@example.com\n",
+        encoding="utf-8",
+    )
+    errors = tmp_path / "errors.jsonl"
+    result = run_import("--file", str(source), "--errors", str(errors))
+    assert result.code == 0, result.stdout
+    assert "Rows read: 2" in result.stdout and "Valid rows: 2" in result.stdout
+    assert sorted(profiles_by_user(emulator)) == ["c-1", "c-2"]
