@@ -35,16 +35,18 @@ class Transaction:
     locks: LockSet
     working: dict[str, StoredProfile] = field(default_factory=dict)
     redirect: dict[str, str] = field(default_factory=dict)
-    removed: list[str] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
     users: dict[tuple[str, str, str], str] = field(default_factory=dict)
     events_added: int = 0
 
     # -- preparation (all checks and locks) ---------------------------------------------
 
     def prepare(self, profile_ids: list[str], events: list[dict[str, Any]], *,
-                create: bool) -> None:
+                create: bool, revive: bool = False) -> None:
+        """Load ``profile_ids`` (``create``: unknown ones are new; ``revive``: deleted ones too)
+        and the profiles that already own the user ids ``events`` identify."""
         for profile_id in profile_ids:
-            self._load(profile_id, create=create)
+            self._load(profile_id, create=create, revive=revive)
         user_ids = sorted({
             e["userId"] for e in events if e.get("type") == "identify" and e.get("userId")
         })
@@ -55,11 +57,11 @@ class Transaction:
             if owner and owner not in self.working and self.store.get(owner) is not None:
                 self._load(owner, create=False)
 
-    def _load(self, profile_id: str, *, create: bool) -> StoredProfile:
+    def _load(self, profile_id: str, *, create: bool, revive: bool = False) -> StoredProfile:
         if profile_id in self.working:
             return self.working[profile_id]
         self.locks.acquire(f"profile\0{profile_id}", profile_id)
-        if profile_id in self.store.removed:
+        if self._gone(profile_id, revive=revive):
             raise profile_not_found(profile_id)
         existing = self.store.get(profile_id)
         ns = self.namespace
@@ -73,6 +75,13 @@ class Transaction:
             profile = existing.clone() if self.preflight else existing
         self.working[profile_id] = profile
         return profile
+
+    def _gone(self, profile_id: str, *, revive: bool) -> bool:
+        """Whether the request must answer 404 for ``profile_id``: merged away (an alias), or
+        deleted unless the request may ``revive`` it."""
+        return profile_id in self.store.merged or (
+            profile_id in self.store.deleted and not revive
+        )
 
     # -- applying events ----------------------------------------------------------------
 
@@ -107,7 +116,7 @@ class Transaction:
         survivor.absorb(visitor, newest)
         del self.working[visitor.id]
         self.redirect[visitor.id] = survivor.id
-        self.removed.append(visitor.id)
+        self.merged.append(visitor.id)
         for key, owner in list(self.users.items()):
             if owner == visitor.id:
                 self.users[key] = survivor.id
@@ -133,7 +142,7 @@ class Transaction:
     def commit(self) -> None:
         if self.preflight:
             return
-        self.store.commit(list(self.working.values()), self.removed, self.users,
+        self.store.commit(list(self.working.values()), self.merged, self.users,
                           self.events_added)
 
 
@@ -175,7 +184,9 @@ def delete_profile(tx: Transaction, profile_id: str) -> None:
 
 def upsert_profiles(tx: Transaction, anonymous_ids: list[str],
                     events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    tx.prepare(anonymous_ids, events, create=True)
+    # "when events are passed for profile IDs that do not yet exist, profiles at those IDs will
+    # be created" (the document): a deleted id no longer exists, so it is created anew.
+    tx.prepare(anonymous_ids, events, create=True, revive=True)
     for event in events:
         tx.apply(event["anonymousId"], event)
     tx.finish()

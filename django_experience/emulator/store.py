@@ -34,13 +34,17 @@ class LockSet:
 
 
 class ProfileStore:
-    """Profiles by id, ids removed by delete or merge, and which profile owns each user id."""
+    """Profiles by id, ids merged away or deleted, and which profile owns each user id."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self.profiles: dict[str, StoredProfile] = {}
-        self.removed: set[str] = set()
+        # Kept apart because they differ: a merged-away id is an alias, and aliases answer 404
+        # (the document's FAQ), while a deleted id simply no longer exists, so the batch
+        # endpoint, which upserts, creates it anew.
+        self.merged: set[str] = set()
+        self.deleted: set[str] = set()
         self.users: dict[tuple[str, str, str], str] = {}
         self.events_stored = 0
 
@@ -68,25 +72,31 @@ class ProfileStore:
     def commit(
         self,
         profiles: list[StoredProfile],
-        removed: list[str],
+        merged: list[str],
         users: dict[tuple[str, str, str], str],
         events_added: int,
     ) -> None:
         with self._guard:
             for profile in profiles:
                 self.profiles[profile.id] = profile
-            for profile_id in removed:
-                self.profiles.pop(profile_id, None)
-                self.removed.add(profile_id)
+                self.deleted.discard(profile.id)
             self.users.update(users)
-            if removed:
-                gone = set(removed)
-                for key in [k for k, v in self.users.items() if v in gone]:
-                    del self.users[key]
+            self._remove(merged, self.merged)
             self.events_stored += events_added
 
     def delete(self, profile_id: str) -> None:
-        self.commit([], [profile_id], {}, 0)
+        with self._guard:
+            self._remove([profile_id], self.deleted)
+
+    def _remove(self, profile_ids: list[str], gone: set[str]) -> None:
+        """Drop ``profile_ids`` and the user ids they own, remembering them in ``gone``."""
+        for profile_id in profile_ids:
+            self.profiles.pop(profile_id, None)
+            gone.add(profile_id)
+        if profile_ids:
+            dropped = set(profile_ids)
+            for key in [k for k, v in self.users.items() if v in dropped]:
+                del self.users[key]
 
     def snapshot(self) -> list[StoredProfile]:
         with self._guard:
@@ -95,7 +105,8 @@ class ProfileStore:
     def clear(self) -> None:
         with self._guard:
             self.profiles.clear()
-            self.removed.clear()
+            self.merged.clear()
+            self.deleted.clear()
             self.users.clear()
             self._locks.clear()
             self.events_stored = 0

@@ -1,5 +1,6 @@
-"""A profile of a batch that is gone (deleted, merged away, of another environment) makes the API
-refuse the whole batch with a 404: only that profile's events may be lost, never the others'."""
+"""A profile of a batch that is gone (merged away, of another environment) makes the API refuse
+the whole batch with a 404: only that profile's events may be lost, never the others'. A deleted
+profile is not gone for the batch endpoint, which upserts: its events create it anew."""
 
 from __future__ import annotations
 
@@ -50,6 +51,15 @@ def deleted_profile(emulator: EmulatorHandle, profile_id: str) -> None:
     assert emulator.profile(profile_id) is None
 
 
+def merged_away_profile(emulator: EmulatorHandle, profile_id: str) -> None:
+    """``profile_id`` signs in as a user that already has a profile: merged into it, removed."""
+    client = emulator.client()
+    user_id = f"user-of-{profile_id}"
+    client.upsert_profiles([identify_event(user_id, {}, anonymous_id=f"owner-of-{profile_id}")])
+    client.upsert_profiles([identify_event(user_id, {}, anonymous_id=profile_id)])
+    assert emulator.profile(profile_id) is None
+
+
 def mixed_events(gone: list[str]) -> list[dict[str, Any]]:
     """Events of the live profiles with the gone profiles' events interleaved."""
     events = []
@@ -72,23 +82,25 @@ def expected_live(events: list[dict[str, Any]]) -> dict[str, list[str]]:
     return expected
 
 
-def test_thread_a_deleted_profile_does_not_take_the_batch_down(
+def test_thread_a_gone_profile_does_not_take_the_batch_down(
     experience_emulator: EmulatorHandle,
     settings: SettingsWrapper,
     reported: list[tuple[BaseException, list[dict[str, Any]], str]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     one_round(settings)
-    deleted_profile(experience_emulator, "gone-1")
+    merged_away_profile(experience_emulator, "gone-1")
     events = mixed_events(["gone-1"])
     stored_before = experience_emulator.stats()["events"]
+    profiles_before = stored_events(experience_emulator)
     for event in events:
         delivery.enqueue(event)
     with caplog.at_level(logging.ERROR, logger="django_experience.delivery"):
         assert delivery.flush(timeout=20)
 
     live = expected_live(events)
-    assert stored_events(experience_emulator) == live  # every live event, once, in order
+    # every live event, once, in order; nothing of the gone profile's anywhere
+    assert stored_events(experience_emulator) == {**profiles_before, **live}
     assert experience_emulator.stats()["events"] - stored_before == 30
     gone = [e for e in events if e["anonymousId"] == "gone-1"]
     assert delivery.counters() == {
@@ -108,24 +120,20 @@ def test_thread_a_deleted_profile_does_not_take_the_batch_down(
     assert delivery.flush(timeout=1)  # nothing left behind to retry
 
 
-def test_thread_deleted_merged_and_foreign_profiles(
+def test_thread_merged_and_foreign_profiles_and_a_deleted_one(
     experience_emulator: EmulatorHandle,
     settings: SettingsWrapper,
     reported: list[tuple[BaseException, list[dict[str, Any]], str]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     one_round(settings)
-    deleted_profile(experience_emulator, "gone-deleted")
-    client = experience_emulator.client()
-    # "gone-merged" signs in as a user that already has a profile: merged into it, removed.
-    client.upsert_profiles([identify_event("user-1", {}, anonymous_id="owner")])
-    client.upsert_profiles([identify_event("user-1", {}, anonymous_id="gone-merged")])
-    assert experience_emulator.profile("gone-merged") is None
+    deleted_profile(experience_emulator, "deleted")
+    merged_away_profile(experience_emulator, "gone-merged")
     # "gone-foreign" exists, but in another environment.
     experience_emulator.client(environment="staging").upsert_profiles([track("gone-foreign")])
     before = {p["id"]: len(p["events"]) for p in experience_emulator.profiles()}
-    gone = ["gone-deleted", "gone-merged", "gone-foreign"]
-    events = mixed_events(gone)
+    gone = ["gone-merged", "gone-foreign"]
+    events = mixed_events([*gone, "deleted"])
     for event in events:
         delivery.enqueue(event)
     with caplog.at_level(logging.ERROR, logger="django_experience.delivery"):
@@ -133,10 +141,12 @@ def test_thread_deleted_merged_and_foreign_profiles(
 
     stored = stored_events(experience_emulator)
     assert {pid: stored[pid] for pid in LIVE} == expected_live(events)
+    # The batch endpoint upserts: the deleted profile is created anew from its events.
+    assert stored["deleted"] == [e["messageId"] for e in events if e["anonymousId"] == "deleted"]
     after = {p["id"]: len(p["events"]) for p in experience_emulator.profiles()}
     assert {pid: after[pid] for pid in before} == before  # nothing of the gone ones landed
     counts = delivery.counters()
-    assert (counts["sent"], counts["failed"], counts["retried"]) == (30, 9, 0)
+    assert (counts["sent"], counts["failed"], counts["retried"]) == (33, 6, 0)
     by_profile = {payloads[0]["anonymousId"]: (exc, payloads) for exc, payloads, _ in reported}
     assert sorted(by_profile) == sorted(gone)
     for profile_id, (exc, payloads) in by_profile.items():
@@ -145,26 +155,26 @@ def test_thread_deleted_merged_and_foreign_profiles(
         ]
         expected_type = NamespaceMismatch if profile_id == "gone-foreign" else ProfileNotFound
         assert isinstance(exc, expected_type)
-    assert "refused: profile gone-deleted no longer exists" in caplog.text
     assert "refused: profile gone-merged no longer exists" in caplog.text
     assert "refused: profile gone-foreign belongs to another organization or environment" in (
         caplog.text
     )
 
 
-def test_sync_a_deleted_profile_is_reported_the_others_sent(
+def test_sync_a_gone_profile_is_reported_the_others_sent(
     experience_emulator: EmulatorHandle,
     settings: SettingsWrapper,
     reported: list[tuple[BaseException, list[dict[str, Any]], str]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings.EXPERIENCE_DELIVERY = "sync"
-    deleted_profile(experience_emulator, "gone-1")
+    merged_away_profile(experience_emulator, "gone-1")
     events = mixed_events(["gone-1"])
+    profiles_before = stored_events(experience_emulator)
     with caplog.at_level(logging.ERROR, logger="django_experience.delivery"):
         for event in events:
             delivery.enqueue(event)
-    assert stored_events(experience_emulator) == expected_live(events)
+    assert stored_events(experience_emulator) == {**profiles_before, **expected_live(events)}
     counts = delivery.counters()
     assert (counts["sent"], counts["failed"], counts["retried"]) == (30, 3, 0)
     assert [payloads for _, payloads, _ in reported] == [

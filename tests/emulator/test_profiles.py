@@ -157,6 +157,22 @@ def test_batch_creates_one_profile_per_anonymous_id(api: Api, server: EmulatorSe
     assert stored is not None and [e["type"] for e in stored["events"]] == ["page", "track"]
 
 
+def test_a_batch_creates_a_deleted_profile_anew(api: Api, server: EmulatorServer) -> None:
+    api.post("/events", {"events": [dict(identify("u", plan="pro"), anonymousId="gone")]})
+    assert api.delete("/profiles/gone").status_code == 200
+    response = api.post("/events", {"events": [dict(track("back"), anonymousId="gone")]})
+    assert response.status_code == 200, response.text
+    [profile] = response.json()["data"]["profiles"]
+    assert (profile["id"], profile["traits"]) == ("gone", {})  # new: nothing of the old one
+    stored = server.state.profile_json("gone")
+    assert stored is not None and [e["type"] for e in stored["events"]] == ["track"]
+    # A merged-away id is an alias, not a deleted profile: it still answers 404.
+    api.post("/events", {"events": [dict(identify("u2"), anonymousId="owner")]})
+    api.post("/events", {"events": [dict(identify("u2"), anonymousId="alias")]})
+    alias = api.post("/events", {"events": [dict(track("x"), anonymousId="alias")]})
+    assert alias.json()["error"]["code"] == "ERR_PROFILE_NOT_FOUND"
+
+
 def test_import_answers_at_once_and_processes_in_the_background(api: Api,
                                                                 server: EmulatorServer) -> None:
     events = [dict(identify(f"u{i}", n=i), anonymousId=f"imp-{i}") for i in range(5)]
