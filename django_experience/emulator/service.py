@@ -190,10 +190,8 @@ def upsert_profiles(tx: Transaction, anonymous_ids: list[str],
     for event in events:
         tx.apply(event["anonymousId"], event)
     tx.finish()
-    profiles: dict[str, dict[str, Any]] = {}
-    for anonymous_id in anonymous_ids:
-        profile = tx.current(anonymous_id)
-        if profile.id not in profiles:
-            profiles[profile.id] = profile.to_api_json()
+    # "Returns one profile per unique anonymousId in the batch" (the document): an anonymous id
+    # merged into another profile answers that profile, which so appears once for each.
+    profiles = [tx.current(anonymous_id).to_api_json() for anonymous_id in anonymous_ids]
     tx.commit()
-    return list(profiles.values())
+    return profiles

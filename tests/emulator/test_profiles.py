@@ -115,6 +115,15 @@ def test_batch_identify_merges_and_answers_the_survivor(api: Api) -> None:
     assert profiles[0]["traits"] == {"plan": "pro", "extra": True}
 
 
+def test_a_batch_answers_one_profile_per_anonymous_id_merged_or_not(api: Api) -> None:
+    events = [dict(identify("user-3", a=1), anonymousId="anon-a"),
+              dict(identify("user-3", b=2), anonymousId="anon-b"),
+              dict(track("t"), anonymousId="anon-c")]
+    profiles = api.post("/events", {"events": events}).json()["data"]["profiles"]
+    assert [p["id"] for p in profiles] == ["anon-a", "anon-a", "anon-c"]
+    assert profiles[0] == profiles[1] and profiles[1]["traits"] == {"a": 1, "b": 2}
+
+
 def test_namespace_mismatch(server: EmulatorServer, api: Api) -> None:
     profile_id = api.create(page("/"))["profile"]["id"]
     staging = Api(server, env="staging")
