@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django_experience.emulator.config import EmulatorConfig
@@ -130,20 +130,22 @@ class Transaction:
         for profile in self.working.values():
             profile.audiences = evaluate_audiences(self.config, profile)
 
-    def result(self, profile_id: str, *, pin: bool | None = None) -> dict[str, Any]:
-        """The single-profile answer. ``pin`` (default: the request persists) lets experiences
-        configured ``sticky`` pin their choice into the profile; a read must not."""
-        profile = self.current(profile_id)
-        if pin is None:
-            pin = not self.preflight
-        experiences, changes = select(self.config, profile, pin=pin)
-        return {"profile": profile.to_api_json(), "experiences": experiences, "changes": changes}
+    def result(self, profile_id: str) -> dict[str, Any]:
+        """The single-profile answer; a request that persists pins ``sticky`` experiences."""
+        return answer(self.config, self.current(profile_id), pin=not self.preflight)
 
     def commit(self) -> None:
         if self.preflight:
             return
         self.store.commit(list(self.working.values()), self.merged, self.users,
                           self.events_added)
+
+
+def answer(config: EmulatorConfig, profile: StoredProfile, *, pin: bool) -> dict[str, Any]:
+    """``profile`` with its experiences and changes. ``pin`` lets experiences configured
+    ``sticky`` pin their choice into the profile; a read must not."""
+    experiences, changes = select(config, profile, pin=pin)
+    return {"profile": profile.to_api_json(), "experiences": experiences, "changes": changes}
 
 
 def create_profile(tx: Transaction, events: list[dict[str, Any]],
@@ -169,12 +171,13 @@ def _mutate(tx: Transaction, profile_id: str, events: list[dict[str, Any]],
 
 
 def get_profile(tx: Transaction, profile_id: str) -> dict[str, Any]:
-    # A GET sends no events and persists nothing: a sticky experience the profile has not been
-    # pinned to yet is answered from the distribution (``sticky: false``) and is pinned by the
-    # next persisted update, not by the read.
+    # A GET persists nothing: not the audiences it evaluates (set on a shallow copy, for the
+    # answer only), nor the choice of a sticky experience the profile is not pinned to yet
+    # (answered from the distribution, ``sticky: false``; the next persisted update pins it).
     tx.prepare([profile_id], [], create=False)
-    tx.finish()
-    return tx.result(profile_id, pin=False)
+    stored = tx.current(profile_id)
+    evaluated = replace(stored, audiences=evaluate_audiences(tx.config, stored))
+    return answer(tx.config, evaluated, pin=False)
 
 
 def delete_profile(tx: Transaction, profile_id: str) -> None:

@@ -105,6 +105,17 @@ def test_audiences_are_re_evaluated_after_every_request(server: EmulatorServer,
     assert batch.json()["data"]["profiles"][0]["audiences"] == ["gold", "buyer"]
 
 
+def test_a_get_evaluates_audiences_for_its_answer_but_stores_none(server: EmulatorServer,
+                                                                   api: Api) -> None:
+    profile_id = api.create(identify("u", tier="gold"))["profile"]["id"]
+    server.state.configure({"audiences": [{"id": "gold",
+                                           "rules": {"trait": "tier", "equals": "gold"}}]})
+    answer = api.get(f"/profiles/{profile_id}").json()["data"]["profile"]
+    assert answer["audiences"] == ["gold"]
+    stored = server.state.profile_json(profile_id)
+    assert stored is not None and stored["audiences"] == []
+
+
 @pytest.mark.parametrize(
     ("config", "names"),
     [
