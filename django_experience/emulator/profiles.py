@@ -47,8 +47,8 @@ class StoredProfile:
     random: float = 0.0
     user_id: str | None = None
     traits: dict[str, Any] = field(default_factory=dict)
-    # When each trait key was last set (the identify's timestamp, epoch ms): a merge keeps, per
-    # key, the value set last across both profiles' histories.
+    # When each trait key was last set (the identify's timestamp, epoch ms): per key, the value
+    # set last by that time wins, within the profile and across a merge.
     trait_times: dict[str, float] = field(default_factory=dict)
     location: dict[str, Any] = field(default_factory=dict)
     audiences: list[str] = field(default_factory=list)
@@ -123,15 +123,17 @@ class StoredProfile:
         return True
 
     def set_traits(self, traits: Mapping[str, Any], moment: float) -> None:
-        """Shallow-merge ``traits`` set at ``moment`` (epoch ms).
+        """Shallow-merge ``traits`` set at ``moment`` (epoch ms), each key by its time.
 
-        The event being applied is the newest thing the profile learns, so its values always
-        win; a key's time never goes back (an identify whose timestamp is older than the value
-        it replaces still counts as set after it, as the profile saw it).
+        The document says "the most recent value of a given trait key overwrites the prior
+        value" but not by what it orders them; merges order by timestamp (``absorb``), so this
+        does too: a late event older than a key's stored value leaves that key alone (on a tie,
+        the event arriving last wins).
         """
         for key, value in traits.items():
-            self.traits[key] = value
-            self.trait_times[key] = max(moment, self.trait_times.get(key, moment))
+            if moment >= self.trait_times.get(key, moment):
+                self.traits[key] = value
+                self.trait_times[key] = moment
 
     def _track_session(self, event: Mapping[str, Any], context: Mapping[str, Any]) -> None:
         moment = _moment(event)

@@ -63,6 +63,16 @@ def _identify_at(when: str, user_id: str, **traits: Any) -> dict[str, Any]:
     return dict(identify(user_id, **traits), timestamp=f"2024-{when}T00:00:00.000Z")
 
 
+def test_a_late_identify_with_an_older_timestamp_keeps_the_newer_traits(api: Api) -> None:
+    api.update("p", _identify_at("06-01", "u", plan="pro"))
+    late = api.update("p", _identify_at("01-01", "u", plan="free", city="Oslo"))["profile"]
+    assert late["traits"] == {"plan": "pro", "city": "Oslo"}  # a key not set yet is taken
+    # Within one request too: the events' order is not what decides.
+    both = api.update("q", _identify_at("06-01", "u2", plan="pro"),
+                      _identify_at("01-01", "u2", plan="free"))["profile"]
+    assert both["traits"] == {"plan": "pro"}
+
+
 def test_a_merge_keeps_the_trait_value_set_last_in_either_profile(api: Api) -> None:
     # The visitor's plan was set in January, the owner's in June: June's value is the latest.
     api.update("visitor", _identify_at("01-01", "newsletter-7", plan="free", seen="jan"))
