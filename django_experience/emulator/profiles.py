@@ -149,18 +149,17 @@ class StoredProfile:
         if landing_missing and describes_page:
             current.landing_page = page_of(event)
 
-    def absorb(self, visitor: StoredProfile, newest: Mapping[str, Any] | None = None) -> None:
+    def absorb(self, visitor: StoredProfile) -> None:
         """Merge an anonymous visitor's profile into this (already identified) one.
 
         Traits merge per key by when each was last set, so the later value wins whichever
-        profile holds it (a tie goes to the visitor, merged now); ``newest`` (the traits of the
-        identify that causes the merge) win outright, as the most recent values of all.
+        profile holds it, the traits of the identify that causes the merge included (a tie goes
+        to the visitor, merged now), as within one profile (``set_traits``).
         """
-        newest = newest or {}
         for key, value in visitor.traits.items():
             theirs = visitor.trait_times.get(key, float("-inf"))
             ours = self.trait_times.get(key)
-            if key in newest or ours is None or theirs >= ours:
+            if ours is None or theirs >= ours:
                 self.traits[key] = value
             self.trait_times[key] = max(theirs, ours if ours is not None else theirs)
         for event in visitor.events:

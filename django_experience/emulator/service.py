@@ -99,11 +99,9 @@ class Transaction:
             owner = self.users.get(key) or self.store.owner_of(*key)
             if owner and owner != profile.id and owner in self.working:
                 survivor = self.working[owner]
-                applied = profile.apply(event)
-                if applied:
+                if profile.apply(event):
                     self.events_added += 1
-                traits = event.get("traits") if applied else None
-                self._merge(profile, survivor, traits if isinstance(traits, dict) else None)
+                self._merge(profile, survivor)
                 survivor.user_id = user_id
                 return
             self.users[key] = profile.id
@@ -111,9 +109,8 @@ class Transaction:
         if profile.apply(event):
             self.events_added += 1
 
-    def _merge(self, visitor: StoredProfile, survivor: StoredProfile,
-               newest: dict[str, Any] | None) -> None:
-        survivor.absorb(visitor, newest)
+    def _merge(self, visitor: StoredProfile, survivor: StoredProfile) -> None:
+        survivor.absorb(visitor)
         del self.working[visitor.id]
         self.redirect[visitor.id] = survivor.id
         self.merged.append(visitor.id)

@@ -95,11 +95,12 @@ def test_a_merge_decides_each_trait_key_by_its_own_time(api: Api) -> None:
     assert again["traits"] == {"a": "visitor-may", "b": "owner-sep"}
 
 
-def test_the_merging_identifys_own_traits_are_the_most_recent(api: Api) -> None:
+def test_the_merging_identifys_own_traits_are_ordered_by_time_too(api: Api) -> None:
     api.update("owner", _identify_at("06-01", "u", plan="pro"))
-    # The visitor's clock is behind: its identify says March, yet it is what happened last.
-    merged = api.update("visitor", _identify_at("03-01", "u", plan="team"))["profile"]
-    assert merged["traits"] == {"plan": "team"}
+    # Arriving last, dated March: older than June's value, as a late identify of the owner's
+    # own would be, so it does not replace it; a key the owner lacks is taken.
+    merged = api.update("visitor", _identify_at("03-01", "u", plan="team", seat=3))["profile"]
+    assert merged["traits"] == {"plan": "pro", "seat": 3}
 
 
 def test_a_batch_merge_orders_traits_by_time_too(api: Api) -> None:
