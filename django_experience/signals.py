@@ -83,8 +83,10 @@ def delete_remote_profiles(
     Each mapped profile (whatever its organization and environment: the mappings go with the
     user) is recorded as a ``PendingProfileDeletion`` in the deletion's own transaction, so a
     rolled-back deletion leaves none and a committed one cannot lose them. Once the deletion
-    commits, one DELETE per profile (:func:`delete_profiles_remotely`); what still fails stays
-    pending for ``manage.py experience_delete_pending`` or the admin to retry.
+    commits, one DELETE per profile, on a background thread so that the request deleting the
+    user does not wait for the API (in-line with the ``sync`` delivery backend: see
+    ``deletions.delete_after_commit``; ``deletions.wait`` waits for the thread); what still
+    fails stays pending for ``manage.py experience_delete_pending`` or the admin to retry.
     """
     if not conf.DELETE_REMOTE_ON_USER_DELETE:
         return
@@ -102,31 +104,23 @@ def delete_remote_profiles(
     if profiles:
         deletions.record(profiles, using=using)
         transaction.on_commit(
-            functools.partial(delete_profiles_remotely, profiles, using=using), using=using
+            functools.partial(deletions.delete_after_commit, profiles, using=using), using=using
         )
 
 
 def delete_profiles_remotely(
     profiles: list[tuple[str, str, str]], *, using: str | None = None
 ) -> int:
-    """DELETE each pending ``(profile id, organization, environment)``; the number that failed.
+    """DELETE each pending ``(profile id, organization, environment)`` in the caller's thread;
+    the number that failed (``deletions.delete_now``).
 
     Only the profiles still pending are sent (``deletions.delete_pending``: retried per the
     client's policy, a 404 counts as deleted); one that still fails is logged as an error
-    naming the profile and keeps its pending row, to be retried. Never raises: it runs when the
-    user's deletion has committed, and the rows are safe in the database whatever happens here.
+    naming the profile and keeps its pending row, to be retried. Never raises.
     """
     from django_experience import deletions
 
-    try:
-        return len(deletions.delete_pending(deletions.pending(profiles, using=using)).failed)
-    except Exception:
-        logger.exception(
-            "Experience API deletes of %d profiles of a deleted user could not be attempted; "
-            "they stay pending, to be retried by manage.py experience_delete_pending",
-            len(profiles),
-        )
-        return len(profiles)
+    return deletions.delete_now(profiles, using=using)
 
 
 __all__ = [

@@ -5,10 +5,12 @@ Loaded automatically (a ``pytest11`` entry point) wherever django-experience is 
 - ``experience_emulator`` (function scope): an emulator of the Experience API shared by the
   whole test session, reset before each test, with ``settings.EXPERIENCE_API_URL`` (and the
   configured destinations) pointing at it; events queued for background delivery are dropped
-  before and after each test. Returns an ``EmulatorHandle``: ``.url``, ``.organization_id``,
-  ``.environment``, ``.reset()``, ``.configure(config)``, ``.faults(...)``, ``.clear_faults()``,
-  ``.stats()``, ``.request_count(endpoint=None)``, ``.profiles()``, ``.profile(id)``,
-  ``.destinations()``, ``.restrict(org, envs)``, ``.stop()``/``.start()`` and ``.client()``.
+  before and after each test, and remote profile deletions handed to the background thread are
+  waited for (so none reaches another test's emulator). Returns an ``EmulatorHandle``:
+  ``.url``, ``.organization_id``, ``.environment``, ``.reset()``, ``.configure(config)``,
+  ``.faults(...)``, ``.clear_faults()``, ``.stats()``, ``.request_count(endpoint=None)``,
+  ``.profiles()``, ``.profile(id)``, ``.destinations()``, ``.restrict(org, envs)``,
+  ``.stop()``/``.start()`` and ``.client()``.
 - ``experience_emulator_server`` (session scope): the underlying ``EmulatorServer``; needs no
   Django at all.
 
@@ -20,6 +22,7 @@ The start-up configuration (experiences and audiences) comes from the ini option
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,7 @@ def experience_emulator(
     """The session's emulator, reset, with the Django settings pointing at it."""
     server = experience_emulator_server
     server.start()  # a previous test may have stopped it
+    _wait_for_deletions()  # of earlier tests: they would be counted by this emulator
     server.state.reset()
     settings = _django_settings(request)
     override = None
@@ -112,8 +116,11 @@ def experience_emulator(
         yield handle
     finally:
         # While the settings still point at the emulator: what the test queued is dropped
-        # here, or it would be sent after the test to the site's own API (production).
+        # here, or it would be sent after the test to the site's own API (production). Its
+        # user deletions are waited for instead (while the database is still the test's): a
+        # deletion is a row of the outbox, whose DELETE is what the test may check.
         _forget_queued_events()
+        _wait_for_deletions()
         if override is not None:
             override.disable()
         server.start()
@@ -128,6 +135,16 @@ def _forget_queued_events() -> None:
         from django_experience import delivery
 
         delivery.reset()
+
+
+def _wait_for_deletions() -> None:
+    """Wait until the remote profile deletions handed to the background have been sent (each
+    ``DELETE`` ends within ``EXPERIENCE_TIMEOUT``). None can be in flight when the module was
+    never imported."""
+    if "django_experience.deletions" in sys.modules:
+        from django_experience import deletions
+
+        deletions.wait()
 
 
 def _emulated_destinations(emulator_url: str) -> dict[str, Any] | None:

@@ -26,6 +26,9 @@ CHANGELIST = "/admin/django_experience/pendingprofiledeletion/"
 
 @pytest.fixture
 def deleting(settings: Any) -> Any:
+    """Deletions here are sent in-line: by the suite's ``sync`` delivery backend, and because
+    the captured on-commit callbacks run inside the test's transaction (the background thread
+    is covered by test_background_deletions)."""
     settings.EXPERIENCE_DELETE_REMOTE_ON_USER_DELETE = True
     return settings
 
