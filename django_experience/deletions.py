@@ -406,15 +406,16 @@ def wait(timeout: float | None = None) -> bool:
 
 
 def _wait_at_exit() -> None:
-    """Give the background deletions ``EXPERIENCE_DELIVERY_EXIT_TIMEOUT`` to end, then leave
-    the rest: their rows are pending in the database, for the next retry."""
+    """Give the background deletions what is left of ``EXPERIENCE_DELIVERY_EXIT_TIMEOUT`` (one
+    budget, shared with delivery's exit flush) to end, then leave the rest: their rows are
+    pending in the database, for the next retry."""
     try:
         deleter = _deleter
         if deleter.pid != os.getpid():
             return
-        from django_experience.delivery.settings import delivery_settings
+        from django_experience.delivery import exit_seconds_left
 
-        if deleter.wait(delivery_settings.EXIT_TIMEOUT):
+        if deleter.wait(exit_seconds_left()):
             return
         left = deleter.in_flight()
         if left:

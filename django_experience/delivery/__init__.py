@@ -151,7 +151,6 @@ def flush(timeout: float | None = None) -> bool:
     workers = list(_workers.values())
     if timeout is None:
         return all([worker.flush() for worker in workers])
-    import time
 
     deadline = time.monotonic() + timeout
     return all([worker.flush(max(0.0, deadline - time.monotonic())) for worker in workers])
@@ -188,10 +187,23 @@ def reset() -> None:
     _counters.reset()
 
 
+_exit_deadline: float | None = None
+
+
+def exit_seconds_left() -> float:
+    """What is left of the exit's one budget, ``EXPERIENCE_DELIVERY_EXIT_TIMEOUT`` from the
+    first call on: the exit handlers (delivery's flush, the background deletions) share it, so
+    a process never takes longer to exit than the setting says."""
+    global _exit_deadline
+    if _exit_deadline is None:
+        _exit_deadline = time.monotonic() + delivery_settings.EXIT_TIMEOUT
+    return max(0.0, _exit_deadline - time.monotonic())
+
+
 def _flush_at_exit() -> None:
     try:
         if os.getpid() == _pid and _workers:
-            shutdown()
+            shutdown(exit_seconds_left())
     except Exception:  # never turn an exit into a traceback
         logger.exception("Delivery could not flush at exit")
 

@@ -295,6 +295,67 @@ def test_exit_waits_a_bounded_time_then_leaves_the_rest_pending(
     assert rows == [("p-exit", 0)]  # safe in the outbox
 
 
+
+SHARED_EXIT_SCRIPT = """
+import atexit
+import sys
+import time
+
+import django
+
+django.setup()
+ended = []
+atexit.register(lambda: print(f"exit handlers took {time.monotonic() - ended[0]:.2f}", flush=True))
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from django_experience import delivery
+from django_experience.api.events import track_event
+from django_experience.models import ProfileMapping
+
+call_command("migrate", verbosity=0)
+delivery.send("p-events", track_event("Waits at exit"))  # its request meets the black hole too
+user = get_user_model().objects.create_user("zeb")
+ProfileMapping.objects.create(
+    profile_id="p-exit", user_id=user.pk, organization_id="test-org", environment="main"
+)
+user.delete()
+ended.append(time.monotonic())
+"""
+
+
+def test_delivery_and_deletions_share_one_exit_budget(tmp_path: Path, black_hole: str) -> None:
+    (tmp_path / "exit_settings.py").write_text(
+        EXIT_SETTINGS.replace("EXIT_TIMEOUT = 0.5", "EXIT_TIMEOUT = 1.5")
+        # Delivery retries its black-holed request until the deadline stops it.
+        + "EXPERIENCE_DELIVERY_TIMEOUT = 0.2\nEXPERIENCE_DELIVERY_MAX_RETRIES = 100\n"
+        + "EXPERIENCE_DELIVERY_BACKOFF = 0.01\nEXPERIENCE_DELIVERY_BACKOFF_MAX = 0.01\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "shared_exit.py").write_text(SHARED_EXIT_SCRIPT, encoding="utf-8")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "exit_settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
+        "EXIT_DB": str(tmp_path / "exit.db"),
+        "EXIT_API_URL": black_hole,
+    }
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "shared_exit.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=45,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("exit handlers")]
+    # One 1.5 s budget for both (plus the delivery round in flight, 0.2 s): each in turn would
+    # take 3 s and more.
+    assert float(line.split()[-1]) < 2.6, done.stderr
+
 # -- the pytest plugin ---------------------------------------------------------------------
 
 FIXTURE_SETTINGS = """
