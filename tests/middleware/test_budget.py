@@ -169,7 +169,9 @@ def test_identify_after_a_read_gets_what_the_read_left(
     response, elapsed = _timed(lambda: client.get("/mw/read-then-identify/"))
     assert response.status_code == 200
     assert response.json()["degraded_before"] is False  # the read succeeded
-    assert elapsed < BUDGET + MARGIN
+    # The budget is spent at 1.0 s; an identify given a fresh one would end at 1.5 s at the
+    # earliest: the bound sits just below that (a loaded machine has taken 1.31 s).
+    assert elapsed < 0.5 + BUDGET - 0.05
     assert len(_calls(api)) == 2
     (line,) = _warnings(caplog)
     assert "identify" in line
