@@ -36,17 +36,11 @@ from django_experience.api.errors import (
     ServerError,
     TransportError,
 )
-from django_experience.api.events import (
-    ComponentView,
-    component_view_event,
-    now_timestamp,
-    page_event,
-)
+from django_experience.api.events import ComponentView, component_view_events, page_event
 from django_experience.api.types import ProfileResult
 from django_experience.breaker import CLOSED, breaker
 from django_experience.clients import experience_client
 from django_experience.conf import conf, import_callable
-from django_experience.delivery.sinks import Deferred
 from django_experience.location import client_ip, geo_location
 from django_experience.mappings import (
     mapped_profile_id,
@@ -226,18 +220,6 @@ def _time_left(deadline: float) -> float:
 
 
 # -- the request's visitor -----------------------------------------------------------------
-
-
-class _ViewEvent(Deferred):
-    """A component view queued as its values; the delivery thread builds its event."""
-
-    __slots__ = ("anonymous_id", "view", "when")
-
-    def __init__(self, anonymous_id: str, view: ComponentView, when: str) -> None:
-        self.anonymous_id, self.view, self.when = anonymous_id, view, when
-
-    def build(self) -> dict[str, Any]:
-        return component_view_event(self.anonymous_id, self.view, self.when)
 
 
 class Visitor:
@@ -682,7 +664,7 @@ class Visitor:
             return
         held = (self.anonymous_id(), component)
         if not self._hold(held):
-            delivery.enqueue(_ViewEvent(held[0], component, now_timestamp()))
+            delivery.enqueue(component_view_events([held])[0])
 
     def _hold(self, item: dict[str, Any] | tuple[str, ComponentView]) -> bool:
         """Keep ``item`` for :meth:`release_held` while holding; False when not holding."""
@@ -696,15 +678,11 @@ class Visitor:
         """Hand the held events (after ``first``, if given) to delivery; stop holding."""
         with self._lock:
             held, self._held, self.holding = self._held, [], False
-        events: list[dict[str, Any] | Deferred] = [] if first is None else [first]
+        events = [] if first is None else [first]
         if held:
-            # Each view's event takes the view's place among the held events, built by the
-            # delivery thread: the response does not wait for it.
-            when = now_timestamp()
-            events.extend(
-                _ViewEvent(item[0], item[1], when) if isinstance(item, tuple) else item
-                for item in held
-            )
+            # Each view's event takes the view's place among the held events.
+            views = iter(component_view_events(item for item in held if isinstance(item, tuple)))
+            events.extend(next(views) if isinstance(item, tuple) else item for item in held)
         if events:
             delivery.enqueue_many(events)
 

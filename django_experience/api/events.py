@@ -332,41 +332,31 @@ def component_view(
 
 def component_view_events(views: Iterable[tuple[str, ComponentView]]) -> list[Event]:
     """The ``component`` events of one page's views, each ``(anonymousId, view)``, ready for
-    the batch endpoint: :func:`component_view_event` of each, sharing one timestamp (now) and
-    one ``context`` object."""
+    the batch endpoint.
+
+    Each is the event :func:`component_event` builds, with its ``anonymousId``; they share one
+    timestamp and one ``context`` object: built at once when the response leaves, a page's
+    views cost one pass instead of a full event each while the page renders.
+    """
     when = _now()
     context = _base_context()
-    return [component_view_event(anonymous_id, view, when, context) for anonymous_id, view in views]
-
-
-def component_view_event(
-    anonymous_id: str, view: ComponentView, when: str, context: dict[str, Any] | None = None
-) -> Event:
-    """The ``component`` event of ``view`` seen at ``when`` (a timestamp as
-    :func:`now_timestamp` gives it), with its ``anonymousId``, ready for the batch endpoint.
-
-    The event :func:`component_event` builds, without its checks: a :class:`ComponentView` was
-    checked when it was made. Built in one expression, as views are sent in bulk.
-    """
-    return {
-        "type": "component",
-        "messageId": _new_message_id(),
-        "timestamp": when,
-        "originalTimestamp": when,
-        "sentAt": when,
-        "channel": "server",
-        "context": _base_context() if context is None else context,
-        "componentId": view.component_id,
-        "componentType": view.component_type,
-        "experienceId": view.experience_id,
-        "variantIndex": view.variant_index,
-        "anonymousId": anonymous_id,
-    }
-
-
-def now_timestamp() -> str:
-    """The current time as events carry it (``2026-12-01T10:00:00.123Z``)."""
-    return _now()
+    return [
+        {
+            "type": "component",
+            "messageId": _new_message_id(),
+            "timestamp": when,
+            "originalTimestamp": when,
+            "sentAt": when,
+            "channel": "server",
+            "context": context,
+            "componentId": view.component_id,
+            "componentType": view.component_type,
+            "experienceId": view.experience_id,
+            "variantIndex": view.variant_index,
+            "anonymousId": anonymous_id,
+        }
+        for anonymous_id, view in views
+    ]
 
 
 __all__ = [
@@ -375,12 +365,10 @@ __all__ = [
     "campaign_context",
     "component_event",
     "component_view",
-    "component_view_event",
     "component_view_events",
     "format_timestamp",
     "identify_event",
     "message_id",
-    "now_timestamp",
     "page_context",
     "page_event",
     "screen_event",

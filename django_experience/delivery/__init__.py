@@ -17,14 +17,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from django_experience.delivery.counters import counters as _counters
 from django_experience.delivery.sender import DeliveryStopped
 from django_experience.delivery.settings import delivery_settings
-from django_experience.delivery.sinks import Deferred, Payload, Sink, get_sink, register_sink
-from django_experience.delivery.worker import Job, QueueWorker, group_by_sink
+from django_experience.delivery.sinks import Payload, Sink, get_sink, register_sink
+from django_experience.delivery.worker import Job, QueueWorker
 
 logger = logging.getLogger("django_experience.delivery")
 
@@ -91,7 +90,7 @@ def _validate(sink: Sink, event: Any) -> str | None:
     return None
 
 
-def enqueue(event: Payload | Deferred, *, sink: str = "experience") -> None:
+def enqueue(event: Payload, *, sink: str = "experience") -> None:
     """Hand ``event`` to background delivery. Never blocks, never raises.
 
     For the Experience API the event is a batch-endpoint event carrying its ``anonymousId``.
@@ -100,20 +99,13 @@ def enqueue(event: Payload | Deferred, *, sink: str = "experience") -> None:
     enqueue_many([event], sink=sink)
 
 
-def enqueue_many(events: Sequence[Payload | Deferred], *, sink: str = "experience") -> None:
+def enqueue_many(events: list[Payload], *, sink: str = "experience") -> None:
     """:func:`enqueue` each of ``events`` in order, taking the queue's lock once (the events
-    of one request). Never blocks, never raises; an invalid event is refused alone.
-
-    A :class:`~django_experience.delivery.sinks.Deferred` event (one the library queues) is
-    built by the delivery thread when it takes it.
-    """
+    of one request). Never blocks, never raises; an invalid event is refused alone."""
     try:
         target = get_sink(sink)
-        valid: list[Payload | Deferred] = []
+        valid = []
         for event in events:
-            if isinstance(event, Deferred):
-                valid.append(event)
-                continue
             problem = _validate(target, event)
             if problem:
                 _counters.add("failed")
@@ -126,8 +118,8 @@ def enqueue_many(events: Sequence[Payload | Deferred], *, sink: str = "experienc
         if backend == "sync":
             from django_experience.delivery.sync import send_now
 
-            for payload in group_by_sink([Job(sink, event) for event in valid]).get(sink, []):
-                send_now(sink, payload)
+            for event in valid:
+                send_now(sink, event)
         else:
             _worker("tasks" if backend == "tasks" else "thread").put_many(
                 [Job(sink, event) for event in valid]

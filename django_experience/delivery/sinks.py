@@ -21,21 +21,6 @@ from django_experience.delivery.settings import delivery_settings
 Payload = dict[str, Any]
 
 
-class Deferred:
-    """A payload queued unbuilt: the delivery thread calls :meth:`build` when it takes the job.
-
-    For events the library itself queues in bulk on the request path (a page's component
-    views): building an event there costs the request more than queueing the few values it is
-    made of, while the delivery thread builds a whole round at once. A sink, a task and
-    ``EXPERIENCE_DELIVERY_ON_ERROR`` only ever see the built payload.
-    """
-
-    __slots__ = ()
-
-    def build(self) -> Payload:
-        raise NotImplementedError
-
-
 class Sink:
     """Base sink. Subclasses set ``name`` and implement :meth:`send`.
 

@@ -19,14 +19,14 @@ from typing import NamedTuple
 from django_experience.delivery.counters import counters
 from django_experience.delivery.sender import DeliveryStopped, deliver, report_failure
 from django_experience.delivery.settings import delivery_settings
-from django_experience.delivery.sinks import Deferred, Payload, get_sink
+from django_experience.delivery.sinks import Payload, get_sink
 
 logger = logging.getLogger("django_experience.delivery")
 
 
 class Job(NamedTuple):
     sink: str
-    payload: Payload | Deferred
+    payload: Payload
 
 
 Dispatcher = Callable[[str, list[Payload], Callable[[float], bool]], None]
@@ -34,18 +34,10 @@ RoundHook = Callable[[], None]
 
 
 def group_by_sink(jobs: list[Job]) -> dict[str, list[Payload]]:
-    """Payloads per sink, each list in enqueue order, :class:`Deferred` ones built now (one
-    that fails to build is counted failed and logged alone)."""
+    """Payloads per sink, each list in enqueue order."""
     groups: dict[str, list[Payload]] = {}
-    for sink, payload in jobs:
-        if isinstance(payload, Deferred):
-            try:
-                payload = payload.build()
-            except Exception:
-                counters.add("failed")
-                logger.exception("Delivery could not build a queued %s event", sink)
-                continue
-        groups.setdefault(sink, []).append(payload)
+    for job in jobs:
+        groups.setdefault(job.sink, []).append(job.payload)
     return groups
 
 

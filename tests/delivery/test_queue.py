@@ -9,7 +9,7 @@ import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_experience.delivery.counters import counters
-from django_experience.delivery.sinks import Deferred, Payload
+from django_experience.delivery.sinks import Payload
 from django_experience.delivery.worker import Job, QueueWorker
 
 
@@ -67,37 +67,3 @@ def test_put_never_raises_through_enqueue_on_bad_settings(settings: SettingsWrap
     settings.EXPERIENCE_DELIVERY_DROP = "random"
     delivery.enqueue({"type": "track", "event": "x", "anonymousId": "p"})
     assert delivery.counters()["failed"] == 1
-
-
-class Built(Deferred):
-    """A payload built when the delivery thread takes it (records which thread did)."""
-
-    __slots__ = ("n", "threads")
-
-    def __init__(self, n: int, threads: list[str]) -> None:
-        self.n, self.threads = n, threads
-
-    def build(self) -> Payload:
-        self.threads.append(threading.current_thread().name)
-        if self.n < 0:
-            raise ValueError("cannot be built")
-        return {"n": self.n}
-
-
-def test_deferred_payloads_are_built_by_the_delivery_thread_one_failing_alone(
-    settings: SettingsWrapper, caplog: pytest.LogCaptureFixture
-) -> None:
-    settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 0
-    rounds: list[list[Payload]] = []
-    worker = QueueWorker(lambda sink, payloads, wait: rounds.append(payloads), name="built-here")
-    threads: list[str] = []
-    worker.put_many(
-        [Job("experience", {"n": 0}), Job("experience", Built(1, threads)),
-         Job("experience", Built(-1, threads)), Job("experience", Built(2, threads))]
-    )
-    assert worker.flush(timeout=5)
-    assert [payload["n"] for round_ in rounds for payload in round_] == [0, 1, 2]
-    assert threads == ["built-here"] * 3  # not the thread that queued them
-    assert counters.snapshot()["failed"] == 1
-    assert "could not build a queued experience event" in caplog.text
-    worker.shutdown(1)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
-from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_experience import delivery
-from django_experience import visitor as visitor_module
-from django_experience.api import events as events_module
 from django_experience.api.events import component_view, track_event
-from django_experience.delivery.sinks import Deferred
 from django_experience.emulator.handle import EmulatorHandle
 from django_experience.visitor import Visitor
 from tests.templatetags.test_tags_in_requests import CONFIG
@@ -31,10 +26,7 @@ class DeliverySpy:
         enqueue_many = delivery.enqueue_many
 
         def many(events: list[Any], **kwargs: Any) -> None:
-            # A page's component views are queued unbuilt (the delivery thread builds them).
-            self.calls.append(
-                [(e.build() if isinstance(e, Deferred) else e)["type"] for e in events]
-            )
+            self.calls.append([event["type"] for event in events])
             enqueue_many(events, **kwargs)
 
         monkeypatch.setattr(delivery, "enqueue_many", many)
@@ -96,11 +88,7 @@ def test_held_component_views_keep_their_place_among_the_events(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     handed: list[list[dict[str, Any]]] = []
-
-    def enqueue_many(events: list[Any], **kwargs: Any) -> None:  # as the delivery thread sees them
-        handed.append([e.build() if isinstance(e, Deferred) else e for e in events])
-
-    monkeypatch.setattr(delivery, "enqueue_many", enqueue_many)
+    monkeypatch.setattr(delivery, "enqueue_many", lambda events, **kwargs: handed.append(events))
     request = RequestFactory().get("/", HTTP_COOKIE="ntaid=held-profile")
     visitor = Visitor(request, personalized=False)
     visitor.holding = True
@@ -194,30 +182,3 @@ def test_no_event_is_lost_to_a_release_landing_while_it_is_held(
     visitor.send(track_event("in the window"))
     releaser.join(5)
     assert received == ["in the window"]
-
-
-def test_a_pages_component_view_events_are_built_by_the_delivery_thread(
-    emulator: EmulatorHandle,
-    client: Client,
-    monkeypatch: pytest.MonkeyPatch,
-    settings: SettingsWrapper,
-) -> None:
-    # The response leaves without building them: the thread that sends them builds them.
-    settings.EXPERIENCE_DELIVERY = "thread"
-    emulator.configure(CONFIG)
-    builders: list[str] = []
-    build = events_module.component_view_event
-
-    def recording(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        builders.append(threading.current_thread().name)
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(visitor_module, "component_view_event", recording)
-    assert client.get("/tags/repeat/").status_code == 200
-    assert builders == []
-    assert delivery.flush(timeout=10)
-    assert builders == ["experience-delivery"] * 2
-    profile = emulator.profile(client.cookies["ntaid"].value)
-    assert profile is not None
-    views = [e for e in profile["events"] if e["type"] == "component"]
-    assert len(views) == 2 and all(e["timestamp"] for e in views)
