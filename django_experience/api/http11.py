@@ -117,6 +117,7 @@ class Connection:
         name = f"[{host}]" if ":" in host else host
         self.host_header = name if port == default_port else f"{name}:{port}"
         self._buffer = b""  # read past the last response (must stay empty between requests)
+        self._early: Response | None = None  # an answer send() read (see there)
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -160,7 +161,7 @@ class Connection:
             self.sock = self._connect(deadline)
 
     def close(self) -> None:
-        sock, self.sock, self._buffer = self.sock, None, b""
+        sock, self.sock, self._buffer, self._early = self.sock, None, b"", None
         if sock is not None:
             sock.close()
 
@@ -195,21 +196,57 @@ class Connection:
         deadline: Deadline,
     ) -> None:
         """Send one request (connecting first when needed) within ``deadline``; its answer is
-        read by :meth:`receive`, which may come later (the server answers meanwhile)."""
+        read by :meth:`receive`, which may come later (the server answers meanwhile).
+
+        A server may answer before it has read the whole request and close the connection (a
+        413 for a body too large): sending then breaks, the answer already sent is read at once
+        and :meth:`receive` returns it (the connection is closed, never reused). Only when no
+        answer can be read does sending raise :class:`ConnectionFailed`.
+        """
         try:
             self.connect(deadline)
             sock = self.sock
             assert sock is not None
             sock.settimeout(_left(deadline))
             sock.sendall(self._encode(method, target, headers, body))
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # The server may have answered before reading the whole request (a 413 for a body
+            # too large, say) and closed: that answer, not the broken pipe, is the outcome.
+            early = self._early_answer(method, deadline)
+            if early is None:
+                error = self._failed(exc, method, target, deadline)
+                if error is exc:  # pragma: no cover - an OSError is always translated
+                    raise
+                raise error from exc
+            self.close()  # never reused: the request was not sent whole
+            self._early = early  # what receive() returns
         except BaseException as exc:
             error = self._failed(exc, method, target, deadline)
             if error is exc:
                 raise
             raise error from exc
 
+    def _early_answer(self, method: str, deadline: Deadline) -> Response | None:
+        """The answer the server sent before it broke off our sending, read within
+        ``deadline``; ``None`` when not even its status line and headers can be read."""
+        sock = self.sock
+        if sock is None:
+            return None
+        try:
+            version, status, headers = self._read_status(sock, deadline)
+        except (OSError, _ProtocolError):  # TimeoutError too
+            return None
+        try:
+            return self._read_body(sock, method, version, status, headers, deadline)
+        except (OSError, _ProtocolError, MalformedResponse):
+            return Response(status, headers, b"", True)  # its status is what counts
+
     def receive(self, method: str, target: str, *, deadline: Deadline) -> Response:
         """Read the whole answer to the request :meth:`send` sent, within ``deadline``."""
+        early = self._early
+        if early is not None:
+            self._early = None
+            return early  # read by send(); the connection is closed already
         try:
             sock = self.sock
             if sock is None:
@@ -286,11 +323,27 @@ class Connection:
             data += chunk
 
     def _read_response(self, sock: socket.socket, method: str, deadline: Deadline) -> Response:
+        version, status, headers = self._read_status(sock, deadline)
+        return self._read_body(sock, method, version, status, headers, deadline)
+
+    def _read_status(self, sock: socket.socket, deadline: Deadline) -> tuple[str, int, Headers]:
+        """The status line and headers of the answer (interim answers skipped)."""
         while True:
             version, status, headers = _parse_head(self._read_head(sock, deadline))
             if 100 <= status < 200 and status != 101:
                 continue  # 100 Continue, 103 Early Hints: the real answer follows
-            break
+            return version, status, headers
+
+    def _read_body(
+        self,
+        sock: socket.socket,
+        method: str,
+        version: str,
+        status: int,
+        headers: Headers,
+        deadline: Deadline,
+    ) -> Response:
+        """The answer whose head :meth:`_read_status` read, with its body read in full."""
         connection = (headers.get("connection") or "").lower()
         will_close = "close" in connection or (
             version == "HTTP/1.0" and "keep-alive" not in connection

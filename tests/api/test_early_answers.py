@@ -1,0 +1,181 @@
+"""A server that answers before it has read the whole request (a 413 for a body too large) and
+closes: the kept-alive path reports that answer, as ``requests`` does, instead of the broken
+pipe its sending meets (which would be retried, sending the whole body again)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from django_experience.api import ExperienceClient
+from django_experience.api.errors import ClientError, ConnectionFailed, InvalidData
+from django_experience.api.http11 import Connection
+from django_experience.api.retry import Deadline, RetryPolicy
+
+POLICY = RetryPolicy(max_retries=2, backoff_base=0.01, backoff_max=0.02)
+REFUSAL = json.dumps(
+    {"data": {}, "error": {"code": "ERR_INVALID_DATA"}, "message": "too large"}
+).encode()
+ANSWER_413 = (
+    b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(REFUSAL), REFUSAL)
+)
+# Far more than the socket buffers of both ends hold (the server's is kept small), so sending
+# is still under way when the server closes.
+BIG = 8 * 1024 * 1024
+
+
+class EarlyAnswerServer:
+    """Reads a request's head only, sends ``answer`` (maybe nothing) and closes with the body
+    unread (so the kernel resets the connection)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.connections = 0
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        with sock:
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                sock.sendall(self.answer)
+            except OSError:
+                return
+
+
+@pytest.fixture
+def early_413() -> Iterator[EarlyAnswerServer]:
+    server = EarlyAnswerServer(ANSWER_413)
+    yield server
+    server.close()
+
+
+def _big_events() -> list[dict[str, str]]:
+    size = BIG // 200
+    return [
+        {"type": "track", "event": "x" * size, "anonymousId": f"a{i % 50}", "messageId": str(i)}
+        for i in range(200)
+    ]
+
+
+def test_the_connection_returns_the_answer_sent_before_the_body_was_read(
+    early_413: EarlyAnswerServer,
+) -> None:
+    connection = Connection("http", "127.0.0.1", early_413.port)
+    response = connection.request(
+        "POST", "/v2/x", headers={}, body=b"x" * BIG, deadline=Deadline(5)
+    )
+    assert (response.status, response.body) == (413, REFUSAL)
+    assert connection.sock is None  # never reused: the request was not sent whole
+
+
+def test_an_early_answer_whose_body_is_cut_off_still_gives_its_status() -> None:
+    server = EarlyAnswerServer(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 500\r\n\r\n{")
+    try:
+        connection = Connection("http", "127.0.0.1", server.port)
+        response = connection.request(
+            "POST", "/v2/x", headers={}, body=b"x" * BIG, deadline=Deadline(5)
+        )
+    finally:
+        server.close()
+    assert response.status == 413 and connection.sock is None
+
+
+def test_a_server_that_hangs_up_without_answering_is_a_connection_failure() -> None:
+    server = EarlyAnswerServer(b"")
+    try:
+        connection = Connection("http", "127.0.0.1", server.port)
+        with pytest.raises(ConnectionFailed, match="failed"):
+            connection.request("POST", "/v2/x", headers={}, body=b"x" * BIG, deadline=Deadline(5))
+    finally:
+        server.close()
+    assert connection.sock is None
+
+
+@pytest.mark.parametrize("route", ["kept-alive", "requests"])
+def test_an_early_413_is_the_callers_error_and_not_retried(
+    early_413: EarlyAnswerServer, route: str
+) -> None:
+    session = None if route == "kept-alive" else requests.Session()
+    client = ExperienceClient(
+        "org", base_url=early_413.url, timeout=5, retry_policy=POLICY, session=session
+    )
+    with client, pytest.raises(InvalidData) as caught:
+        client.send_events(_big_events())
+    assert (caught.value.status, caught.value.code) == (413, "ERR_INVALID_DATA")
+    assert early_413.connections == 1
+
+
+def test_an_update_begun_reports_the_early_answer_when_its_result_is_asked(
+    early_413: EarlyAnswerServer,
+) -> None:
+    event = {
+        "type": "track",
+        "event": "big",
+        "properties": {"blob": "x" * BIG},
+        "anonymousId": "a1",
+        "messageId": "m1",
+    }
+    with ExperienceClient("org", base_url=early_413.url, timeout=5, retry_policy=POLICY) as client:
+        pending = client.begin_update_profile("p-1", [event])
+        assert pending.send_error is None  # sending "succeeded": the answer came back
+        with pytest.raises(InvalidData) as caught:
+            pending.result()
+    assert caught.value.status == 413 and early_413.connections == 1
+
+
+def test_an_early_answer_cut_off_is_still_not_retried() -> None:
+    server = EarlyAnswerServer(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 500\r\n\r\n{")
+    try:
+        with (
+            ExperienceClient("org", base_url=server.url, timeout=5, retry_policy=POLICY) as client,
+            pytest.raises(ClientError) as caught,
+        ):
+            client.send_events(_big_events())
+    finally:
+        server.close()
+    assert caught.value.status == 413 and server.connections == 1
+
+
+def test_hanging_up_without_answering_is_retried() -> None:
+    server = EarlyAnswerServer(b"")
+    try:
+        with (
+            ExperienceClient("org", base_url=server.url, timeout=5, retry_policy=POLICY) as client,
+            pytest.raises(ConnectionFailed),
+        ):
+            client.send_events(_big_events())
+    finally:
+        server.close()
+    assert server.connections == 3
