@@ -103,15 +103,34 @@ class ConnectionPool:
 
 
 def _dropped(connection: Connection) -> bool:
-    """Whether an idle kept-alive socket was closed by the server (readable means EOF here)."""
+    """Whether an idle kept-alive socket was closed by the server (readable means EOF here).
+
+    ``poll`` where there is one: ``select`` takes no descriptor of 1024 or more, which a busy
+    process has (each of its idle connections would look dropped and never be reused).
+    """
     sock = connection.sock
     if sock is None:
         return False
+    fd = sock.fileno()
+    if fd < 0:
+        return True
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        if _poll is not None:
+            poller = _poll()
+            poller.register(fd, _POLL_EVENTS)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([fd], [], [], 0)
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+# Readable data (an EOF here), a hang-up or an error (the last two are reported anyway): distinct
+# bits, so their sum is their union. Where there is no poll (Windows) none of them exists.
+_POLL_EVENTS: int = sum(
+    getattr(select, name, 0) for name in ("POLLIN", "POLLPRI", "POLLERR", "POLLHUP")
+)
+_poll: Callable[[], select.poll] | None = getattr(select, "poll", None)
 
 
 def start_kept_alive(

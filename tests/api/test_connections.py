@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import resource
 import socket
 import ssl
 import threading
@@ -99,6 +101,49 @@ def test_a_connection_the_server_closed_is_replaced_without_a_retry(
     time.sleep(0.2)  # the server has hung up the idle connection
     client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
     assert hanging_up.requests == 2 and hanging_up.connections == 2
+
+
+@pytest.fixture
+def many_fds() -> Iterator[None]:
+    """More than 1024 descriptors open, so the next socket's number is above what ``select``
+    takes (as in a busy process)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1200
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"at most {hard} open files allowed")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_connections_numbered_above_1024_are_reused(
+    keep_alive: RawServer, many_fds: None
+) -> None:
+    client = _client(keep_alive)
+    for _ in range(5):
+        client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
+    (idle,) = [c for connections in client._connections._idle.values() for c in connections]
+    assert idle.sock is not None and idle.sock.fileno() >= 1024
+    assert keep_alive.requests == 5 and keep_alive.connections == 1
+    client.close()
+
+
+def test_a_connection_numbered_above_1024_that_the_server_closed_is_replaced(
+    hanging_up: RawServer, many_fds: None
+) -> None:
+    client = _client(hanging_up)  # no retries: the second call must not need one
+    client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
+    time.sleep(0.2)  # the server has hung up the idle connection
+    client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
+    assert hanging_up.requests == 2 and hanging_up.connections == 2
+    client.close()
 
 
 def test_threads_share_the_idle_connections(keep_alive: RawServer) -> None:
