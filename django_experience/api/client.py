@@ -33,7 +33,7 @@ import math
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, cast
 from urllib.parse import quote
@@ -165,6 +165,15 @@ def _decodable(headers: Mapping[str, Any]) -> dict[str, Any]:
             kept = [part for part in offered if _coding(part) in _DECODED_CODINGS]
             merged[name] = ", ".join(kept) or "identity"
     return merged
+
+
+def _has_cookies(jar: object, own: object) -> bool:
+    """Whether ``requests`` could send a cookie from ``jar``: any in the session's own jar (set
+    by hand: the API sets none that are kept), or a jar put in its place."""
+    if jar is not own:
+        return True
+    cookies = getattr(jar, "_cookies", None)  # CookieJar's: len() iterates every cookie
+    return bool(cookies) if isinstance(cookies, dict) else bool(len(cast("Sized", jar)))
 
 
 def _profile_id(profile_id: str) -> str:
@@ -367,6 +376,7 @@ class ExperienceClient:
             session.verify = ca_bundle
         session.trust_env = False
         self._verify = session.verify
+        self._cookies = session.cookies
         self._connections = ConnectionPool(
             functools.partial(_tls_context, session.verify), max_idle=self._pool_size
         )
@@ -771,13 +781,20 @@ class ExperienceClient:
     def _direct_route(self, session: requests.Session, url: str) -> bool:
         """Whether this call may take the kept-alive ``http11`` path.
 
-        Only for the session this client built, untouched: a caller's session, proxies, auth,
-        certificate settings changed, another adapter mounted, or ``HTTPAdapter.send`` patched
-        (as HTTP mocking libraries do in tests) all take the ``requests`` path.
+        Only for the session this client built, untouched: a caller's session, or any setting
+        of the session's that path does not implement (proxies, auth, ``verify`` changed, a
+        client certificate, query ``params``, hooks, cookies, ``trust_env`` turned back on),
+        another adapter mounted, or ``HTTPAdapter.send`` patched (as HTTP mocking libraries do
+        in tests) all take the ``requests`` path. (``max_redirects`` and ``stream`` change
+        nothing: neither path follows redirects, and both read the whole answer.)
         """
         if not self._owns_session or session.proxies or session.auth is not None:
             return False
         if session.verify is not self._verify or HTTPAdapter.send is not _ADAPTER_SEND:
+            return False
+        if session.cert is not None or session.params or session.trust_env:
+            return False
+        if any(session.hooks.values()) or _has_cookies(session.cookies, self._cookies):
             return False
         return session.get_adapter(url) is self._adapter
 

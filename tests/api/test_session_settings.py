@@ -1,0 +1,221 @@
+"""Settings of the client's own session that its kept-alive path does not implement (a client
+certificate, query parameters, hooks, cookies, ``trust_env``) send the call through
+``requests``, which applies them, instead of being silently ignored."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from django_experience.api import ExperienceClient
+from django_experience.api.retry import RetryPolicy
+from tests.api.payloads import profile_answer
+from tests.stub_server import StubServer
+
+NO_RETRIES = RetryPolicy(max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def profiles() -> Iterator[StubServer]:
+    with StubServer(profile_answer) as server:
+        yield server
+
+
+@pytest.fixture
+def stub(profiles: StubServer) -> StubServer:
+    profiles.clear()
+    return profiles
+
+
+def _client(stub: StubServer) -> ExperienceClient:
+    return ExperienceClient("org", base_url=stub.url, timeout=2, retry_policy=NO_RETRIES)
+
+
+def test_the_untouched_session_takes_the_kept_alive_path(stub: StubServer) -> None:
+    client = _client(stub)
+    assert client._direct_route(client.session, client.url("/profiles/p-1"))
+
+
+def test_session_params_are_sent(stub: StubServer) -> None:
+    client = _client(stub)
+    client.session.params = {"api_key": "k"}
+    client.get_profile("p-1", locale="de-DE")
+    assert stub.requests[0].query == {"api_key": ["k"], "locale": ["de-DE"]}
+
+
+def test_session_hooks_are_called(stub: StubServer) -> None:
+    client = _client(stub)
+    seen: list[int] = []
+    client.session.hooks["response"].append(lambda r, *a, **k: seen.append(r.status_code))
+    client.get_profile("p-1")
+    assert seen == [200]
+
+
+def test_cookies_set_on_the_session_are_sent(stub: StubServer) -> None:
+    client = _client(stub)
+    client.session.cookies.set("edge", "v1")
+    client.get_profile("p-1")
+    client.session.cookies.clear()
+    client.get_profile("p-1")
+    assert [r.header("Cookie") for r in stub.requests] == ["edge=v1", None]
+
+
+def test_a_cookie_jar_put_in_place_is_used(stub: StubServer) -> None:
+    client = _client(stub)
+    jar = requests.cookies.RequestsCookieJar()
+    jar.set("edge", "v2")
+    client.session.cookies = jar
+    client.get_profile("p-1")
+    assert stub.requests[0].header("Cookie") == "edge=v2"
+
+
+def test_trust_env_turned_back_on_reads_the_environment(
+    stub: StubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login user password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    client = _client(stub)
+    client.session.trust_env = True  # requests then reads netrc, proxies and CA bundles anew
+    client.get_profile("p-1")
+    assert stub.requests[0].header("Authorization") == "Basic dXNlcjpzZWNyZXQ="
+
+
+# -- a client certificate, against a server that requires one -------------------------------
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    folder = tmp_path_factory.mktemp("tls")
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl(
+        "req",
+        "-x509",
+        *key,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        cwd=folder,
+    )
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        _openssl(
+            "req",
+            *key,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+            cwd=folder,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            cwd=folder,
+        )
+    return folder
+
+
+class MutualTLSServer:
+    """Answers a profile over HTTPS to a client that shows a certificate of the test CA."""
+
+    BODY = json.dumps({"data": {"profile": {"id": "p-1"}}, "error": None}).encode()
+
+    def __init__(self, certificates: Path) -> None:
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(certificates / "server.pem", certificates / "server.key")
+        self.context.load_verify_locations(certificates / "ca.pem")
+        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.answered = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        raw.settimeout(5)
+        try:
+            with self.context.wrap_socket(raw, server_side=True) as sock:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                sock.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(self.BODY), self.BODY)
+                )
+                self.answered += 1
+        except OSError:
+            raw.close()  # no certificate shown: the handshake fails
+
+
+def test_a_client_certificate_set_on_the_session_is_shown(
+    certificates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CA comes from the environment, as the client reads it when it builds its session, so
+    # the session's verify setting is its own.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificates / "ca.pem"))
+    server = MutualTLSServer(certificates)
+    try:
+        with ExperienceClient(
+            "org", base_url=server.url, timeout=3, retry_policy=NO_RETRIES
+        ) as client:
+            client.session.cert = (
+                str(certificates / "client.pem"),
+                str(certificates / "client.key"),
+            )
+            assert client.get_profile("p-1").profile.id == "p-1"
+    finally:
+        server.close()
+    assert server.answered == 1
