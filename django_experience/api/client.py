@@ -62,7 +62,7 @@ from django_experience.api.errors import (
 from django_experience.api.http11 import encode_headers
 from django_experience.api.retry import Deadline, RetryPolicy, call_with_retries
 from django_experience.api.scheduling import run_batches
-from django_experience.api.transport import send
+from django_experience.api.transport import redact_credentials, send
 from django_experience.api.types import Profile, ProfileResult
 
 DEFAULT_BASE_URL = "https://experience.ninetailed.co"
@@ -325,7 +325,8 @@ class ExperienceClient:
         if not isinstance(environment, str) or not environment:
             raise ValueError(f"environment must be a non-empty string, got {environment!r}")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+            shown = redact_credentials(base_url) if isinstance(base_url, str) else base_url
+            raise ValueError(f"base_url must be an http(s) URL, got {shown!r}")
         if not 0 < timeout < math.inf:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.organization_id = organization_id
@@ -340,6 +341,8 @@ class ExperienceClient:
         )
         # Every endpoint's URL is the prefix plus its path: split it for the kept-alive path once.
         self._origin, self._target_prefix = split_url(self._prefix)
+        # Credentials in the URL (``user:password@``): requests sends them as Basic auth.
+        self._userinfo = "@" in self.base_url.partition("://")[2].partition("/")[0]
         # (headers mapping, its version, merges): valid while the session's headers are unchanged.
         self._merged: tuple[object, int, _MergedHeaders] | None = None
         self._pool_size = pool_size
@@ -397,7 +400,7 @@ class ExperienceClient:
     def __repr__(self) -> str:
         return (
             f"ExperienceClient(organization_id={self.organization_id!r}, "
-            f"environment={self.environment!r}, base_url={self.base_url!r})"
+            f"environment={self.environment!r}, base_url={redact_credentials(self.base_url)!r})"
         )
 
     # Single-profile endpoints -----------------------------------------------------------
@@ -785,10 +788,14 @@ class ExperienceClient:
         of the session's that path does not implement (proxies, auth, ``verify`` changed, a
         client certificate, query ``params``, hooks, cookies, ``trust_env`` turned back on),
         another adapter mounted, or ``HTTPAdapter.send`` patched (as HTTP mocking libraries do
-        in tests) all take the ``requests`` path. (``max_redirects`` and ``stream`` change
-        nothing: neither path follows redirects, and both read the whole answer.)
+        in tests) all take the ``requests`` path, and so does a ``base_url`` with credentials
+        (``user:password@``, which ``requests`` sends as Basic auth). (``max_redirects`` and
+        ``stream`` change nothing: neither path follows redirects, and both read the whole
+        answer.)
         """
-        if not self._owns_session or session.proxies or session.auth is not None:
+        if not self._owns_session or self._userinfo or session.proxies:
+            return False
+        if session.auth is not None:
             return False
         if session.verify is not self._verify or HTTPAdapter.send is not _ADAPTER_SEND:
             return False

@@ -27,15 +27,22 @@ from urllib.parse import urlencode
 from django_experience.api.errors import MalformedResponse
 from django_experience.api.http11 import Connection
 from django_experience.api.retry import Deadline
-from django_experience.api.transport import MAX_BODY_BYTES, RawAnswer, time_left
+from django_experience.api.transport import (
+    MAX_BODY_BYTES,
+    RawAnswer,
+    redact_credentials,
+    time_left,
+)
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
 
 def split_url(url: str) -> tuple[Origin, str]:
-    """``("https", "host", 443), "/path?query"`` from an absolute http(s) URL."""
+    """``("https", "host", 443), "/path?query"`` from an absolute http(s) URL (user
+    information, ``user:password@``, left out: this path sends none)."""
     scheme, _, rest = url.partition("://")
     authority, slash, path = rest.partition("/")
+    authority = authority.rpartition("@")[2]
     host, colon, port = authority.rpartition(":")
     if not colon or "]" in port:  # no port (or only an IPv6 literal's colons)
         host, port = authority, ""
@@ -185,12 +192,12 @@ class InFlight:
         payload = response.body
         encoding = (response.headers.get("content-encoding") or "").strip().lower()
         if encoding in ("gzip", "deflate") and payload:
-            payload = _decompress(payload, encoding, f"{method} {url}")
+            payload = _decompress(payload, encoding, redact_credentials(f"{method} {url}"))
         elif encoding not in ("", "identity") and payload:
             # Never asked for (see client._decodable): say so, rather than "not JSON".
             raise MalformedResponse(
-                f"the answer to {method} {url} is in Content-Encoding {encoding!r}, which this "
-                "client does not decode"
+                f"the answer to {method} {redact_credentials(url)} is in Content-Encoding "
+                f"{encoding!r}, which this client does not decode"
             )
         return RawAnswer(response.status, response.headers, payload)
 

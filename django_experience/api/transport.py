@@ -18,6 +18,7 @@ the socket before the answer's headers have been read:
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,11 +50,37 @@ class RawAnswer:
     body: bytes
 
 
+# The user information of a URL (``//user:password@``, up to the authority's last ``@``).
+_USERINFO = re.compile(r"(?<=//)[^/?#\s]*@")
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``***``: a URL goes
+    into error messages, and they get logged."""
+    return _USERINFO.sub("***@", text) if "@" in text else text
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """``exc``, to chain to the client's error, unless its text or that of an exception it
+    chains names credentials (a logged traceback prints them all): then ``None``."""
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None:
+            return exc
+        text = str(seen)
+        if redact_credentials(text) != text:
+            return None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def time_left(deadline: Deadline, method: str, url: str) -> float:
     """Seconds left for a request about to start; RequestTimeout when there are none."""
     remaining = deadline.remaining()
     if remaining <= 0:
-        raise RequestTimeout(f"time budget of {deadline.budget:g}s spent before {method} {url}")
+        raise RequestTimeout(
+            f"time budget of {deadline.budget:g}s spent before {method} {redact_credentials(url)}"
+        )
     return remaining
 
 
@@ -84,15 +111,18 @@ def send(
         )
     except requests.Timeout as exc:
         raise RequestTimeout(
-            f"no answer to {method} {url} within the time budget of {deadline.budget:g}s"
-        ) from exc
+            f"no answer to {method} {redact_credentials(url)} within the time budget of "
+            f"{deadline.budget:g}s"
+        ) from _cause(exc)
     except requests.ConnectionError as exc:
-        raise ConnectionFailed(f"connection to {url} failed: {exc}") from exc
+        message = f"connection to {url} failed: {exc}"
+        raise ConnectionFailed(redact_credentials(message)) from _cause(exc)
     except requests.RequestException as exc:
-        raise TransportError(f"{method} {url} failed: {exc}") from exc
+        message = f"{method} {url} failed: {exc}"
+        raise TransportError(redact_credentials(message)) from _cause(exc)
 
     try:
-        payload = read_body(response.raw, deadline, f"{method} {url}")
+        payload = read_body(response.raw, deadline, f"{method} {redact_credentials(url)}")
     except BaseException:
         response.close()  # a half-read connection must not go back to the pool
         raise
@@ -156,4 +186,4 @@ def _release(response: requests.Response) -> None:
         response.close()
 
 
-__all__ = ["MAX_BODY_BYTES", "RawAnswer", "read_body", "send", "time_left"]
+__all__ = ["MAX_BODY_BYTES", "RawAnswer", "read_body", "redact_credentials", "send", "time_left"]
