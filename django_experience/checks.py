@@ -9,6 +9,7 @@
 - E006 an ``EXPERIENCE_EXCLUDE_PATHS`` entry is not a valid regular expression.
 - E007 ``EXPERIENCE_DELIVERY`` is not ``thread``, ``tasks`` or ``sync``, or is ``tasks`` while
   neither ``django.tasks`` (Django 6) nor the ``django_tasks`` backport can be imported.
+- E008 ``EXPERIENCE_STICKY_EXPERIENCES`` is neither a list of experience ids nor ``"__all__"``.
 - W001 the middleware is not installed.
 """
 
@@ -24,7 +25,14 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
-from django_experience.conf import DELIVERY_BACKENDS, MODES, TASK_MODULES, conf
+from django_experience.conf import (
+    ALL_EXPERIENCES,
+    DELIVERY_BACKENDS,
+    LIST_TYPES,
+    MODES,
+    TASK_MODULES,
+    conf,
+)
 
 MIDDLEWARE_PATH = "django_experience.middleware.ExperienceMiddleware"
 AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -199,6 +207,34 @@ def check_delivery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return [Error(problem, hint=hint, id="django_experience.E007")]
 
 
+@register()
+def check_sticky_experiences(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    value = conf.STICKY_EXPERIENCES_CONFIGURED
+    if value is None:
+        return []
+    if not isinstance(value, LIST_TYPES):
+        problem = f"is {type(value).__name__} {value!r}"
+    elif isinstance(value, str):
+        return []  # "__all__", or ids read like the environment's form ("exp-a,exp-b")
+    else:
+        items = list(value)
+        wrong = [item for item in items if not isinstance(item, str) or not item.strip()]
+        if wrong:
+            problem = f"holds {wrong[0]!r}, not an experience id"
+        elif ALL_EXPERIENCES in items and len(items) > 1:
+            problem = f"lists {ALL_EXPERIENCES!r} with experience ids (it means every experience)"
+        else:
+            return []
+    return [
+        Error(
+            f"EXPERIENCE_STICKY_EXPERIENCES {problem}.",
+            hint=f"Give a list of experience ids (strings), or {ALL_EXPERIENCES!r} for every "
+            "experience.",
+            id="django_experience.E008",
+        )
+    ]
+
+
 __all__ = [
     "check_api_url",
     "check_callables",
@@ -207,4 +243,5 @@ __all__ = [
     "check_middleware",
     "check_mode",
     "check_organization",
+    "check_sticky_experiences",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast, overload
 
 import environ
@@ -157,6 +158,41 @@ def _as_list(value: Any, separator: str | None) -> list[Any]:
     return [] if value is None else list(value)
 
 
+ALL_EXPERIENCES = "__all__"
+"""The ``EXPERIENCE_STICKY_EXPERIENCES`` value that reports the variants of every experience."""
+
+# What a list setting may be given as in Django's settings (a string is read as the environment
+# form); anything else is a mistake, reported by a system check.
+LIST_TYPES = (str, list, tuple, set, frozenset)
+
+
+@dataclass(frozen=True)
+class StickyExperiences:
+    """The experiences whose rendered variants are reported (and so pinned by the API)."""
+
+    every: bool = False
+    ids: frozenset[str] = frozenset()
+
+    def __contains__(self, experience_id: object) -> bool:
+        return self.every or experience_id in self.ids
+
+    def __bool__(self) -> bool:
+        return self.every or bool(self.ids)
+
+
+def sticky_experiences(value: Any) -> StickyExperiences:
+    """``EXPERIENCE_STICKY_EXPERIENCES`` as configured: ``"__all__"`` (alone, or as an item:
+    the environment's form is a one-item list), else the listed ids. A string is read like the
+    other list settings (``"exp-a,exp-b"``); a value of any other type reports nothing (the
+    system check names it)."""
+    if not isinstance(value, LIST_TYPES):
+        return StickyExperiences()
+    items = [str(item).strip() for item in _as_list(value, ",")]
+    if ALL_EXPERIENCES in items:
+        return StickyExperiences(every=True)
+    return StickyExperiences(ids=frozenset(item for item in items if item))
+
+
 def _optional_callable(name: str) -> str | Callable[..., Any] | None:
     """A dotted path (settings or environment) or a callable (settings only)."""
     return cast("str | Callable[..., Any] | None", _lookup(name, _env.str, None))
@@ -273,6 +309,19 @@ class Settings:
         """Send component view events for rendered variants (default: on in update mode)."""
         value = _optional_bool("EXPERIENCE_TRACK_COMPONENT_VIEWS")
         return self.MODE == "update" if value is None else value
+
+    @property
+    def STICKY_EXPERIENCES_CONFIGURED(self) -> Any:
+        """``EXPERIENCE_STICKY_EXPERIENCES`` as given (for the system check)."""
+        return _lookup("EXPERIENCE_STICKY_EXPERIENCES", _env.list, [])
+
+    @setting
+    def STICKY_EXPERIENCES(self) -> StickyExperiences:
+        """The experiences whose rendered variants get component view events, which pin the
+        variant for the visitor: the listed ids (those configured sticky in Contentful, as the
+        browser SDK reports only those), or every experience for ``"__all__"``; none by
+        default."""
+        return sticky_experiences(self.STICKY_EXPERIENCES_CONFIGURED)
 
     @setting
     def BREAKER_THRESHOLD(self) -> int:

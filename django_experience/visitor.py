@@ -659,8 +659,13 @@ class Visitor:
         return {**event, "anonymousId": self.anonymous_id()}
 
     def view(self, component: ComponentView) -> None:
-        """Send the event of a component view (consent permitting), or hold the view."""
-        if not self.consent:
+        """Send the event of a component view (consent permitting), or hold the view.
+
+        Only views of the experiences in ``EXPERIENCE_STICKY_EXPERIENCES`` are sent: the API
+        pins the variant of every view it stores, and the browser SDK reports views only of the
+        experiences configured sticky.
+        """
+        if not self.consent or component.experience_id not in conf.STICKY_EXPERIENCES:
             return
         held = (self.anonymous_id(), component)
         if not self._hold(held):
@@ -687,7 +692,8 @@ class Visitor:
             delivery.enqueue_many(events)
 
     def tracks_component_views(self) -> bool:
-        return conf.TRACK_COMPONENT_VIEWS and self.consent
+        # Nothing listed in EXPERIENCE_STICKY_EXPERIENCES (the default): no view is ever sent.
+        return conf.TRACK_COMPONENT_VIEWS and self.consent and bool(conf.STICKY_EXPERIENCES)
 
     def shares_profile(self) -> bool:
         return self.consent

@@ -122,3 +122,20 @@ def test_tasks_delivery_without_django_tasks(settings: Any, monkeypatch: Any) ->
     assert "django_tasks" in message.msg and "django.tasks" in message.msg
     settings.EXPERIENCE_DELIVERY = "thread"
     assert _ids() == set()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, 7, {"exp-a": True}, ["exp-a", 3], ["exp-a", ""], ["__all__", "exp-a"]],
+)
+def test_bad_sticky_experiences(settings: Any, value: Any) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = value
+    assert _ids() == {"django_experience.E008"}
+
+
+@pytest.mark.parametrize(
+    "value", [None, [], "__all__", ["__all__"], "exp-a,exp-b", ("exp-a",), {"exp-a"}]
+)
+def test_good_sticky_experiences(settings: Any, value: Any) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = value
+    assert _ids() == set()

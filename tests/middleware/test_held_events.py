@@ -33,8 +33,9 @@ class DeliverySpy:
 
 
 def test_a_pages_component_views_reach_delivery_in_one_hand_over(
-    emulator: EmulatorHandle, client: Client, monkeypatch: pytest.MonkeyPatch
+    emulator: EmulatorHandle, client: Client, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = "__all__"
     emulator.configure(CONFIG)  # the tag tests' experiences: two components on this page
     spy = DeliverySpy(monkeypatch)
     response = client.get("/tags/repeat/")
@@ -85,8 +86,9 @@ def test_events_sent_after_the_response_go_out_at_once(
 
 
 def test_held_component_views_keep_their_place_among_the_events(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = ["exp-hero"]
     handed: list[list[dict[str, Any]]] = []
     monkeypatch.setattr(delivery, "enqueue_many", lambda events, **kwargs: handed.append(events))
     request = RequestFactory().get("/", HTTP_COOKIE="ntaid=held-profile")
@@ -109,8 +111,9 @@ def test_held_component_views_keep_their_place_among_the_events(
 
 
 def test_a_component_view_outside_the_middleware_is_sent_at_once(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = ["exp-hero"]
     spy = DeliverySpy(monkeypatch)
     request = RequestFactory().get("/", HTTP_COOKIE="ntaid=now-profile")
     visitor = Visitor(request, personalized=False, excluded=True)

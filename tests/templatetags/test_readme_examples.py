@@ -294,6 +294,7 @@ def test_preflight_mode_sends_component_views_only_when_turned_on(
 ) -> None:
     """The README's advice for pages where the browser SDK sends the page events."""
     settings.EXPERIENCE_MODE = "preflight"
+    settings.EXPERIENCE_STICKY_EXPERIENCES = ["exp-hero"]
     if track is not None:
         settings.EXPERIENCE_TRACK_COMPONENT_VIEWS = track
     assert _get(client, "personalize") == "<h1>Welcome back, gold member</h1>"

@@ -344,8 +344,9 @@ def test_outside_a_request_tags_render_baseline(emulator: EmulatorHandle) -> Non
 
 
 def test_component_views_are_recorded_once_per_component_per_request(
-    emulator: EmulatorHandle, client: Client
+    emulator: EmulatorHandle, client: Client, settings: Any
 ) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = "__all__"
     pieces = _pieces(client.get("/tags/repeat/"))
     assert pieces == {
         "one": "gold",
@@ -367,8 +368,9 @@ def test_component_views_are_recorded_once_per_component_per_request(
 
 
 def test_hidden_variants_are_recorded_under_their_baseline(
-    emulator: EmulatorHandle, client: Client
+    emulator: EmulatorHandle, client: Client, settings: Any
 ) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = ["exp-promo", "exp-banner"]
     client.get("/tags/entry/")
     events = _component_events(emulator, client)
     assert _event("promo-default", "Entry", "exp-promo", 1) in events
@@ -378,12 +380,16 @@ def test_hidden_variants_are_recorded_under_their_baseline(
 def test_component_views_can_be_turned_off(
     emulator: EmulatorHandle, client: Client, settings: Any
 ) -> None:
-    settings.EXPERIENCE_TRACK_COMPONENT_VIEWS = False
+    settings.EXPERIENCE_STICKY_EXPERIENCES = "__all__"
+    settings.EXPERIENCE_TRACK_COMPONENT_VIEWS = False  # the master switch
     assert _pieces(client.get("/tags/repeat/"))["one"] == "gold"
     assert _component_events(emulator, client) == []
 
 
-def test_a_viewed_variant_stays_sticky(emulator: EmulatorHandle, client: Client) -> None:
+def test_a_viewed_variant_stays_sticky(
+    emulator: EmulatorHandle, client: Client, settings: Any
+) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = ["exp-hero"]  # configured sticky in Contentful
     assert _pieces(client.get("/tags/personalize/"))["literal"] == "gold"
     # Everyone now falls into the baseline, except a visitor whose view pinned the variant.
     hero_for_nobody = _experience("exp-hero", [_entry("hero-default", "hero-gold")], variant=0)
