@@ -359,7 +359,7 @@ class Connection:
         if length_header is None:
             return Response(status, headers, self._read_to_close(sock, deadline), True)
         lengths = {part.strip() for part in length_header.split(",")}
-        if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+        if len(lengths) != 1 or not _is_number(next(iter(lengths))):
             raise _ProtocolError(f"invalid Content-Length {length_header!r}")
         length = int(next(iter(lengths)))
         self._check_size(length)
@@ -400,12 +400,9 @@ class Connection:
         size = 0
         while True:
             line = self._read_line(sock, deadline).split(b";", 1)[0].strip()
-            try:
-                chunk_size = int(line, 16)
-            except ValueError:
-                raise _ProtocolError(f"invalid chunk size {line[:20]!r}") from None
-            if chunk_size < 0:
+            if not line or line.translate(None, _HEX_DIGITS):  # int() takes "+1", "-1", "1_0"
                 raise _ProtocolError(f"invalid chunk size {line[:20]!r}")
+            chunk_size = int(line, 16)
             if chunk_size == 0:
                 while self._read_line(sock, deadline):  # trailers, up to the empty line
                     pass
@@ -434,6 +431,15 @@ class _ProtocolError(Exception):
     """The answer does not follow HTTP/1.x (reported as a broken connection)."""
 
 
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` is a number in ASCII digits (``str.isdigit`` also takes "²", which
+    ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _left(deadline: Deadline) -> float:
     remaining = deadline.remaining()
     if remaining <= 0:
@@ -450,7 +456,7 @@ def _parse_head(head: bytes) -> tuple[str, int, Headers]:
     status_line = lines[0]
     version, _, rest = status_line.partition(" ")
     code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit() or rest[3:4] not in ("", " "):
+    if not version.startswith("HTTP/1.") or not _is_number(code) or rest[3:4] not in ("", " "):
         raise _ProtocolError(f"bad status line {status_line[:40]!r}")
     items: dict[str, tuple[str, str]] = {}
     last: str | None = None

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from django_experience.api import ExperienceClient
 from django_experience.api.errors import ConnectionFailed, MalformedResponse, RequestTimeout
 from django_experience.api.http11 import Connection, Headers, encode_headers
-from django_experience.api.retry import Deadline
+from django_experience.api.retry import Deadline, RetryPolicy
 
 # What a script does with one request: (bytes to send or a pause in seconds) ..., then whether
 # to hang up.
@@ -214,6 +215,33 @@ def test_answers_that_are_not_http_break_the_connection(
         with pytest.raises(ConnectionFailed, match=r"not HTTP/1\.1"):
             _get(connection)
         assert connection.sock is None
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n{}",  # "2" as a superscript
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\xb9\r\n\r\n{}",
+    b"HTTP/1.1 \xb200 OK\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n" + b"x" * 16,
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\n{}\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n",
+])
+def test_numbers_in_anything_but_ascii_digits_are_not_http(
+        serve: Callable[[Script], ScriptedServer], answer: bytes) -> None:
+    server = serve(_answer(answer))
+    connection = _connect(server)
+    with pytest.raises(ConnectionFailed, match=r"not HTTP/1\.1"):
+        _get(connection)
+    assert connection.sock is None
+
+
+def test_the_client_reports_a_non_ascii_content_length_as_a_connection_failure(
+        serve: Callable[[Script], ScriptedServer]) -> None:
+    server = serve(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n{}"))
+    client = ExperienceClient("org", base_url=f"http://127.0.0.1:{server.port}", timeout=2,
+                              retry_policy=RetryPolicy(max_retries=0))
+    with client, pytest.raises(ConnectionFailed, match="invalid Content-Length"):
+        client.get_profile("p-1")
 
 
 def test_a_connection_closed_early_is_a_connection_failure(
