@@ -83,8 +83,26 @@ def merge_tag_value(data: Mapping[str, Any] | None, tag_id: str) -> Scalar | Non
     return None
 
 
+def encodable(text: str) -> str:
+    """``text``, with each lone surrogate replaced by U+FFFD, as a browser shows it.
+
+    JSON may carry one (``"\\ud800"``, which ``JSON.stringify`` writes for a broken string), and
+    Python decodes it into a ``str`` that cannot be encoded as UTF-8: a response holding it
+    fails as a whole. A surrogate pair that was not joined becomes its character.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 def format_scalar(value: Scalar) -> str:
     """Text of a scalar as the browser SDK would print it (``true``, ``3``, ``2.5``)."""
+    if isinstance(value, str):
+        return encodable(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
@@ -98,4 +116,11 @@ def render_merge_tag(data: Mapping[str, Any] | None, tag_id: str, fallback: str 
     return fallback if value is None else format_scalar(value)
 
 
-__all__ = ["format_scalar", "lookup", "merge_tag_value", "render_merge_tag", "selectors"]
+__all__ = [
+    "encodable",
+    "format_scalar",
+    "lookup",
+    "merge_tag_value",
+    "render_merge_tag",
+    "selectors",
+]

@@ -27,9 +27,9 @@ from django.template.base import (
 )
 from django.template.context import Context
 from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeData, SafeString, mark_safe
 
-from django_experience.merge_tags import format_scalar
+from django_experience.merge_tags import encodable, format_scalar
 from django_experience.personalization import get_experience
 
 if TYPE_CHECKING:
@@ -153,12 +153,17 @@ def _render_value(value: Any, context: Context) -> str:
             value = json.dumps(value, ensure_ascii=False, default=str)
         except (TypeError, ValueError):
             value = str(value)
-    return render_value_in_context(value, context)
+    text = render_value_in_context(value, context)
+    if text.isascii():
+        return text
+    # A lone surrogate (valid JSON, from a trait or a change) would fail the whole response.
+    fixed = encodable(text)
+    return mark_safe(fixed) if isinstance(text, SafeData) else fixed
 
 
 def _emit(context: Context, value: Any, target_var: str | None) -> str:
     if target_var is not None:
-        context[target_var] = value
+        context[target_var] = encodable(value) if isinstance(value, str) else value
         return ""
     return _render_value(value, context)
 

@@ -6,5 +6,6 @@ from tests.templatetags import views
 
 urlpatterns = [
     path("identify/<slug:name>/", views.identify_and_render),
+    path("source/<slug:name>/", views.render_source),
     path("<slug:name>/", views.render_page),
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template import RequestContext, Template
 
 from django_experience.personalization import get_experience
 
@@ -34,3 +35,13 @@ def identify_and_render(request: HttpRequest, name: str) -> HttpResponse:
     traits = json.loads(request.GET.get("traits", "{}"))
     get_experience(request).identify(request.GET.get("user", "visitor-1"), traits)
     return render(request, f"tags/{name}.html", PAGE_CONTEXT)
+
+
+#: Template sources a test sets for ``/tags/source/<name>/`` (with ``{% load experience %}``).
+SOURCES: dict[str, str] = {}
+
+
+def render_source(request: HttpRequest, name: str) -> HttpResponse:
+    """Render ``SOURCES[name]``, a template a test wrote for itself."""
+    template = Template("{% load experience %}" + SOURCES[name])
+    return HttpResponse(template.render(RequestContext(request, PAGE_CONTEXT)))
