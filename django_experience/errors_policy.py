@@ -11,6 +11,7 @@ from django_experience.api.errors import (
     InvalidData,
     NamespaceMismatch,
     ProfileNotFound,
+    Redirected,
     TransportError,
 )
 
@@ -41,7 +42,9 @@ def unrouted(exc: BaseException) -> bool:
 
 def retry_delay(exc: BaseException) -> float | None:
     """``None`` when ``exc`` is final; else the minimum wait before retrying (0 = backoff)."""
-    if not hasattr(exc, "status") or _refused_before_sending(exc):
+    if not hasattr(exc, "status") or _refused_before_sending(exc) or isinstance(exc, Redirected):
+        # A redirect (no answer the client uses, like a transport error) points the client
+        # elsewhere: every attempt meets it until EXPERIENCE_API_URL is corrected.
         return None
     status = getattr(exc, "status", None)
     # A transport error (no answer, or an unreadable one) says nothing about the request:

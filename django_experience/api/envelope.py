@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django_experience.api.errors import MalformedResponse, error_for
+from django_experience.api.errors import MalformedResponse, Redirected, error_for
 from django_experience.api.retry import parse_retry_after
-from django_experience.api.transport import RawAnswer
+from django_experience.api.transport import RawAnswer, redact_credentials
 
 
 def _decode(body: bytes) -> Any:
@@ -41,9 +41,24 @@ def _summary(answer: RawAnswer) -> str:
     return f"{len(answer.body)} bytes of {content_type}" if answer.body else "an empty body"
 
 
+def _redirected(answer: RawAnswer, what: str) -> Redirected:
+    location = answer.headers.get("Location")
+    if location is not None:
+        location = redact_credentials(location.strip())
+    where = f"to {location[:300]!r}" if location else "without a Location"
+    return Redirected(
+        f"{what} answered HTTP {answer.status}, a redirect {where}; redirects are not "
+        "followed: set EXPERIENCE_API_URL (the client's base_url) to the final address",
+        status=answer.status,
+        location=location,
+    )
+
+
 def unwrap(answer: RawAnswer, what: str) -> Any:
     """The envelope's ``data`` of a successful answer; raises the matching error otherwise."""
     status = answer.status
+    if 300 <= status < 400:
+        raise _redirected(answer, what)
     document = _decode(answer.body)
     envelope = document if isinstance(document, dict) else None
     failed_by_status = not 200 <= status < 300

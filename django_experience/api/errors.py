@@ -112,6 +112,26 @@ class MalformedResponse(TransportError):
     default_message = "The Experience API answered with a body that is not the documented JSON"
 
 
+class Redirected(TransportError):
+    """A 3xx answer: the client follows no redirect, so ``EXPERIENCE_API_URL`` (``base_url``)
+    is not the API's address (``location`` is where the answer points, or ``None``). Every
+    call would meet it again: never retried."""
+
+    default_message = "The Experience API's address redirects elsewhere; redirects are not followed"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        location: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, retry_after=retry_after)
+        self.location = location
+
+
 class ClientError(ExperienceAPIError):
     """Any other 4xx answer. Never retried."""
 
@@ -142,6 +162,8 @@ def error_for(
             cls = ProfileOverload
         elif status >= 500:
             cls = ServerError
+        elif 300 <= status < 400:
+            cls = Redirected
         else:
             cls = ClientError
     return cls(message, status=status, code=code, retry_after=retry_after)
@@ -158,6 +180,7 @@ __all__ = [
     "NotFound",
     "ProfileNotFound",
     "ProfileOverload",
+    "Redirected",
     "RequestTimeout",
     "ServerError",
     "TransportError",
