@@ -679,10 +679,16 @@ class Visitor:
                 self._held.append(item)
             return self.holding
 
-    def release_held(self, first: dict[str, Any] | None = None) -> None:
-        """Hand the held events (after ``first``, if given) to delivery; stop holding."""
+    def release_held(self, first: dict[str, Any] | None = None, *, seen: bool = True) -> None:
+        """Hand the held events (after ``first``, if given) to delivery; stop holding.
+
+        ``seen=False`` drops the held component views (the visitor did not see the page); the
+        other events go as usual.
+        """
         with self._lock:
             held, self._held, self.holding = self._held, [], False
+        if not seen:
+            held = [item for item in held if not isinstance(item, tuple)]
         events = [] if first is None else [first]
         if held:
             # Each view's event takes the view's place among the held events.
@@ -716,6 +722,10 @@ class Visitor:
 
         That is the page view of a request that never asked for personalization, or whose call
         failed: background delivery retries it, the visitor does not wait.
+
+        The page's component views are dropped when the visitor never saw the page: a ``HEAD``
+        request (no body), or a server error (a template that failed after a variant was
+        rendered). They would pin variants nobody was shown.
         """
         if self._pending is not None:
             self._settle_unread()
@@ -727,7 +737,8 @@ class Visitor:
             except Exception:
                 logger.exception("Experience page event could not be queued")
         try:
-            self.release_held(page)  # the page view first: it happened first
+            seen = self.request.method != "HEAD" and response.status_code < 500
+            self.release_held(page, seen=seen)  # the page view first: it happened first
         except Exception:
             logger.exception("Experience events could not be queued")
         self.write_cookie(response)

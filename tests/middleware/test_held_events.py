@@ -12,6 +12,7 @@ from django_experience import delivery
 from django_experience.api.events import component_view, track_event
 from django_experience.emulator.handle import EmulatorHandle
 from django_experience.visitor import Visitor
+from tests.templatetags import views
 from tests.templatetags.test_tags_in_requests import CONFIG
 
 pytestmark = pytest.mark.django_db
@@ -185,3 +186,59 @@ def test_no_event_is_lost_to_a_release_landing_while_it_is_held(
     visitor.send(track_event("in the window"))
     releaser.join(5)
     assert received == ["in the window"]
+
+
+def _held_view_and_track(method: str) -> Visitor:
+    request = RequestFactory().generic(method, "/", HTTP_COOKIE="ntaid=held-profile")
+    visitor = Visitor(request, personalized=False)
+    visitor.holding = True
+    visitor.view(component_view("hero-gold", experience_id="exp-hero", variant_index=1))
+    visitor.send(track_event("Bought"))
+    return visitor
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "sent"),
+    [
+        ("GET", 200, ["component", "track"]),
+        ("GET", 404, ["component", "track"]),  # the visitor saw that page
+        ("HEAD", 200, ["track"]),  # no body: nobody saw a variant
+        ("GET", 500, ["track"]),  # a template failed after the variant
+        ("GET", 503, ["track"]),
+    ],
+)
+def test_views_of_a_page_the_visitor_never_saw_are_dropped(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, method: str, status: int, sent: list[str]
+) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = "__all__"
+    spy = DeliverySpy(monkeypatch)
+    _held_view_and_track(method).finish(HttpResponse(status=status))
+    assert spy.calls == [sent]
+
+
+def test_a_head_request_or_a_failed_page_pins_no_variant(
+    emulator: EmulatorHandle, client: Client, settings: Any
+) -> None:
+    settings.EXPERIENCE_STICKY_EXPERIENCES = "__all__"
+    emulator.configure(CONFIG)
+    hero = (
+        '{% personalize "hero-default" %}baseline{% variant "hero-gold" %}gold{% endpersonalize %}'
+    )
+    views.SOURCES["hero"] = hero
+    views.SOURCES["broken"] = hero + '{% include "no-such-template.html" %}'
+    try:
+        assert client.head("/tags/source/hero/").status_code == 200
+        profile_id = client.cookies["ntaid"].value
+        assert client.get("/mw/track/").status_code == 200  # a track event: the profile exists
+        failing = Client(raise_request_exception=False)
+        failing.cookies["ntaid"] = profile_id
+        assert failing.get("/tags/source/broken/").status_code == 500
+        profile = emulator.profile(profile_id)
+        assert profile is not None
+        assert [e for e in profile["events"] if e["type"] == "component"] == []
+        assert client.get("/tags/source/hero/").content == b"gold"  # a page the visitor sees
+        profile = emulator.profile(profile_id)
+        assert profile is not None
+        assert [e["type"] for e in profile["events"]].count("component") == 1
+    finally:
+        views.SOURCES.clear()
