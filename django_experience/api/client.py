@@ -36,8 +36,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import idna  # a dependency of requests: its way of writing a host name in ASCII
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
@@ -165,6 +166,44 @@ def _decodable(headers: Mapping[str, Any]) -> dict[str, Any]:
             kept = [part for part in offered if _coding(part) in _DECODED_CODINGS]
             merged[name] = ", ".join(kept) or "identity"
     return merged
+
+
+def _checked_host(base_url: str) -> str | None:
+    """ValueError naming what is wrong with the host of ``base_url`` (a name no resolver
+    takes: an empty label, one longer than 63 characters, ...); the ASCII (IDNA) form of a
+    name that is not ASCII, as ``requests`` makes it, else ``None``."""
+    shown = redact_credentials(base_url)
+    try:
+        parts = urlsplit(base_url)
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"base_url {shown!r} is not a valid URL: {exc}") from None
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError(f"base_url must name a host, got {shown!r}")
+    if ":" in host:  # an IPv6 literal (urlsplit checked it, brackets and all)
+        return None
+    name = host.removesuffix(".")  # "example.com." is fully qualified: fine
+    idna_host = None
+    if not name.isascii():
+        try:
+            idna_host = name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValueError(f"base_url's host {host!r} is not a valid host name: {exc}") from None
+    problem = None
+    if any(char <= " " or char == "\x7f" for char in name):
+        problem = "it has a space or a control character"
+    elif len(name) > 253:
+        problem = "it is longer than 253 characters"
+    elif any(not label for label in name.split(".")):
+        problem = "it has an empty label (two dots in a row, or a dot first)"
+    else:
+        long = next((label for label in name.split(".") if len(label) > 63), None)
+        if long is not None:
+            problem = f"its label {long[:20]}... is longer than 63 characters"
+    if problem:
+        raise ValueError(f"base_url's host {host!r} is not a valid host name: {problem}")
+    return idna_host
 
 
 def _has_cookies(jar: object, own: object) -> bool:
@@ -327,6 +366,7 @@ class ExperienceClient:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             shown = redact_credentials(base_url) if isinstance(base_url, str) else base_url
             raise ValueError(f"base_url must be an http(s) URL, got {shown!r}")
+        idna_host = _checked_host(base_url)
         if not 0 < timeout < math.inf:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.organization_id = organization_id
@@ -341,6 +381,8 @@ class ExperienceClient:
         )
         # Every endpoint's URL is the prefix plus its path: split it for the kept-alive path once.
         self._origin, self._target_prefix = split_url(self._prefix)
+        if idna_host is not None:  # the kept-alive path connects to, and names, this form
+            self._origin = (self._origin[0], idna_host, self._origin[2])
         # Credentials in the URL (``user:password@``): requests sends them as Basic auth.
         self._userinfo = "@" in self.base_url.partition("://")[2].partition("/")[0]
         # (headers mapping, its version, merges): valid while the session's headers are unchanged.

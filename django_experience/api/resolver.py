@@ -39,13 +39,19 @@ def resolve(host: str, port: int, deadline: Deadline) -> Sequence[AddressInfo]:
     """``socket.getaddrinfo(host, port, 0, SOCK_STREAM)`` within ``deadline``.
 
     ``TimeoutError`` when the lookup takes longer than what is left; the resolver's
-    ``OSError`` (``socket.gaierror``) when it fails.
+    ``OSError`` (``socket.gaierror``) when it fails, also for a name no resolver takes
+    (``getaddrinfo`` raises ``UnicodeError`` for an empty label or one too long).
     """
-    if _may_be_literal(host):
-        addresses = _numeric(host, port)
-        if addresses is not None:
-            return addresses
-    return _process_resolver().resolve(host, port, deadline)
+    try:
+        if _may_be_literal(host):
+            addresses = _numeric(host, port)
+            if addresses is not None:
+                return addresses
+        return _process_resolver().resolve(host, port, deadline)
+    except UnicodeError as exc:
+        raise socket.gaierror(
+            socket.EAI_NONAME, f"{host!r} is not a valid host name ({exc})"
+        ) from None
 
 
 def _may_be_literal(host: str) -> bool:

@@ -120,6 +120,11 @@ def send(
     except requests.RequestException as exc:
         message = f"{method} {url} failed: {exc}"
         raise TransportError(redact_credentials(message)) from _cause(exc)
+    except (urllib3.exceptions.LocationValueError, UnicodeError) as exc:
+        # A host name no resolver takes, found by urllib3 when it connects (requests lets it
+        # through as it is).
+        message = f"connection to {url} failed: the host name is not valid: {exc}"
+        raise ConnectionFailed(redact_credentials(message)) from _cause(exc)
 
     try:
         payload = read_body(response.raw, deadline, f"{method} {redact_credentials(url)}")
