@@ -168,6 +168,16 @@ def _emit(context: Context, value: Any, target_var: str | None) -> str:
     return _render_value(value, context)
 
 
+def _emit_fallback(context: Context, value: Any, target_var: str | None) -> str:
+    """``_emit`` of the default, the baseline or the fallback after a failure (already
+    reported): never raises; should even that fail, nothing is written."""
+    try:
+        return _emit(context, value, target_var)
+    except Exception:
+        logger.debug("experience template tag fallback could not be rendered", exc_info=True)
+        return ""
+
+
 def _record_view(
     context: Context,
     tag_name: str,
@@ -326,19 +336,18 @@ class ExperienceEntryNode(Node):
 
     def render(self, context: Context) -> str:
         baseline_id: object = ""
-        entry_id: object = ""
         try:
             baseline_id = self.baseline_id.resolve(context)
-            entry_id = baseline_id
             found = _selected_variant(context, self.tag_name, baseline_id)
-            if found is not None:
-                experience, selected = found
-                _record_entry_view(context, self.tag_name, experience, selected)
-                entry_id = selected.entry_id
+            if found is None:
+                return _emit(context, baseline_id, self.target_var)
+            experience, selected = found
+            written = _emit(context, selected.entry_id, self.target_var)
+            _record_entry_view(context, self.tag_name, experience, selected)
+            return written
         except Exception as exc:
             _report_failure(context, self.tag_name, exc)
-            entry_id = baseline_id
-        return _emit(context, entry_id, self.target_var)
+            return _emit_fallback(context, baseline_id, self.target_var)
 
 
 @register.tag("experience_entry")
@@ -371,23 +380,25 @@ class ExperienceChangeNode(Node):
 
     def render(self, context: Context) -> str:
         default: Any = None
-        value: Any = None
         try:
             default = _resolve(self.default, context)
-            value = default
             key = _nonempty_str(self.key.resolve(context))
-            if key is not None:
-                value = self._value(context, key, default)
+            if key is None:
+                return _emit(context, default, self.target_var)
+            experience = _experience_of(context, self.tag_name)
+            if experience.degraded:
+                return _emit(context, default, self.target_var)
+            value = experience.change(key, default)
+            # Written out before the view is recorded: a value that cannot be rendered (nested
+            # too deep, say) falls back to the default, and the visitor saw no variant.
+            written = _emit(context, value, self.target_var)
+            self._record(context, experience, key)
+            return written
         except Exception as exc:
             _report_failure(context, self.tag_name, exc)
-            value = default
-        return _emit(context, value, self.target_var)
+            return _emit_fallback(context, default, self.target_var)
 
-    def _value(self, context: Context, key: str, default: Any) -> Any:
-        experience = _experience_of(context, self.tag_name)
-        if experience.degraded:
-            return default
-        value = experience.change(key, default)
+    def _record(self, context: Context, experience: Personalization, key: str) -> None:
         change = next((c for c in experience.changes if c.key == key), None)
         if change is not None and change.experience_id is not None:
             _record_view(
@@ -399,7 +410,6 @@ class ExperienceChangeNode(Node):
                 variant_index=change.variant_index or 0,
                 component_type="Variable",
             )
-        return value
 
 
 @register.tag("experience_change")
@@ -438,7 +448,6 @@ class MergeTagNode(Node):
 
     def render(self, context: Context) -> str:
         fallback: Any = ""
-        value: Any = ""
         try:
             fallback = _resolve(self.fallback, context, "")
             value = fallback
@@ -448,10 +457,10 @@ class MergeTagNode(Node):
                 value = experience.merge_tag(path, fallback)
                 if value is None:
                     value = fallback
+            return _emit(context, value, self.target_var)
         except Exception as exc:
             _report_failure(context, self.tag_name, exc)
-            value = fallback
-        return _emit(context, value, self.target_var)
+            return _emit_fallback(context, fallback, self.target_var)
 
 
 @register.tag("merge_tag")

@@ -225,3 +225,42 @@ def test_options_take_strings_with_spaces_filters_and_translations(
         "{% merge_tag 'traits.name' fallback=who|upper %}"
     )
     assert rendered(source, who="guest") == "Shop the collection|dear visitor|GUEST"
+
+
+class Unprintable:
+    """A value whose text cannot be made."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this one")
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def test_a_value_that_cannot_be_written_out_falls_back_and_records_no_view(
+    render: Callable[[Any], Render], caplog: pytest.LogCaptureFixture
+) -> None:
+    deep = _nested(5000)  # json.dumps raises RecursionError on any stack
+    fake = FakeExperience(
+        changes=(variable_change("deep", deep, "exp-deep"), variable_change("odd", Unprintable())),
+        selections={"hero": selected("hero", Unprintable(), 1)},  # type: ignore[arg-type]
+        traits={"name": Unprintable()},
+    )
+    rendered = render(fake)
+    with caplog.at_level(logging.WARNING, logger="django_experience.templatetags"):
+        assert rendered('{% experience_change "deep" default="blue" %}') == "blue"
+        assert rendered('{% experience_change "odd" default="blue" %}') == "blue"
+        assert rendered('{% experience_entry "hero" %}') == "hero"
+        assert rendered('{% merge_tag "traits.name" fallback="there" %}') == "there"
+        assert rendered("{% experience_entry unprintable %}", unprintable=Unprintable()) == ""
+    assert fake.viewed == []  # the visitor saw the default and the baseline
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "RecursionError" in warnings[0].getMessage()  # once a request
+    assert "no text for this one" not in caplog.text
+    # Kept in a variable, the value is not written out here: the variant was used.
+    assert rendered('{% experience_change "deep" as d %}{{ d.k.k.k.k|length }}') == "1"
+    assert fake.viewed == [("deep", "exp-deep", 1, "Variable")]
