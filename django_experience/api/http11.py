@@ -209,9 +209,10 @@ class Connection:
             assert sock is not None
             sock.settimeout(_left(deadline))
             sock.sendall(self._encode(method, target, headers, body))
-        except (BrokenPipeError, ConnectionResetError) as exc:
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError) as exc:
             # The server may have answered before reading the whole request (a 413 for a body
             # too large, say) and closed: that answer, not the broken pipe, is the outcome.
+            # (Over TLS that closing may show as an EOF "in violation of protocol".)
             early = self._early_answer(method, deadline)
             if early is None:
                 error = self._failed(exc, method, target, deadline)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -16,6 +18,7 @@ from django_experience.api import ExperienceClient
 from django_experience.api.errors import ClientError, ConnectionFailed, InvalidData
 from django_experience.api.http11 import Connection
 from django_experience.api.retry import Deadline, RetryPolicy
+from tests.api.certificates import make_certificates
 
 POLICY = RetryPolicy(max_retries=2, backoff_base=0.01, backoff_max=0.02)
 REFUSAL = json.dumps(
@@ -34,8 +37,9 @@ class EarlyAnswerServer:
     """Reads a request's head only, sends ``answer`` (maybe nothing) and closes with the body
     unread (so the kernel resets the connection)."""
 
-    def __init__(self, answer: bytes) -> None:
+    def __init__(self, answer: bytes, *, tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
+        self.tls = tls
         self.connections = 0
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
@@ -46,7 +50,7 @@ class EarlyAnswerServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def close(self) -> None:
         self._listener.close()
@@ -64,6 +68,9 @@ class EarlyAnswerServer:
         with sock:
             data = b""
             try:
+                if self.tls is not None:
+                    sock.settimeout(5)
+                    sock = self.tls.wrap_socket(sock, server_side=True)
                 while b"\r\n\r\n" not in data:
                     chunk = sock.recv(65536)
                     if not chunk:
@@ -179,3 +186,22 @@ def test_hanging_up_without_answering_is_retried() -> None:
     finally:
         server.close()
     assert server.connections == 3
+
+
+def test_an_early_413_over_tls_is_the_callers_error_and_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over TLS the server's closing shows as an EOF "in violation of protocol" while sending.
+    certificates = make_certificates(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificates / "ca.pem"))  # the own session's
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(certificates / "server.pem", certificates / "server.key")
+    server = EarlyAnswerServer(ANSWER_413, tls=tls)
+    try:
+        with ExperienceClient("org", base_url=server.url, timeout=5, retry_policy=POLICY) as client:
+            assert client._direct_route(client.session, client.url("/events"))
+            with pytest.raises(InvalidData) as caught:
+                client.send_events(_big_events())
+    finally:
+        server.close()
+    assert caught.value.status == 413 and server.connections == 1

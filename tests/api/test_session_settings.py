@@ -5,10 +5,8 @@ certificate, query parameters, hooks, cookies, ``trust_env``) send the call thro
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import requests
 
 from django_experience.api import ExperienceClient
 from django_experience.api.retry import RetryPolicy
+from tests.api.certificates import make_certificates
 from tests.api.payloads import profile_answer
 from tests.stub_server import StubServer
 
@@ -96,63 +95,9 @@ def test_trust_env_turned_back_on_reads_the_environment(
 # -- a client certificate, against a server that requires one -------------------------------
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make test certificates")
-    folder = tmp_path_factory.mktemp("tls")
-    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl(
-        "req",
-        "-x509",
-        *key,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test CA",
-        cwd=folder,
-    )
-    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name in ("server", "client"):
-        _openssl(
-            "req",
-            *key,
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            f"/CN={name}",
-            cwd=folder,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.pem",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.ext",
-            cwd=folder,
-        )
-    return folder
+    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 class MutualTLSServer:
