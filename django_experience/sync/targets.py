@@ -13,7 +13,7 @@ from typing import Any, cast
 from django_experience import errors_policy
 from django_experience.api.batching import MAX_IDENTIFY
 from django_experience.api.encoding import encode_events
-from django_experience.api.errors import InvalidData
+from django_experience.api.errors import InvalidData, Redirected
 from django_experience.sync.checkpoint import secret_fingerprint
 from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
 
@@ -262,6 +262,7 @@ class ExperienceTarget(ImportTarget):
             super().stops_import(exc, recovered=recovered)
             or (recovered and errors_policy.profile_gone(exc))
             or errors_policy.unrouted(exc)
+            or isinstance(exc, Redirected)  # EXPERIENCE_API_URL points elsewhere: every row
         )
 
     def recover(self, item: Item, exc: BaseException) -> Item | None:

@@ -42,6 +42,7 @@ NOT_THE_API = {
     "html 404": StubResponse(404, b"<html>Not Found</html>", {"Content-Type": "text/html"}),
     "405": StubResponse(405, b"Method Not Allowed", {"Content-Type": "text/plain"}),
     "410": error_envelope(410, "ERR_GONE", "gone"),
+    "301": StubResponse(301, b"", {"Location": "https://elsewhere.example/v2/"}),
 }
 
 
