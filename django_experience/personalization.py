@@ -112,10 +112,16 @@ class Personalization:
 
     def __init__(self, source: PersonalizationSource | None = None) -> None:
         self._source = source
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while the profile is resolved
         self._result: ProfileResult | None = None
         self._resolved = source is None
         self._used = False
+        # The thread running the source's resolve: reads from it (a consent or traits callable,
+        # a profile_identified receiver reading request.experience) are answered degraded
+        # instead of waiting for the lock their own thread holds.
+        self._resolver: int | None = None
+        self._reentry_logged = False
+        self._views_lock = threading.Lock()
         self._viewed: set[tuple[str, str, int]] = set()
 
     # -- state -------------------------------------------------------------------------------
@@ -141,19 +147,45 @@ class Personalization:
         self._used = True
         if self._resolved:
             return self._result
+        if self._reentered("read"):
+            return None
         with self._lock:
             if not self._resolved:
                 self._result = self._call_source(self._source)
                 self._resolved = True
         return self._result
 
-    @staticmethod
-    def _call_source(source: PersonalizationSource) -> ProfileResult | None:
+    def _call_source(self, source: PersonalizationSource) -> ProfileResult | None:
         try:
-            return _off_the_loop(source.resolve)
+            return _off_the_loop(self._resolve_here, source)
         except Exception:  # never raise to a view or a template
             logger.exception("Experience personalization failed; serving baseline")
             return None
+
+    def _resolve_here(self, source: PersonalizationSource) -> ProfileResult | None:
+        """``source.resolve()``, remembering the thread it runs in (maybe an offload thread)."""
+        self._resolver = threading.get_ident()
+        try:
+            return source.resolve()
+        finally:
+            self._resolver = None
+
+    def _reentered(self, what: str) -> bool:
+        """Whether this thread is resolving the profile right now (so holds the lock): code the
+        resolution calls (``EXPERIENCE_CONSENT``, ``EXPERIENCE_USER_TRAITS``,
+        ``EXPERIENCE_USER_ID``, a ``profile_identified`` receiver) used ``request.experience``.
+        That use is answered degraded; the request logs it once."""
+        if self._resolver != threading.get_ident():
+            return False
+        if not self._reentry_logged:
+            self._reentry_logged = True
+            logger.warning(
+                "request.experience was used (%s) by code that runs while the profile is being "
+                "resolved (EXPERIENCE_CONSENT, EXPERIENCE_USER_TRAITS, EXPERIENCE_USER_ID or a "
+                "profile_identified receiver); that use gets baseline answers",
+                what,
+            )
+        return True
 
     async def aload(self) -> None:
         """Resolve now without blocking the event loop (for async views)."""
@@ -163,7 +195,7 @@ class Personalization:
 
     def adopt(self, result: ProfileResult) -> None:
         """Use ``result`` from now on (an identify answered with the visitor's profile)."""
-        if self._source is None:
+        if self._source is None or self._reentered("adopt"):
             return
         with self._lock:
             self._result = result
@@ -172,7 +204,7 @@ class Personalization:
 
     def forget(self) -> None:
         """Drop what was resolved (sign-out): the next read resolves a fresh profile."""
-        if self._source is None:
+        if self._source is None or self._reentered("forget"):
             return
         with self._lock:
             self._result = None
@@ -285,7 +317,7 @@ class Personalization:
         try:
             if not self._source.tracks_component_views():
                 return
-            with self._lock:
+            with self._views_lock:
                 if key in self._viewed:
                     return
                 self._viewed.add(key)
