@@ -51,7 +51,9 @@ def lookup(data: Mapping[str, Any], selector: str) -> Any:
                 return None
             current = current[segment]
         elif isinstance(current, Sequence) and not isinstance(current, (str, bytes)):
-            if not segment.isdigit():
+            # ASCII digits only: "²" or an Arabic-Indic digit is a digit to str.isdigit() (and
+            # int() takes the latter), but no array index to JavaScript.
+            if not (segment.isascii() and segment.isdigit()):
                 return None
             index = int(segment)
             if index >= len(current):

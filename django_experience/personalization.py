@@ -264,7 +264,16 @@ class Personalization:
     def merge_tag(self, path: str, fallback: str = "") -> str:
         """A scalar from the profile by path (``traits.firstname``), else ``fallback``."""
         profile = self.profile
-        return render_merge_tag(None if profile is None else profile.raw, path, fallback)
+        try:
+            return render_merge_tag(None if profile is None else profile.raw, path, fallback)
+        except Exception as exc:  # never raise to a view or a template
+            # The exception's type only: its message could carry profile data.
+            logger.warning(
+                "Experience merge tag could not be read (%s); using the fallback",
+                type(exc).__name__,
+            )
+            logger.debug("merge tag failure", exc_info=exc)
+            return fallback
 
     def to_json(self) -> dict[str, Any]:
         """Profile, experiences and changes in the API's JSON shape (profile ``None`` if none,

@@ -75,6 +75,9 @@ def test_paths_render_scalars(path: str, expected: str) -> None:
         "",
         "audiences.5",
         "audiences.-1",
+        "audiences.²",  # a digit to str.isdigit(), which int() refuses
+        "audiences.\u0660",  # Arabic-Indic zero: int() takes it, JavaScript has no such index
+        "traits.tags.¹",
         "x" * 300,
     ],
 )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
 
+from django_experience import personalization as personalization_module
 from django_experience.api.events import ComponentView, component_event
 from django_experience.api.types import ProfileResult
 from django_experience.personalization import (
@@ -175,3 +177,19 @@ def test_reading_inside_an_event_loop_runs_off_the_loop(result: ProfileResult) -
 
     assert asyncio.run(view()) == "p-1"
     assert source.resolves == 2
+
+
+def test_merge_tag_never_raises_to_a_view(
+    result: ProfileResult, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    experience = Personalization(FakeSource(result))
+    assert experience.merge_tag("audiences.²", "fb") == "fb"
+
+    def broken(*args: Any) -> str:
+        raise ValueError("Ada's secret")
+
+    monkeypatch.setattr(personalization_module, "render_merge_tag", broken)
+    with caplog.at_level(logging.WARNING, logger="django_experience"):
+        assert experience.merge_tag("traits.firstname", "fb") == "fb"
+    assert "could not be read (ValueError)" in caplog.text
+    assert "secret" not in caplog.text
