@@ -400,16 +400,22 @@ class ExperienceChangeNode(Node):
 
     def _record(self, context: Context, experience: Personalization, key: str) -> None:
         change = next((c for c in experience.changes if c.key == key), None)
-        if change is not None and change.experience_id is not None:
-            _record_view(
-                context,
-                self.tag_name,
-                experience,
-                key,
-                experience_id=change.experience_id,
-                variant_index=change.variant_index or 0,
-                component_type="Variable",
-            )
+        if change is None or change.experience_id is None:
+            return
+        index = change.variant_index
+        if index is None or index < 0:
+            # Which variant this is, the answer does not say: a view of variant 0 would pin the
+            # visitor to the baseline, so none is recorded.
+            return
+        _record_view(
+            context,
+            self.tag_name,
+            experience,
+            key,
+            experience_id=change.experience_id,
+            variant_index=index,
+            component_type="Variable",
+        )
 
 
 @register.tag("experience_change")

@@ -14,6 +14,7 @@ import pytest
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import RequestFactory
 
+from django_experience.api.types import Change
 from django_experience.templatetags import experience as experience_tags
 
 from .fakes import BrokenExperience, FakeExperience, selected, variable_change
@@ -264,3 +265,26 @@ def test_a_value_that_cannot_be_written_out_falls_back_and_records_no_view(
     # Kept in a variable, the value is not written out here: the variant was used.
     assert rendered('{% experience_change "deep" as d %}{{ d.k.k.k.k|length }}') == "1"
     assert fake.viewed == [("deep", "exp-deep", 1, "Variable")]
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"experienceId": "exp-cta"},  # no variantIndex
+        {"experienceId": "exp-cta", "variantIndex": None},
+        {"experienceId": "exp-cta", "variantIndex": "1"},
+        {"experienceId": "exp-cta", "variantIndex": True},
+        {"experienceId": "exp-cta", "variantIndex": -1},
+    ],
+)
+def test_a_change_of_an_unknown_variant_renders_but_records_no_view(
+    render: Callable[[Any], Render], meta: dict[str, Any]
+) -> None:
+    raw = {"key": "cta", "type": "Variable", "value": "orange", "meta": meta}
+    change = Change(key="cta", type="Variable", value="orange", meta=meta, raw=raw)
+    fake = FakeExperience(changes=(change,))
+    assert render(fake)('{% experience_change "cta" default="blue" %}') == "orange"
+    assert fake.viewed == []  # a view of variant 0 would pin the visitor to the baseline
+    fake = FakeExperience(changes=(variable_change("cta", "blue", "exp-cta", 0),))
+    assert render(fake)('{% experience_change "cta" default="blue" %}') == "blue"
+    assert fake.viewed == [("cta", "exp-cta", 0, "Variable")]  # a known baseline is a view
