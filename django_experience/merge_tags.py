@@ -12,6 +12,7 @@ Nothing here imports Django.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -101,15 +102,61 @@ def encodable(text: str) -> str:
     return text
 
 
+# Integers up to this size are exact in a double, and print the same in both languages.
+_EXACT_INTEGER = 2**53
+
+
+def js_number(value: float) -> str:
+    """``value`` as JavaScript's ``String(number)`` prints it (ECMA-262 Number::toString).
+
+    The digits are the shortest that round-trip, which is what ``repr`` gives too; only where
+    they go differs: plain decimals from 1e-6 up to below 1e21 (``0.00001``,
+    ``150000000000000000000``), an exponent outside (``1e-7``, ``1e+21``, ``1.5e+300``).
+    """
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "0"  # -0 as well
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    significant = digits.rstrip("0")
+    # value == significant * 10 ** (point - len(significant)): ``point`` digits before the dot
+    point = (int(exp) if exp else 0) - len(fraction) + len(digits)
+    count = len(significant)
+    if count <= point <= 21:
+        text = significant + "0" * (point - count)
+    elif 0 < point <= 21:
+        text = significant[:point] + "." + significant[point:]
+    elif -6 < point <= 0:
+        text = "0." + "0" * -point + significant
+    else:
+        exponent = point - 1
+        head = significant if count == 1 else significant[0] + "." + significant[1:]
+        text = f"{head}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
+    return sign + text
+
+
 def format_scalar(value: Scalar) -> str:
-    """Text of a scalar as the browser SDK would print it (``true``, ``3``, ``2.5``)."""
+    """Text of a scalar as the browser SDK's ``${value}`` prints it (``true``, ``3``, ``2.5``,
+    ``1e-7``, ``1e+21``; an integer past 2**53 as JavaScript's number for it: ``1e+22``)."""
     if isinstance(value, str):
         return encodable(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+    if isinstance(value, int):
+        if -_EXACT_INTEGER <= value <= _EXACT_INTEGER:
+            return str(value)
+        try:
+            return js_number(float(value))  # what JSON.parse makes of it
+        except OverflowError:
+            return "Infinity" if value > 0 else "-Infinity"
+    if value.is_integer() and -_EXACT_INTEGER <= value <= _EXACT_INTEGER:
         return str(int(value))
-    return str(value)
+    return js_number(value)
 
 
 def render_merge_tag(data: Mapping[str, Any] | None, tag_id: str, fallback: str = "") -> str:
@@ -121,6 +168,7 @@ def render_merge_tag(data: Mapping[str, Any] | None, tag_id: str, fallback: str 
 __all__ = [
     "encodable",
     "format_scalar",
+    "js_number",
     "lookup",
     "merge_tag_value",
     "render_merge_tag",

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import json
+import random
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
 
-from django_experience.merge_tags import merge_tag_value, render_merge_tag, selectors
+from django_experience.merge_tags import (
+    format_scalar,
+    merge_tag_value,
+    render_merge_tag,
+    selectors,
+)
 
 PROFILE: dict[str, Any] = {
     "id": "p-1",
@@ -95,3 +104,82 @@ def test_first_non_empty_selector_wins() -> None:
     assert render_merge_tag(data, "a_b") == "dotted"
     data = {"a_b": "flat", "a": {"b": "dotted"}}
     assert render_merge_tag(data, "a_b") == "flat"
+
+
+# Each as node prints it: String(x), what the SDK's `${value}` gives.
+JS_NUMBERS = [
+    (0, "0"),
+    (-0.0, "0"),
+    (3, "3"),
+    (4.0, "4"),
+    (2.5, "2.5"),
+    (-2.5, "-2.5"),
+    (123.456, "123.456"),
+    (0.1 + 0.2, "0.30000000000000004"),
+    (2**53, "9007199254740992"),
+    (2**53 + 2.0, "9007199254740994"),
+    (1e16, "10000000000000000"),
+    (1.5e20, "150000000000000000000"),
+    (123456789012345680000.0, "123456789012345680000"),
+    (1e21, "1e+21"),
+    (1.5e300, "1.5e+300"),
+    (1.7976931348623157e308, "1.7976931348623157e+308"),
+    (0.001, "0.001"),
+    (0.00001, "0.00001"),
+    (1e-6, "0.000001"),
+    (1.2e-6, "0.0000012"),
+    (1e-7, "1e-7"),
+    (-1.5e-10, "-1.5e-10"),
+    (5e-324, "5e-324"),
+    (float("nan"), "NaN"),
+    (float("inf"), "Infinity"),
+    (float("-inf"), "-Infinity"),
+    # Integers past 2**53 are a double in JavaScript, printed as one.
+    (2**53 + 1, "9007199254740992"),
+    (10**17 + 1, "100000000000000000"),
+    (10**21, "1e+21"),
+    (10**22, "1e+22"),
+    (-(10**22), "-1e+22"),
+    (10**400, "Infinity"),
+]
+
+
+@pytest.mark.parametrize(("value", "js"), JS_NUMBERS)
+def test_numbers_print_like_javascript(value: float, js: str) -> None:
+    assert format_scalar(value) == js
+
+
+def test_merge_tags_print_numbers_like_the_browser_sdk() -> None:
+    traits = {"big": 1e16, "wide": 1.5e20, "small": 0.00001, "tiny": 1e-7, "huge": 10**22}
+    data = {"traits": traits}
+    printed = {name: render_merge_tag(data, f"traits.{name}") for name in traits}
+    assert printed == {
+        "big": "10000000000000000",
+        "wide": "150000000000000000000",
+        "small": "0.00001",
+        "tiny": "1e-7",
+        "huge": "1e+22",
+    }
+
+
+@pytest.mark.node
+def test_numbers_print_like_node_itself() -> None:
+    """Many more numbers, against node's own String(x) (skipped without node)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    rng = random.Random(20240601)
+    values = [
+        rng.choice([1, -1]) * rng.random() * 10.0 ** rng.randint(-30, 30) for _ in range(2000)
+    ]
+    values += [float(10**e) for e in range(-25, 26)] + [rng.randint(0, 10**25) for _ in range(200)]
+    script = (
+        "const values = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        "process.stdout.write(JSON.stringify(values.map(String)));"
+    )
+    text = json.dumps(values)
+    out = subprocess.run(
+        [node, "-e", script], input=text, capture_output=True, text=True, check=True, timeout=60
+    )
+    expected = json.loads(out.stdout)
+    assert [format_scalar(v) for v in json.loads(text)] == expected
