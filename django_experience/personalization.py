@@ -83,6 +83,15 @@ def _in_event_loop() -> bool:
 
 
 _T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def alters_data(method: _F) -> _F:
+    """Mark a method that changes state as Django's templates know it (``alters_data``): they
+    call attributes that take no arguments, so ``{{ experience.forget }}`` would forget the
+    profile; with the mark they render nothing (``string_if_invalid``) instead."""
+    method.alters_data = True  # type: ignore[attr-defined]
+    return method
 
 
 def _offloaded(function: Callable[..., _T], *args: Any) -> _T:
@@ -187,12 +196,14 @@ class Personalization:
             )
         return True
 
+    @alters_data
     async def aload(self) -> None:
         """Resolve now without blocking the event loop (for async views)."""
         if self._source is None:
             return
         await asyncio.get_running_loop().run_in_executor(_loop_offload, _offloaded, self._load)
 
+    @alters_data
     def adopt(self, result: ProfileResult) -> None:
         """Use ``result`` from now on (an identify answered with the visitor's profile)."""
         if self._source is None or self._reentered("adopt"):
@@ -202,6 +213,7 @@ class Personalization:
             self._resolved = True
             self._used = True
 
+    @alters_data
     def forget(self) -> None:
         """Drop what was resolved (sign-out): the next read resolves a fresh profile."""
         if self._source is None or self._reentered("forget"):
@@ -288,6 +300,7 @@ class Personalization:
 
     # -- sending -----------------------------------------------------------------------------
 
+    @alters_data
     def track(self, event: str, properties: dict[str, Any] | None = None) -> None:
         """Record a track event through background delivery (never waits, never raises)."""
         if self._source is None:
@@ -299,6 +312,7 @@ class Personalization:
         except Exception:
             logger.exception("Experience track event could not be queued")
 
+    @alters_data
     def identify(self, user_id: str, traits: dict[str, Any] | None = None) -> None:
         """Identify the visitor now (one API call); later reads see the identified profile."""
         if self._source is None:
@@ -311,6 +325,7 @@ class Personalization:
         if result is not None:
             self.adopt(result)
 
+    @alters_data
     def component_viewed(
         self,
         component_id: str,

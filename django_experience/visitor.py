@@ -48,7 +48,10 @@ from django_experience.mappings import (
     profile_owned_by_someone_else,
     store_mapping,
 )
-from django_experience.personalization import _offloaded  # closes the thread's DB connections
+from django_experience.personalization import (
+    _offloaded,  # closes the thread's DB connections
+    alters_data,  # request.experience_visitor is reachable from templates: {{ request... }}
+)
 
 logger = logging.getLogger("django_experience")
 
@@ -295,6 +298,7 @@ class Visitor:
             return None
         return self._mapped_id or self.cookie_id
 
+    @alters_data
     def anonymous_id(self) -> str:
         """The visitor's id for events sent without an answer (a fresh UUID if there is none)."""
         with self._lock:
@@ -472,6 +476,7 @@ class Visitor:
 
     # sending the page's update before the view runs -------------------------------------
 
+    @alters_data
     def prefetch(self) -> None:
         """Send this page's profile update now: the API answers while the view works, and
         :meth:`resolve` reads the answer when a tag first asks.
@@ -526,6 +531,7 @@ class Visitor:
         except Exception:  # no thread to be had (interpreter exiting): drop it
             pending.cancel()
 
+    @alters_data
     def cancel_pending(self) -> None:
         """Drop an update sent early whose answer nobody will read (its connection closes)."""
         pending, self._pending = self._pending, None
@@ -534,6 +540,7 @@ class Visitor:
 
     # PersonalizationSource ---------------------------------------------------------------
 
+    @alters_data
     def resolve(self) -> ProfileResult | None:
         if not self.personalized:
             return None
@@ -589,6 +596,7 @@ class Visitor:
 
         return self._guarded("get", call, target)
 
+    @alters_data
     def identify(
         self, user_id: str, traits: dict[str, Any], user: Any = None
     ) -> ProfileResult | None:
@@ -647,6 +655,7 @@ class Visitor:
         )
         return result
 
+    @alters_data
     def send(self, event: dict[str, Any]) -> None:
         if not self.consent and event.get("type") != "page":
             return
@@ -658,6 +667,7 @@ class Visitor:
         """``event`` as the batch endpoint takes it: with this visitor's ``anonymousId``."""
         return {**event, "anonymousId": self.anonymous_id()}
 
+    @alters_data
     def view(self, component: ComponentView) -> None:
         """Send the event of a component view (consent permitting), or hold the view.
 
@@ -679,6 +689,7 @@ class Visitor:
                 self._held.append(item)
             return self.holding
 
+    @alters_data
     def release_held(self, first: dict[str, Any] | None = None, *, seen: bool = True) -> None:
         """Hand the held events (after ``first``, if given) to delivery; stop holding.
 
@@ -706,9 +717,11 @@ class Visitor:
 
     # sign-in, sign-out --------------------------------------------------------------------
 
+    @alters_data
     def sign_in(self, user: Any) -> ProfileResult | None:
         return self.identify(user_id_for(user), traits_for(user) if self.consent else {}, user)
 
+    @alters_data
     def sign_out(self) -> None:
         """Forget the profile: the next request starts a fresh anonymous one."""
         self.signed_out = True
@@ -717,6 +730,7 @@ class Visitor:
 
     # the response ------------------------------------------------------------------------
 
+    @alters_data
     def finish(self, response: HttpResponseBase) -> None:
         """Queue the page view nobody sent (update mode), then write or delete the cookie.
 
@@ -743,6 +757,7 @@ class Visitor:
             logger.exception("Experience events could not be queued")
         self.write_cookie(response)
 
+    @alters_data
     def write_cookie(self, response: HttpResponseBase) -> None:
         name = conf.COOKIE_NAME
         current = self.request.COOKIES.get(name)
