@@ -96,6 +96,9 @@ EXPERIENCE_ORGANIZATION_ID = env.str("EXPERIENCE_ORGANIZATION_ID", default="demo
 EXPERIENCE_ENVIRONMENT = env.str("EXPERIENCE_ENVIRONMENT", default="main")
 EXPERIENCE_API_URL = env.str("EXPERIENCE_API_URL", default="http://127.0.0.1:8765")
 EXPERIENCE_USER_TRAITS = "shop.traits.user_traits"
+# The experiences configured sticky (emulator.json: the call-to-action test): only their views
+# are sent, which pins the variant a visitor was shown.
+EXPERIENCE_STICKY_EXPERIENCES = ["exp-cta-test"]
 
 # Profile destinations: with the local emulator (`make demo` sets SHOP_EMULATED_DESTINATIONS),
 # each sign-in is also upserted, in the background, to the emulator's Experiture and Releva
