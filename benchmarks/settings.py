@@ -63,3 +63,6 @@ EXPERIENCE_ORGANIZATION_ID = "bench-org"
 EXPERIENCE_ENVIRONMENT = "main"
 EXPERIENCE_API_URL = "http://127.0.0.1:9"  # each benchmark points it at its stub
 EXPERIENCE_DELIVERY = "thread"
+# Every experience reports its views (the worst case; by default none does): the measurements
+# stay comparable with rounds before views were limited to the experiences configured sticky.
+EXPERIENCE_STICKY_EXPERIENCES = "__all__"
