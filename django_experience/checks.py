@@ -3,7 +3,7 @@
 - E001 ``EXPERIENCE_ORGANIZATION_ID`` is missing.
 - E002 the middleware is placed before ``AuthenticationMiddleware`` (or that one is missing).
 - E003 ``EXPERIENCE_MODE`` is neither ``update`` nor ``preflight``.
-- E004 ``EXPERIENCE_API_URL`` is not an http(s) URL.
+- E004 ``EXPERIENCE_API_URL`` is not an http(s) URL with a host a resolver takes.
 - E005 a dotted path (``EXPERIENCE_USER_TRAITS``, ``EXPERIENCE_USER_ID``, ``EXPERIENCE_CONSENT``)
   does not import, or is not callable.
 - E006 an ``EXPERIENCE_EXCLUDE_PATHS`` entry is not a valid regular expression.
@@ -25,6 +25,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
+from django_experience.api.client import checked_host
+from django_experience.api.transport import redact_credentials
 from django_experience.conf import (
     ALL_EXPERIENCES,
     DELIVERY_BACKENDS,
@@ -110,6 +112,8 @@ def check_mode(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 @register()
 def check_api_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     url = conf.API_URL
+    shown = redact_credentials(url)  # the check's output gets logged: never the password
+    problem = ""
     try:
         parts = urlsplit(url)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -117,10 +121,15 @@ def check_api_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     except ValueError:
         valid = False
     if valid and not parts.query and not parts.fragment:
-        return []
+        try:
+            checked_host(url)  # a host no resolver takes: every call would fail
+        except ValueError as exc:
+            problem = f" ({exc})"
+        else:
+            return []
     return [
         Error(
-            f"EXPERIENCE_API_URL {url!r} is not an http(s) URL with a host.",
+            f"EXPERIENCE_API_URL {shown!r} is not an http(s) URL with a valid host{problem}.",
             hint="For example https://experience.ninetailed.co (no query string).",
             id="django_experience.E004",
         )

@@ -168,7 +168,7 @@ def _decodable(headers: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _checked_host(base_url: str) -> str | None:
+def checked_host(base_url: str) -> str | None:
     """ValueError naming what is wrong with the host of ``base_url`` (a name no resolver
     takes: an empty label, one longer than 63 characters, ...); the ASCII (IDNA) form of a
     name that is not ASCII, as ``requests`` makes it, else ``None``."""
@@ -366,7 +366,7 @@ class ExperienceClient:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             shown = redact_credentials(base_url) if isinstance(base_url, str) else base_url
             raise ValueError(f"base_url must be an http(s) URL, got {shown!r}")
-        idna_host = _checked_host(base_url)
+        idna_host = checked_host(base_url)
         if not 0 < timeout < math.inf:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.organization_id = organization_id

@@ -139,3 +139,18 @@ def test_bad_sticky_experiences(settings: Any, value: Any) -> None:
 def test_good_sticky_experiences(settings: Any, value: Any) -> None:
     settings.EXPERIENCE_STICKY_EXPERIENCES = value
     assert _ids() == set()
+
+
+@pytest.mark.parametrize(
+    "url", ["https://bad..example", f"https://{'a' * 64}.example", "https://user:s3cret@bad..example"]
+)
+def test_an_api_url_whose_host_no_resolver_takes(settings: Any, url: str) -> None:
+    settings.EXPERIENCE_API_URL = url
+    (message,) = [m for m in run_checks() if m.id == "django_experience.E004"]
+    assert "s3cret" not in message.msg  # the check's output is logged
+
+
+def test_an_api_url_with_credentials_is_shown_without_them(settings: Any) -> None:
+    settings.EXPERIENCE_API_URL = "https://user:s3cret@experience.example?x=1"
+    (message,) = [m for m in run_checks() if m.id == "django_experience.E004"]
+    assert "s3cret" not in message.msg and "***@experience.example" in message.msg
