@@ -9,18 +9,46 @@ becomes :class:`MalformedResponse`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django_experience.api.errors import MalformedResponse, Redirected, error_for
 from django_experience.api.retry import parse_retry_after
 from django_experience.api.transport import RawAnswer, redact_credentials
 
+# A surrogate written as an escape: JSON may carry a lone one ("\ud800", which JSON.stringify
+# writes for a broken string); Python decodes it into a str that cannot be encoded as UTF-8, and
+# a page showing it would fail as a whole.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
 
 def _decode(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
+    if b"\\u" in body and _SURROGATE_ESCAPE.search(body):  # rare: the common answer skips it
+        return _without_lone_surrogates(data)
+    return data
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with each lone surrogate of its strings (keys too) replaced by U+FFFD, as a
+    browser shows it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return value
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            _without_lone_surrogates(key): _without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    return value
 
 
 def _error_code(error: object) -> tuple[bool, str | None]:

@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,10 @@ class EarlyAnswerServer:
                         return
                     data += chunk
                 sock.sendall(self.answer)
+                # Closing with the body unread resets the connection, and a reset drops what is
+                # still in this side's send queue: let the answer leave first (a real server
+                # lingers too), so only the client's half of the race is left to test.
+                time.sleep(0.2)
             except OSError:
                 return
 
