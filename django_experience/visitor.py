@@ -262,7 +262,9 @@ class Visitor:
 
     @cached_property
     def mode(self) -> str:
-        return conf.MODE
+        # A HEAD request is not a page view (monitors and link checkers send them): it asks, as
+        # preflight does, so its headers match the GET's, and stores nothing.
+        return "preflight" if self.request.method == "HEAD" else conf.MODE
 
     @cached_property
     def cookie_id(self) -> str | None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.test import Client, RequestFactory
 
+from django_experience import delivery
 from django_experience.conf import reload as conf_reload
 from django_experience.emulator.handle import EmulatorHandle
 from django_experience.middleware import EXCLUDED, PERSONALIZED, classify
@@ -273,7 +274,9 @@ def test_head_requests_are_personalized_like_get(
     response = client.head("/mw/page/")
     assert response.status_code == 200 and response.content == b""
     assert response.cookies["ntaid"].value
-    assert emulator.stats()["requests"] == {"create": {"200": 1}}
+    # Asked as preflight does (a HEAD is no page view): nothing stored for the new id yet.
+    assert emulator.stats()["requests"] == {"update": {"200": 1}}
+    assert emulator.profile(response.cookies["ntaid"].value) is None
     assert response["Cache-Control"] == "private"
     before = emulator.request_count()
     for path in ("/static/app.css", "/admin/login/"):
@@ -363,3 +366,19 @@ def test_misconfiguration_serves_baseline_with_one_log_line(
     assert response.status_code == 200 and response.json()["degraded"] is True
     lines = [r for r in caplog.records if r.name == "django_experience" and r.levelno >= 30]
     assert len(lines) == 1 and lines[0].exc_info is None
+
+
+def test_a_head_request_is_personalized_but_no_page_view(
+    client: Client, emulator: EmulatorHandle
+) -> None:
+    # Monitors and link checkers send HEAD: the answer's headers match the GET's, nothing is
+    # stored (as in preflight mode), and a later GET is the profile's first page view.
+    profile_id = _json(client.get("/mw/page/"))["profile"]
+    stored = emulator.profile(profile_id)
+    assert stored is not None and len(stored["events"]) == 1
+    for path in ("/mw/page/", "/mw/plain/"):  # read or not, no page event is left to send
+        response = client.head(path)
+        assert response.status_code == 200 and response.content == b""
+    delivery.flush(5)
+    stored = emulator.profile(profile_id)
+    assert stored is not None and [e["type"] for e in stored["events"]] == ["page"]
