@@ -28,6 +28,7 @@ backoff and jitter or the server's ``Retry-After``. Never retried: every other s
 from __future__ import annotations
 
 import functools
+import ipaddress
 import itertools
 import math
 import os
@@ -181,7 +182,11 @@ def checked_host(base_url: str) -> str | None:
     host = parts.hostname or ""
     if not host:
         raise ValueError(f"base_url must name a host, got {shown!r}")
-    if ":" in host:  # an IPv6 literal (urlsplit checked it, brackets and all)
+    if "[" in parts.netloc:  # an IPv6 literal: checked here, as urlsplit does only from 3.11
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError as exc:
+            raise ValueError(f"base_url {shown!r} is not a valid URL: {exc}") from None
         return None
     name = host.removesuffix(".")  # "example.com." is fully qualified: fine
     idna_host = None
