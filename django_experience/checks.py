@@ -116,17 +116,12 @@ def check_api_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     problem = ""
     try:
         parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        valid = False
-    if valid and not parts.query and not parts.fragment:
-        try:
-            checked_host(url)  # a host no resolver takes: every call would fail
-        except ValueError as exc:
-            problem = f" ({exc})"
-        else:
-            return []
+        checked_host(url)  # the host and port as the client takes them (ValueError: which part)
+        valid = parts.scheme in ("http", "https") and not parts.query and not parts.fragment
+    except ValueError as exc:
+        valid, problem = False, f" ({exc})"
+    if valid:
+        return []
     return [
         Error(
             f"EXPERIENCE_API_URL {shown!r} is not an http(s) URL with a valid host{problem}.",
