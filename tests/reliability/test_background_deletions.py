@@ -260,22 +260,22 @@ print("deleted", flush=True)
 """
 
 
-def test_exit_waits_a_bounded_time_then_leaves_the_rest_pending(
-    tmp_path: Path, black_hole: str
-) -> None:
-    (tmp_path / "exit_settings.py").write_text(EXIT_SETTINGS, encoding="utf-8")
-    (tmp_path / "delete_and_exit.py").write_text(EXIT_SCRIPT, encoding="utf-8")
-    database = tmp_path / "exit.db"
+def _run_exit_script(
+    tmp_path: Path, settings: str, script: str, api_url: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a process of its own with ``settings`` (``exit_settings``), its
+    database in ``tmp_path/exit.db`` and the API at ``api_url``."""
+    (tmp_path / "exit_settings.py").write_text(settings, encoding="utf-8")
+    (tmp_path / "script.py").write_text(script, encoding="utf-8")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "exit_settings",
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
-        "EXIT_DB": str(database),
-        "EXIT_API_URL": black_hole,
+        "EXIT_DB": str(tmp_path / "exit.db"),
+        "EXIT_API_URL": api_url,
     }
-    # In-line, the DELETE would wait out its 60 s budget; unbounded at exit, too.
-    done = subprocess.run(
-        [sys.executable, str(tmp_path / "delete_and_exit.py")],
+    return subprocess.run(
+        [sys.executable, str(tmp_path / "script.py")],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -283,6 +283,14 @@ def test_exit_waits_a_bounded_time_then_leaves_the_rest_pending(
         timeout=45,
         check=False,
     )
+
+
+def test_exit_waits_a_bounded_time_then_leaves_the_rest_pending(
+    tmp_path: Path, black_hole: str
+) -> None:
+    database = tmp_path / "exit.db"
+    # In-line, the DELETE would wait out its 60 s budget; unbounded at exit, too.
+    done = _run_exit_script(tmp_path, EXIT_SETTINGS, EXIT_SCRIPT, black_hole)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "deleted\n"
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
@@ -326,30 +334,13 @@ ended.append(time.monotonic())
 
 
 def test_delivery_and_deletions_share_one_exit_budget(tmp_path: Path, black_hole: str) -> None:
-    (tmp_path / "exit_settings.py").write_text(
+    settings = (
         EXIT_SETTINGS.replace("EXIT_TIMEOUT = 0.5", "EXIT_TIMEOUT = 1.5")
         # Delivery retries its black-holed request until the deadline stops it.
         + "EXPERIENCE_DELIVERY_TIMEOUT = 0.2\nEXPERIENCE_DELIVERY_MAX_RETRIES = 100\n"
-        + "EXPERIENCE_DELIVERY_BACKOFF = 0.01\nEXPERIENCE_DELIVERY_BACKOFF_MAX = 0.01\n",
-        encoding="utf-8",
+        + "EXPERIENCE_DELIVERY_BACKOFF = 0.01\nEXPERIENCE_DELIVERY_BACKOFF_MAX = 0.01\n"
     )
-    (tmp_path / "shared_exit.py").write_text(SHARED_EXIT_SCRIPT, encoding="utf-8")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "exit_settings",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
-        "EXIT_DB": str(tmp_path / "exit.db"),
-        "EXIT_API_URL": black_hole,
-    }
-    done = subprocess.run(
-        [sys.executable, str(tmp_path / "shared_exit.py")],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=45,
-        check=False,
-    )
+    done = _run_exit_script(tmp_path, settings, SHARED_EXIT_SCRIPT, black_hole)
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("exit handlers")]
     # One 1.5 s budget for both (plus the delivery round in flight, 0.2 s): each in turn would
