@@ -109,6 +109,10 @@ class Stop:
         self.event = threading.Event()
         self.reason: str | None = None  # set by halt()
 
+    @property
+    def stopping(self) -> bool:
+        return self.event.is_set()
+
     def wait(self, seconds: float) -> bool:
         """Sleep; False when stopping."""
         return not self.event.wait(seconds)
@@ -146,7 +150,7 @@ def _send(
     *,
     recovered: bool,
 ) -> None:
-    if stop.event.is_set():  # no new request once stopping
+    if stop.stopping:  # no new request once stopping
         _give_up(target, outcome, outcome.failed, items, f"not sent: {stop.why()}")
         return
     attempt = 0
@@ -251,14 +255,14 @@ class Pipeline:
         try:
             try:
                 self._read_all()
-            except KeyboardInterrupt:
-                self._interrupt()
+            except KeyboardInterrupt:  # no handler of interrupts.ctrl_c_stops in place
+                self.interrupt()
             while True:
                 try:
                     self._drain()
                     break
                 except KeyboardInterrupt:
-                    self._interrupt()
+                    self.interrupt()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -267,8 +271,9 @@ class Pipeline:
             self.on_progress(self.summary, True)
         return self.summary
 
-    def _interrupt(self) -> None:
-        """Ctrl-C: stop reading and retrying; batches in flight finish or give up quickly."""
+    def interrupt(self) -> None:
+        """Ctrl-C: stop reading and retrying; batches in flight finish or give up quickly.
+        Safe in a signal handler: it sets flags and an Event the main thread never waits on."""
         self.summary.interrupted = True
         self.stop.event.set()
 
@@ -277,7 +282,7 @@ class Pipeline:
         size = self.options.batch_size
         batch: Batch | None = None
         for item in self.source:
-            if self.stop.reason is not None:
+            if self.stop.stopping:
                 return  # the rest is left for --resume
             self.summary.rows_read += 1
             line = max(item.line, 1)
@@ -298,7 +303,7 @@ class Pipeline:
                     batch = None
             self._collect(block=False)
             self.on_progress(self.summary, False)
-        if batch is not None and self.stop.reason is None:
+        if batch is not None and not self.stop.stopping:
             self._dispatch(batch)
 
     def _reject(self, item: Rejected, kind: str, batch: Batch | None = None) -> None:
@@ -319,7 +324,7 @@ class Pipeline:
         # Wait for room, and for any batch still carrying one of these profiles.
         while len(self._inflight) >= window or any(key in self._keys for key in keys):
             self._collect(block=True)
-        if self.stop.reason is not None:
+        if self.stop.stopping:
             return  # stopped while waiting: left for --resume
         # The destination's own validation, in dry runs too: a dry run counts what a real
         # run would send.
@@ -336,7 +341,7 @@ class Pipeline:
         if more:
             while any(key in self._keys for key in more):
                 self._collect(block=True)
-            if self.stop.reason is not None:
+            if self.stop.stopping:
                 return
             keys |= more
         future = self._executor_submit(items)

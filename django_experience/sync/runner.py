@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import IO, Any, TextIO
 
 from django_experience.sync.checkpoint import Checkpoint
+from django_experience.sync.interrupts import ctrl_c_stops
 from django_experience.sync.pipeline import ErrorSink, Pipeline, PipelineOptions, Summary
 from django_experience.sync.progress import Progress
 from django_experience.sync.sources import Source, open_source
@@ -120,8 +121,15 @@ def run_import(
             checkpoint=checkpoint,
             on_progress=report,
         )
+
+        def say(text: str) -> None:
+            progress.clear()
+            stderr.write(text + "\n")
+            stderr.flush()
+
         try:
-            summary = pipeline.run()
+            with ctrl_c_stops(pipeline.interrupt, say):
+                summary = pipeline.run()
         finally:
             progress.close()
         if pipeline.errors.hidden:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -16,15 +19,18 @@ from tests.sync.helpers import assert_one_profile_each, people, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT delivery")
+
 
 def _default_sigint() -> None:
+    # A runner started in the background inherits an ignored SIGINT: Ctrl-C must count.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT delivery")
-def test_interrupted_import_resumes_where_it_stopped(
-    emulator: EmulatorHandle, tmp_path: Path
-) -> None:
+def _import_command(emulator: EmulatorHandle, tmp_path: Path, rows: int) -> tuple[
+    list[str], dict[str, str], list[str]
+]:
+    """The import command of ``rows`` people on a migrated database, its environment and ids."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -34,22 +40,59 @@ def test_interrupted_import_resumes_where_it_stopped(
     }
     django = [sys.executable, "-m", "django"]
     subprocess.run([*django, "migrate", "-v", "0"], env=env, check=True, timeout=60)
-    rows = people(40)
-    source = write_jsonl(tmp_path / "people.jsonl", rows)
+    written = people(rows)
+    source = write_jsonl(tmp_path / "people.jsonl", written)
     command = [*django, "experience_import", "--file", str(source), "--batch-size", "5"]
-    emulator.faults(latency_ms=150)
+    return command, env, [row["id"] for row in written]
 
-    process = subprocess.Popen(
+
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # A runner started in the background inherits an ignored SIGINT: Ctrl-C must count.
         preexec_fn=_default_sigint,
     )
+
+
+def _lines(stream: IO[str]) -> queue.Queue[str]:
+    """The stream's lines as they come (read by a thread: a hung process must not hang us)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _wait_for_line(lines: queue.Queue[str], text: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        seen.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"no line with {text!r} in {seen}")
+
+
+def test_interrupted_import_resumes_where_it_stopped(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    command, env, ids = _import_command(emulator, tmp_path, 40)
+    emulator.faults(latency_ms=150)
+
+    process = _start(command, env)
     deadline = time.monotonic() + 30
     while emulator.request_count("batch") < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
+    assert "Stopping after the batches in flight" in stderr
     assert "Interrupted: run again with --resume" in stdout
     first_run = emulator.request_count("batch")
     assert first_run < 8  # it really stopped early
@@ -62,4 +105,33 @@ def test_interrupted_import_resumes_where_it_stopped(
     assert "Skipped (completed by an earlier run)" in resumed.stdout
     # Eight batches in all; at most the one cut off mid-way is sent twice.
     assert 8 <= emulator.request_count("batch") <= 9
-    assert_one_profile_each(emulator, [row["id"] for row in rows])
+    assert_one_profile_each(emulator, ids)
+
+
+def test_a_second_ctrl_c_quits_at_once_while_a_request_hangs(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    command, env, ids = _import_command(emulator, tmp_path, 20)
+    emulator.faults(latency_ms=15_000)  # far beyond how long the process may take to quit
+
+    process = _start(command, env)
+    try:
+        assert process.stderr is not None
+        lines = _lines(process.stderr)
+        _wait_for_line(lines, "rows read")  # the import runs: its Ctrl-C handling is in place
+        process.send_signal(signal.SIGINT)
+        _wait_for_line(lines, "Stopping after the batches in flight")
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+        _wait_for_line(lines, "Quit: run again with --resume")
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130
+
+    emulator.clear_faults()
+    resumed = subprocess.run(
+        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_one_profile_each(emulator, ids)
