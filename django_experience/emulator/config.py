@@ -87,7 +87,7 @@ class ExperienceConfig:
     type: str
     audience_id: str | None
     traffic_allocation: float
-    sticky: bool
+    sticky: bool  # the CMS setting; the emulator, like the API, pins from views only
     distribution: tuple[DistributionRange, ...]
     components: tuple[Component, ...]
 

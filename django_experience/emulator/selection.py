@@ -37,12 +37,13 @@ def select_distribution_index(experience: ExperienceConfig, stable_id: str) -> i
 
 
 def select(
-    config: EmulatorConfig, profile: StoredProfile, *, pin: bool
+    config: EmulatorConfig, profile: StoredProfile
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``experiences`` and ``changes`` for ``profile``.
 
     A variant pinned by a component view event (``stickyVariants``) wins over the distribution.
-    With ``pin`` (a persisted request), experiences configured ``sticky`` pin their first choice.
+    Nothing else pins: an experience configured ``sticky`` is pinned by the views the SDK (or
+    ``EXPERIENCE_STICKY_EXPERIENCES``) sends for it, as on the API, not by being selected.
     """
     experiences: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
@@ -54,9 +55,6 @@ def select(
             pinned = None  # a view of a variant this experience does not have (any more)
         if pinned is None:
             index = select_distribution_index(experience, profile.stable_id)
-            if experience.sticky and pin:
-                profile.sticky_variants[experience.id] = index
-                pinned = index
         else:
             index = pinned
         variants: dict[str, str] = {}

@@ -128,8 +128,8 @@ class Transaction:
             profile.audiences = evaluate_audiences(self.config, profile)
 
     def result(self, profile_id: str) -> dict[str, Any]:
-        """The single-profile answer; a request that persists pins ``sticky`` experiences."""
-        return answer(self.config, self.current(profile_id), pin=not self.preflight)
+        """The single-profile answer."""
+        return answer(self.config, self.current(profile_id))
 
     def commit(self) -> None:
         if self.preflight:
@@ -138,10 +138,9 @@ class Transaction:
                           self.events_added)
 
 
-def answer(config: EmulatorConfig, profile: StoredProfile, *, pin: bool) -> dict[str, Any]:
-    """``profile`` with its experiences and changes. ``pin`` lets experiences configured
-    ``sticky`` pin their choice into the profile; a read must not."""
-    experiences, changes = select(config, profile, pin=pin)
+def answer(config: EmulatorConfig, profile: StoredProfile) -> dict[str, Any]:
+    """``profile`` with its experiences and changes."""
+    experiences, changes = select(config, profile)
     return {"profile": profile.to_api_json(), "experiences": experiences, "changes": changes}
 
 
@@ -168,13 +167,12 @@ def _mutate(tx: Transaction, profile_id: str, events: list[dict[str, Any]],
 
 
 def get_profile(tx: Transaction, profile_id: str) -> dict[str, Any]:
-    # A GET persists nothing: not the audiences it evaluates (set on a shallow copy, for the
-    # answer only), nor the choice of a sticky experience the profile is not pinned to yet
-    # (answered from the distribution, ``sticky: false``; the next persisted update pins it).
+    # A GET persists nothing, not even the audiences it evaluates (set on a shallow copy, for
+    # the answer only).
     tx.prepare([profile_id], [], create=False)
     stored = tx.current(profile_id)
     evaluated = replace(stored, audiences=evaluate_audiences(tx.config, stored))
-    return answer(tx.config, evaluated, pin=False)
+    return answer(tx.config, evaluated)
 
 
 def delete_profile(tx: Transaction, profile_id: str) -> None:

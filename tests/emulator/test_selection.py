@@ -100,38 +100,28 @@ def test_personalizations_apply_only_to_audience_members(server: EmulatorServer,
     assert gold["changes"][0]["value"] == "Get it"
 
 
-def test_sticky_experiences_pin_their_first_choice(server: EmulatorServer, api: Api) -> None:
+def test_an_experience_configured_sticky_is_pinned_by_views_only(
+    server: EmulatorServer, api: Api
+) -> None:
+    # The API stores a pin from a component view; being selected, by a create, an update, a
+    # preflight or a GET, pins nothing (the SDK sends the views of sticky experiences).
     server.state.configure({"experiences": [_experience(
         sticky=True, distribution=[{"index": 1, "start": 0, "end": 1}])]})
-    preflight = api.post("/profiles/s", {"events": [page()]}, params={"type": "preflight"})
-    assert preflight.json()["data"]["experiences"][0]["sticky"] is False
-    first = _select(api, "s")
-    assert first["experiences"][0]["sticky"] is True
-    server.state.configure({"experiences": [_experience(
-        sticky=True, distribution=[{"index": 2, "start": 0, "end": 1}])]})
-    assert _select(api, "s")["experiences"][0]["variantIndex"] == 1
-    assert _select(api, "other")["experiences"][0]["variantIndex"] == 2
-
-
-def test_a_get_does_not_pin_a_sticky_experience(server: EmulatorServer, api: Api) -> None:
-    api.update("g", page())  # stored before the sticky experience exists
-    server.state.configure({"experiences": [_experience(
-        sticky=True, distribution=[{"index": 1, "start": 0, "end": 1}])]})
-    for _ in range(2):
-        response = api.get("/profiles/g")
-        assert response.status_code == 200, response.text
-        data = response.json()["data"]
-        assert data["experiences"][0]["variantIndex"] == 1
-        assert data["experiences"][0]["sticky"] is False
-        assert "stickyVariants" not in data["profile"]
-    stored = server.state.store.get("g")
+    api.post("/profiles/s", {"events": [page()]}, params={"type": "preflight"})
+    first = _select(api, "s")["experiences"][0]
+    assert (first["variantIndex"], first["sticky"]) == (1, False)
+    assert api.get("/profiles/s").json()["data"]["experiences"][0]["sticky"] is False
+    stored = server.state.store.get("s")
     assert stored is not None and stored.sticky_variants == {}
-    # A distribution change before the first persisted request is followed, not the GET's view.
     server.state.configure({"experiences": [_experience(
         sticky=True, distribution=[{"index": 2, "start": 0, "end": 1}])]})
-    pinned = _select(api, "g")["experiences"][0]
+    assert _select(api, "s")["experiences"][0]["variantIndex"] == 2  # followed, not pinned
+    api.update("s", event("component", componentId="hero", experienceId="exp", variantIndex=2))
+    server.state.configure({"experiences": [_experience(
+        sticky=True, distribution=[{"index": 1, "start": 0, "end": 1}])]})
+    pinned = _select(api, "s")["experiences"][0]
     assert (pinned["variantIndex"], pinned["sticky"]) == (2, True)
-    assert api.get("/profiles/g").json()["data"]["profile"]["stickyVariants"] == {"exp": 2}
+    assert api.get("/profiles/s").json()["data"]["profile"]["stickyVariants"] == {"exp": 2}
 
 
 def test_a_component_event_pin_survives_a_distribution_change(server: EmulatorServer,

@@ -13,6 +13,7 @@ import pytest
 from django.test import Client
 
 from django_experience import conf as conf_module
+from django_experience.api.events import component_event
 from django_experience.conf import StickyExperiences, conf
 from django_experience.emulator.handle import EmulatorHandle
 from tests.templatetags.test_tags_in_requests import (
@@ -92,19 +93,41 @@ def test_the_master_switch_still_turns_every_view_off(
     assert _component_events(emulator, client) == []
 
 
-def test_an_experience_the_api_pins_itself_needs_no_view(
+def _configured_sticky(emulator: EmulatorHandle) -> None:
+    emulator.configure(
+        {**CONFIG, "experiences": [{**e, "sticky": True} for e in CONFIG["experiences"]]}
+    )
+
+
+def test_an_experience_configured_sticky_but_not_listed_is_not_pinned(
     experience_emulator: EmulatorHandle, client: Client
 ) -> None:
-    sticky_config = {
-        **CONFIG,
-        "experiences": [{**e, "sticky": True} for e in CONFIG["experiences"]],
-    }
-    experience_emulator.configure(sticky_config)
+    # The API pins from views only, so the emulator does too: a site that forgot to list its
+    # sticky experiences sees it in its own tests, not in production.
+    _configured_sticky(experience_emulator)
     assert _pieces(client.get("/tags/repeat/"))["one"] == "gold"
     assert _component_events(experience_emulator, client) == []
     _everyone_to_baseline(experience_emulator, sticky=True)
     pieces = _pieces(client.get("/tags/repeat/"))
-    assert (pieces["one"], pieces["cta"]) == ("gold", "orange")
+    assert (pieces["one"], pieces["cta"]) == ("baseline", "blue")
+
+
+def test_a_variant_pinned_by_the_browser_needs_no_view(
+    experience_emulator: EmulatorHandle, client: Client
+) -> None:
+    _configured_sticky(experience_emulator)
+    client.get("/tags/repeat/")
+    profile_id = client.cookies[conf.COOKIE_NAME].value
+    # The browser SDK reported the hero it showed: the API answers it sticky from then on.
+    experience_emulator.client().update_profile(
+        profile_id, [component_event("hero-gold", experience_id="exp-hero", variant_index=1)]
+    )
+    _everyone_to_baseline(experience_emulator, sticky=True)
+    pieces = _pieces(client.get("/tags/repeat/"))
+    assert (pieces["one"], pieces["cta"]) == ("gold", "blue")
+    assert [e["experienceId"] for e in _component_events(experience_emulator, client)] == [
+        "exp-hero"  # the browser's view; the server added none
+    ]
 
 
 # --- reading the setting ----------------------------------------------------------------------
