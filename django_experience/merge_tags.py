@@ -52,9 +52,12 @@ def lookup(data: Mapping[str, Any], selector: str) -> Any:
                 return None
             current = current[segment]
         elif isinstance(current, Sequence) and not isinstance(current, (str, bytes)):
-            # ASCII digits only: "²" or an Arabic-Indic digit is a digit to str.isdigit() (and
-            # int() takes the latter), but no array index to JavaScript.
-            if not (segment.isascii() and segment.isdigit()):
+            # An array index as JavaScript names one: ASCII digits ("²" or an Arabic-Indic digit
+            # is a digit to str.isdigit(), and int() takes the latter), no leading zero
+            # ("01" is a property no array has).
+            if not (segment.isascii() and segment.isdigit()) or (
+                len(segment) > 1 and segment[0] == "0"
+            ):
                 return None
             index = int(segment)
             if index >= len(current):

@@ -86,6 +86,8 @@ def test_paths_render_scalars(path: str, expected: str) -> None:
         "audiences.-1",
         "audiences.²",  # a digit to str.isdigit(), which int() refuses
         "audiences.\u0660",  # Arabic-Indic zero: int() takes it, JavaScript has no such index
+        "traits.tags.01",  # a property no array has, though int() reads 1 ("b")
+        "audiences.00",
         "traits.tags.¹",
         "x" * 300,
     ],
