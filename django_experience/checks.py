@@ -11,6 +11,8 @@
   neither ``django.tasks`` (Django 6) nor the ``django_tasks`` backport can be imported.
 - E008 ``EXPERIENCE_STICKY_EXPERIENCES`` is neither a list of experience ids nor ``"__all__"``.
 - W001 the middleware is not installed.
+- W002 ``EXPERIENCE_STICKY_EXPERIENCES`` lists experiences while no component view is sent
+  (``EXPERIENCE_TRACK_COMPONENT_VIEWS`` off, the default in ``preflight`` mode).
 """
 
 from __future__ import annotations
@@ -219,7 +221,8 @@ def check_sticky_experiences(app_configs: Any = None, **kwargs: Any) -> list[Che
     if not isinstance(value, LIST_TYPES):
         problem = f"is {type(value).__name__} {value!r}"
     elif isinstance(value, str):
-        return []  # "__all__", or ids read like the environment's form ("exp-a,exp-b")
+        # "__all__", or ids read like the environment's form ("exp-a,exp-b")
+        return _sticky_without_views()
     else:
         items = list(value)
         wrong = [item for item in items if not isinstance(item, str) or not item.strip()]
@@ -228,13 +231,31 @@ def check_sticky_experiences(app_configs: Any = None, **kwargs: Any) -> list[Che
         elif ALL_EXPERIENCES in items and len(items) > 1:
             problem = f"lists {ALL_EXPERIENCES!r} with experience ids (it means every experience)"
         else:
-            return []
+            return _sticky_without_views()
     return [
         Error(
             f"EXPERIENCE_STICKY_EXPERIENCES {problem}.",
             hint=f"Give a list of experience ids (strings), or {ALL_EXPERIENCES!r} for every "
             "experience.",
             id="django_experience.E008",
+        )
+    ]
+
+
+def _sticky_without_views() -> list[CheckMessage]:
+    """The list says which views to send, the master switch whether any is: a list that can
+    never take effect is a misunderstanding (the variants are not kept for the visitor)."""
+    if not conf.STICKY_EXPERIENCES or conf.TRACK_COMPONENT_VIEWS:
+        return []
+    why = "is False" if conf.MODE == "update" else "is off (the default in preflight mode)"
+    return [
+        Warning(
+            "EXPERIENCE_STICKY_EXPERIENCES lists experiences, but no component view is sent: "
+            f"EXPERIENCE_TRACK_COMPONENT_VIEWS {why}, so the server pins none of their variants.",
+            hint="If the browser SDK reports the views, leave EXPERIENCE_STICKY_EXPERIENCES "
+            "empty; if only Django renders the variants, set EXPERIENCE_TRACK_COMPONENT_VIEWS "
+            "= True.",
+            id="django_experience.W002",
         )
     ]
 

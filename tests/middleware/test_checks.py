@@ -49,6 +49,30 @@ def test_unknown_mode(settings: Any) -> None:
 
 
 @pytest.mark.parametrize(
+    ("mode", "track", "listed", "warned"),
+    [
+        ("preflight", None, ["exp-a"], True),  # views are off by default in preflight mode
+        ("preflight", None, "__all__", True),
+        ("update", False, ["exp-a"], True),
+        ("preflight", True, ["exp-a"], False),
+        ("update", None, ["exp-a"], False),
+        ("preflight", None, [], False),  # the browser SDK reports the views: nothing listed
+    ],
+)
+def test_sticky_experiences_without_component_views(
+    settings: Any, mode: str, track: bool | None, listed: Any, warned: bool
+) -> None:
+    settings.EXPERIENCE_MODE = mode
+    settings.EXPERIENCE_TRACK_COMPONENT_VIEWS = track
+    settings.EXPERIENCE_STICKY_EXPERIENCES = listed
+    messages = [m for m in run_checks() if m.id and m.id.startswith("django_experience.")]
+    assert [m.id for m in messages] == (["django_experience.W002"] if warned else [])
+    if warned:
+        expected = "is False" if mode == "update" else "the default in preflight mode"
+        assert expected in messages[0].msg
+
+
+@pytest.mark.parametrize(
     "url", ["experience.ninetailed.co", "ftp://host", "https://", "http://host:port", "https://h?x=1"]
 )
 def test_malformed_api_url(settings: Any, url: str) -> None:
