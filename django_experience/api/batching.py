@@ -10,17 +10,70 @@ requests. The requests must then be sent in plan order per profile (see
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django_experience.api.encoding import EVENTS_BODY_OVERHEAD, encode_events
 from django_experience.api.errors import InvalidData
 
 MAX_EVENTS = 200
 MAX_IDENTIFY = 50
 MAX_PROFILES = 50
+# The API documents no body limit; this keeps a request of large events well below any a
+# gateway sets (the emulator refuses over 1 MiB).
+MAX_BATCH_BYTES = 512 * 1024
 
 Event = dict[str, Any]
+
+
+class EncodedBatch(list[Event]):
+    """Events with their JSON as the request carries it (``parts[i]`` encodes ``self[i]``).
+
+    The batch is sized by these bytes and its request body joined from them, so each event is
+    encoded once. Slicing gives plain lists (encoded again when sent); :meth:`slice` keeps the
+    encoding.
+    """
+
+    def __init__(self, events: list[Event], parts: list[bytes]) -> None:
+        super().__init__(events)
+        self.parts = parts
+        self._events = tuple(events)
+
+    @classmethod
+    def of(cls, events: list[Event]) -> EncodedBatch:
+        """``events`` with their encoding; InvalidData when one is not JSON."""
+        return cls(events, encode_events(events))
+
+    def intact(self) -> bool:
+        """Whether the list still holds the very events ``parts`` encode (not changed since)."""
+        return len(self) == len(self._events) and all(map(operator.is_, self, self._events))
+
+    def slice(self, start: int, end: int) -> EncodedBatch:
+        return EncodedBatch(self[start:end], self.parts[start:end])
+
+
+def byte_cuts(sizes: list[int], envelope: int, max_bytes: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of consecutive parts, each as many items as fit within ``max_bytes``
+    (``envelope`` plus their ``sizes``), at least one."""
+    cuts: list[tuple[int, int]] = []
+    start, size = 0, envelope
+    for index, item in enumerate(sizes):
+        if index > start and size + item > max_bytes:
+            cuts.append((start, index))
+            start, size = index, envelope
+        size += item
+    if start < len(sizes):
+        cuts.append((start, len(sizes)))
+    return cuts
+
+
+def split_encoded(batch: EncodedBatch, max_bytes: int) -> list[EncodedBatch]:
+    """``batch`` in consecutive parts (order kept) whose bodies stay within ``max_bytes``,
+    exactly; an event larger than that travels alone (the API decides about it)."""
+    cuts = byte_cuts([len(part) + 1 for part in batch.parts], EVENTS_BODY_OVERHEAD, max_bytes)
+    return [batch] if len(cuts) == 1 else [batch.slice(*cut) for cut in cuts]
 
 
 def profile_key(event: Mapping[str, Any]) -> str:

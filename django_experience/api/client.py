@@ -46,7 +46,12 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies
 
 from django_experience import __version__
-from django_experience.api.batching import plan_batches
+from django_experience.api.batching import (
+    MAX_BATCH_BYTES,
+    EncodedBatch,
+    plan_batches,
+    split_encoded,
+)
 from django_experience.api.connections import (
     ConnectionPool,
     InFlight,
@@ -363,6 +368,7 @@ class ExperienceClient:
         *,
         retry_policy: RetryPolicy | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         if not isinstance(organization_id, str) or not organization_id:
             raise ValueError(f"organization_id must be a non-empty string, got {organization_id!r}")
@@ -374,10 +380,15 @@ class ExperienceClient:
         idna_host = checked_host(base_url)
         if not 0 < timeout < math.inf:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not isinstance(max_batch_bytes, int) or max_batch_bytes < 1024:
+            raise ValueError(
+                f"max_batch_bytes must be an int of at least 1024, got {max_batch_bytes!r}"
+            )
         self.organization_id = organization_id
         self.environment = environment
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
+        self.max_batch_bytes = max_batch_bytes
         self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
         self.max_retries = self.retry_policy.max_retries
         self._prefix = (
@@ -583,13 +594,10 @@ class ExperienceClient:
         retries), not of the whole batch: the whole call may take up to ``timeout`` for each
         request it sends.
         """
-        batches = plan_batches(events)
-        params = self._query(locale=locale)
+        batches = self._plan(events)
 
-        def send_batch(batch: Sequence[Event]) -> list[Profile]:
-            body = encode({"events": batch})
-            data = self._call("POST", "/events", params=params, json_body=body)
-            return self._profiles(data)
+        def send_batch(batch: EncodedBatch) -> list[Profile]:
+            return self._profiles(self._post_encoded("/events", batch.parts, locale))
 
         profiles: dict[str, Profile] = {}
         for answer in run_batches(batches, send_batch, max_workers=max_workers):
@@ -669,13 +677,21 @@ class ExperienceClient:
         max_workers: int,
     ) -> None:
         """POST ``events`` to a batch endpoint in API-sized requests; the answers unread."""
-        batches = plan_batches(events)
-        params = self._query(locale=locale)
 
-        def send_batch(batch: Sequence[Event]) -> None:
-            self._call("POST", path, params=params, json_body=encode({"events": batch}))
+        def send_batch(batch: EncodedBatch) -> None:
+            self._post_encoded(path, batch.parts, locale)
 
-        run_batches(batches, send_batch, max_workers=max_workers)
+        run_batches(self._plan(events), send_batch, max_workers=max_workers)
+
+    def _plan(self, events: Iterable[Mapping[str, Any]]) -> list[EncodedBatch]:
+        """The requests of ``events``: within the API's limits and ``max_batch_bytes``, all
+        encoded before the first is sent (an event that is not JSON raises InvalidData, and
+        nothing was sent)."""
+        return [
+            part
+            for batch in plan_batches(events)
+            for part in split_encoded(EncodedBatch.of(batch), self.max_batch_bytes)
+        ]
 
     # Plumbing ---------------------------------------------------------------------------
 

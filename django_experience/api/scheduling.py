@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from django_experience.api.batching import profile_key
 
 T = TypeVar("T")
+B = TypeVar("B", bound=Sequence[dict[str, Any]])
 
 
 def _dependencies(batches: Sequence[Sequence[dict[str, Any]]]) -> list[set[int]]:
@@ -30,8 +31,8 @@ def _dependencies(batches: Sequence[Sequence[dict[str, Any]]]) -> list[set[int]]
 
 
 def run_batches(
-    batches: Sequence[Sequence[dict[str, Any]]],
-    send: Callable[[Sequence[dict[str, Any]]], T],
+    batches: Sequence[B],
+    send: Callable[[B], T],
     *,
     max_workers: int = 1,
 ) -> list[T]:

@@ -8,10 +8,10 @@ import random
 import time
 from collections.abc import Callable
 
-from django_experience.api.encoding import EVENTS_BODY_OVERHEAD
+from django_experience.api.batching import EncodedBatch, byte_cuts, split_encoded
 from django_experience.delivery.counters import counters
 from django_experience.delivery.settings import delivery_settings
-from django_experience.delivery.sinks import EncodedBatch, Payload, Sink
+from django_experience.delivery.sinks import Payload, Sink
 
 logger = logging.getLogger("django_experience.delivery")
 
@@ -52,28 +52,11 @@ def split_by_bytes(batch: list[Payload], max_bytes: int) -> list[list[Payload]]:
     travels alone; the API decides about it.
     """
     if isinstance(batch, EncodedBatch) and batch.intact():
-        sizes = [len(part) + 1 for part in batch.parts]
-        cuts = _cuts(sizes, EVENTS_BODY_OVERHEAD, max_bytes)
-        return [batch] if len(cuts) == 1 else [batch.slice(*cut) for cut in cuts]
+        return list(split_encoded(batch, max_bytes))
     if payload_size(batch) + _ENVELOPE <= max_bytes:
         return [batch]  # the usual case: one encoding of the whole batch, not one per payload
     sizes = [payload_size(payload) + 1 for payload in batch]
-    return [batch[start:end] for start, end in _cuts(sizes, _ENVELOPE, max_bytes)]
-
-
-def _cuts(sizes: list[int], envelope: int, max_bytes: int) -> list[tuple[int, int]]:
-    """``(start, end)`` of consecutive parts, each as many items as fit within ``max_bytes``
-    (``envelope`` plus their ``sizes``), at least one."""
-    cuts: list[tuple[int, int]] = []
-    start, size = 0, envelope
-    for index, item in enumerate(sizes):
-        if index > start and size + item > max_bytes:
-            cuts.append((start, index))
-            start, size = index, envelope
-        size += item
-    if start < len(sizes):
-        cuts.append((start, len(sizes)))
-    return cuts
+    return [batch[start:end] for start, end in byte_cuts(sizes, _ENVELOPE, max_bytes)]
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

@@ -7,13 +7,11 @@ retries, counters and task backend serve them unchanged.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 from django_experience import errors_policy
 from django_experience.api import ExperienceClient
-from django_experience.api.batching import plan_batches
-from django_experience.api.encoding import encode_events
+from django_experience.api.batching import EncodedBatch, plan_batches
 from django_experience.api.errors import InvalidData, NamespaceMismatch
 from django_experience.clients import cached_client, experience_client
 from django_experience.delivery.settings import delivery_settings
@@ -64,30 +62,9 @@ class Sink:
         return "refused"
 
 
-class EncodedBatch(list[Payload]):
-    """Events with their JSON as the request carries it (``parts[i]`` encodes ``self[i]``).
-
-    Made by :meth:`ExperienceSink.plan`: the batch is sized by these bytes and its request body
-    joined from them, so each event is encoded once. Slicing gives plain lists (encoded again
-    when sent); :meth:`slice` keeps the encoding.
-    """
-
-    def __init__(self, events: list[Payload], parts: list[bytes]) -> None:
-        super().__init__(events)
-        self.parts = parts
-        self._events = tuple(events)
-
-    def intact(self) -> bool:
-        """Whether the list still holds the very events ``parts`` encode (not changed since)."""
-        return len(self) == len(self._events) and all(map(operator.is_, self, self._events))
-
-    def slice(self, start: int, end: int) -> EncodedBatch:
-        return EncodedBatch(self[start:end], self.parts[start:end])
-
-
 def _encoded(batch: list[Payload]) -> list[Payload]:
     try:
-        return EncodedBatch(batch, encode_events(batch))
+        return EncodedBatch.of(batch)
     except InvalidData:  # an event is not JSON: the client refuses the batch, delivery splits it
         return batch
 

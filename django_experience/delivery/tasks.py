@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django_experience.api.batching import EncodedBatch
 from django_experience.api.encoding import encode_events
 from django_experience.api.errors import InvalidData
 from django_experience.conf import TASK_MODULES
@@ -25,7 +26,7 @@ from django_experience.delivery.sender import (
     split_by_bytes,
 )
 from django_experience.delivery.settings import delivery_settings
-from django_experience.delivery.sinks import EncodedBatch, Payload, Sink, get_sink
+from django_experience.delivery.sinks import Payload, Sink, get_sink
 
 
 def _task_module() -> Any:

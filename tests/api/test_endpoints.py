@@ -200,6 +200,39 @@ def test_send_events_raises_the_apis_errors(stub: StubServer, client: Experience
     assert len(stub.requests) == sent
 
 
+@pytest.mark.parametrize("call", ["upsert_profiles", "send_events", "import_events"])
+def test_batch_calls_keep_each_request_within_max_batch_bytes(stub: StubServer, call: str) -> None:
+    # Well within the API's counts (20 events, 10 profiles), not within the bytes.
+    events = [
+        identify_event(f"user-{n}", {"bio": "x" * 900, "n": n}, anonymous_id=f"anon-{n % 10}")
+        for n in range(20)
+    ]
+    stub.responder = batch_answer
+    with ExperienceClient(
+        "org-1", environment="env-1", base_url=stub.url, max_batch_bytes=4096
+    ) as client:
+        getattr(client, call)(events)
+    bodies = [request.body for request in stub.requests]
+    assert len(bodies) >= 5 and all(len(body) <= 4096 for body in bodies)
+    assert [e for r in stub.requests for e in r.json()["events"]] == events  # in order, once
+
+
+def test_an_event_that_is_not_json_sends_none_of_the_batch(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    events = [track_event("a", anonymous_id=f"anon-{n}") for n in range(60)]  # two requests
+    events[-1]["properties"] = {"ratio": float("nan")}  # after the builder, which checks it
+    with pytest.raises(InvalidData, match="JSON"):
+        client.send_events(events)
+    assert stub.requests == []  # not the first request's 50 valid events either
+
+
+@pytest.mark.parametrize("value", [0, 1023, 2.5e6, "1MB"])
+def test_max_batch_bytes_is_checked(stub: StubServer, value: object) -> None:
+    with pytest.raises(ValueError, match="max_batch_bytes"):
+        ExperienceClient("org-1", base_url=stub.url, max_batch_bytes=value)  # type: ignore[arg-type]
+
+
 def test_import_events(stub: StubServer, client: ExperienceClient) -> None:
     stub.responder = lambda request: ok_envelope({"message": "Events accepted."})
     events = [track_event("a", anonymous_id="anon-1")]

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from django_experience.api.batching import EncodedBatch
 from django_experience.api.encoding import encode, events_body
 from django_experience.api.errors import InvalidData
 from django_experience.delivery.sender import deliver, payload_size, split_by_bytes
-from django_experience.delivery.sinks import EncodedBatch, get_sink
+from django_experience.delivery.sinks import get_sink
 from tests.delivery.helpers import batch_requests, sent_events, track
 from tests.stub_server import StubServer
 
