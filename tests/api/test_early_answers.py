@@ -93,6 +93,14 @@ def early_413() -> Iterator[EarlyAnswerServer]:
     server.close()
 
 
+def _big_body_client(url: str) -> ExperienceClient:
+    """A client that sends :func:`_big_events` as one body (far larger than socket buffers,
+    so the server's answer arrives while the body is being sent)."""
+    return ExperienceClient(
+        "org", base_url=url, timeout=5, retry_policy=POLICY, max_batch_bytes=2 * BIG
+    )
+
+
 def _big_events() -> list[dict[str, str]]:
     size = BIG // 200
     return [
@@ -141,7 +149,8 @@ def test_an_early_413_is_the_callers_error_and_not_retried(
 ) -> None:
     session = None if route == "kept-alive" else requests.Session()
     client = ExperienceClient(
-        "org", base_url=early_413.url, timeout=5, retry_policy=POLICY, session=session
+        "org", base_url=early_413.url, timeout=5, retry_policy=POLICY, session=session,
+        max_batch_bytes=2 * BIG,
     )
     with client, pytest.raises(InvalidData) as caught:
         client.send_events(_big_events())
@@ -171,7 +180,7 @@ def test_an_early_answer_cut_off_is_still_not_retried() -> None:
     server = EarlyAnswerServer(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 500\r\n\r\n{")
     try:
         with (
-            ExperienceClient("org", base_url=server.url, timeout=5, retry_policy=POLICY) as client,
+            _big_body_client(server.url) as client,
             pytest.raises(ClientError) as caught,
         ):
             client.send_events(_big_events())
@@ -184,7 +193,7 @@ def test_hanging_up_without_answering_is_retried() -> None:
     server = EarlyAnswerServer(b"")
     try:
         with (
-            ExperienceClient("org", base_url=server.url, timeout=5, retry_policy=POLICY) as client,
+            _big_body_client(server.url) as client,
             pytest.raises(ConnectionFailed),
         ):
             client.send_events(_big_events())
@@ -203,7 +212,7 @@ def test_an_early_413_over_tls_is_the_callers_error_and_not_retried(
     tls.load_cert_chain(certificates / "server.pem", certificates / "server.key")
     server = EarlyAnswerServer(ANSWER_413, tls=tls)
     try:
-        with ExperienceClient("org", base_url=server.url, timeout=5, retry_policy=POLICY) as client:
+        with _big_body_client(server.url) as client:
             assert client._direct_route(client.session, client.url("/events"))
             with pytest.raises(InvalidData) as caught:
                 client.send_events(_big_events())
