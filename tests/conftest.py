@@ -13,9 +13,11 @@ from django_experience.breaker import breaker
 from tests.stub_server import StubServer
 
 # CI runs the same examples every time (a submission must not fail on a new random draw);
-# a developer's `make test` keeps exploring new ones.
-hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
-hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+# a developer's `make test` keeps exploring new ones. Neither has a deadline: an example that
+# a loaded machine stalls for 200 ms says nothing about the code, and speed has benchmarks.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(autouse=True)

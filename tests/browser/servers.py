@@ -128,6 +128,10 @@ class ExampleSite:
             "SHOP_EMULATED_DESTINATIONS": "1",
             # Outage tests stop the API briefly; the site must probe it again soon after.
             "EXPERIENCE_BREAKER_COOLDOWN": "0.5",
+            # The browser shares the machine's cores with the site and the emulator: a page
+            # that misses a 1 s budget would show the baseline. The outage tests refuse
+            # connections, which no budget waits for.
+            "EXPERIENCE_TIMEOUT": "5",
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }

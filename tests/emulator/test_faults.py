@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from django_experience.emulator import EmulatorServer, Faults
+from django_experience.emulator import app as emulator_app
 from django_experience.emulator.errors import ConfigError
 from tests.emulator.conftest import Api, page
 
@@ -72,10 +73,27 @@ def test_latency_delays_the_answer(server: EmulatorServer, api: Api) -> None:
     assert time.monotonic() - started >= 0.15
 
 
-def test_a_request_delayed_across_a_reset_is_dropped_not_stored(server: EmulatorServer,
-                                                                api: Api) -> None:
+class _SleepSeen:
+    """The emulator app's ``time`` module, telling when a request starts its injected wait."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+
+    def sleep(self, seconds: float) -> None:
+        self.entered.set()
+        time.sleep(seconds)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
+def test_a_request_delayed_across_a_reset_is_dropped_not_stored(
+    server: EmulatorServer, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A test whose client gave up on a slow answer must not leak its events into the next
     # test's fresh state.
+    clock = _SleepSeen()
+    monkeypatch.setattr(emulator_app, "time", clock)
     server.state.set_faults(Faults(latency_ms=400))
     outcome: list[BaseException | int] = []
 
@@ -87,7 +105,7 @@ def test_a_request_delayed_across_a_reset_is_dropped_not_stored(server: Emulator
 
     thread = threading.Thread(target=slow_create)
     thread.start()
-    time.sleep(0.1)  # the request is now sleeping in the injected latency
+    assert clock.entered.wait(10)  # the request now sleeps in the injected latency
     server.state.reset()
     thread.join(timeout=10)
     assert len(outcome) == 1 and isinstance(outcome[0], requests.ConnectionError), outcome
@@ -109,7 +127,7 @@ def test_slow_body_sends_headers_at_once_and_trickles_the_body(server: EmulatorS
     connection.close()
     assert response.status == 200
     assert json.loads(body)["data"]["profile"]["id"]
-    assert headers_after < 0.3 < body_after
+    assert body_after - headers_after >= 0.3  # the body came well after the headers
 
 
 def test_rates_between_zero_and_one_are_random_but_seedable(server: EmulatorServer,
