@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from django_experience.api import ExperienceClient
 from django_experience.api.errors import RequestTimeout
 from django_experience.api.http11 import Connection
 from django_experience.api.retry import Deadline, RetryPolicy
+from tests.api.certificates import make_certificates
 from tests.api.slow_server import SlowAnswer, SlowServer, elapsed_since, read_request
 
 BUDGET = 0.3
@@ -62,10 +64,63 @@ def test_a_trickled_status_line_and_headers_end_within_the_budget() -> None:
         assert_times_out_within_budget(make_client(server.url))
 
 
+class KeepAliveSlowServer(SlowServer):
+    """A ``SlowServer`` that answers successive requests on one connection (each as its
+    ``answer`` is when the request comes) instead of closing it after the first: a client
+    that reuses its idle connection always finds it open, never reset by a close racing it.
+    """
+
+    def __init__(self, answer: SlowAnswer) -> None:
+        super().__init__(answer)
+        self.requests_read = 0
+
+    def __enter__(self) -> KeepAliveSlowServer:
+        super().__enter__()
+        return self
+
+    @property
+    def connections(self) -> int:
+        return self.requests  # what ``SlowServer`` counts: connections accepted
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                while read_request(connection):  # False: the client hung up
+                    self.requests_read += 1
+                    if not self._send_answer(connection):
+                        return
+            except OSError:
+                return  # the client gave up and closed the connection (or stayed idle 5 s)
+
+    def _send_answer(self, connection: socket.socket) -> bool:
+        """Write one answer as ``SlowServer`` does; False when the server is stopping."""
+        answer = self.answer
+        if not self._wait(answer.header_delay):
+            return False
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(answer.body)}\r\n\r\n".encode()
+        )
+        if answer.head_byte_interval:
+            for index in range(len(head)):
+                connection.sendall(head[index : index + 1])
+                if not self._wait(answer.head_byte_interval):
+                    return False
+        else:
+            connection.sendall(head)
+        for index in range(len(answer.body)):
+            if index == answer.stall_after and not self._wait(answer.stall_for):
+                return False
+            connection.sendall(answer.body[index : index + 1])
+            if answer.byte_interval and not self._wait(answer.byte_interval):
+                return False
+        return True
+
+
 def test_a_trickled_head_on_a_kept_alive_connection_ends_within_the_budget() -> None:
     # The connection was opened by an earlier call: its deadline must not carry over.
     answer = SlowAnswer()
-    with SlowServer(answer) as server:
+    with KeepAliveSlowServer(answer) as server:
         client = make_client(server.url, timeout=2.0)
         assert client.get_profile("p-1").profile.id == "p-1"
         answer.head_byte_interval = 0.05
@@ -73,6 +128,8 @@ def test_a_trickled_head_on_a_kept_alive_connection_ends_within_the_budget() -> 
         with pytest.raises(RequestTimeout):
             client.get_profile("p-1", timeout=BUDGET)
         assert elapsed_since(start) < BUDGET + MARGIN
+        # The second call really went out on the first call's connection.
+        assert server.connections == 1 and server.requests_read == 2
 
 
 def test_a_head_that_stalls_after_a_late_start_ends_within_the_budget() -> None:
@@ -155,10 +212,22 @@ class SilentServer:
             connection.close()
 
 
-def test_a_stalled_tls_handshake_ends_within_the_budget(transport: str) -> None:
+def test_a_stalled_tls_handshake_ends_within_the_budget(
+    transport: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both paths trust a one-certificate bundle: loading the default one (certifi's) costs
+    # 0.1-0.3 s on a busy machine and is not the wait under test. urllib3 loads it for each
+    # new connection, after the connect timeout was taken from the deadline; the kept-alive
+    # path for the pool's first HTTPS connection.
+    ca_bundle = str(make_certificates(tmp_path) / "ca.pem")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_bundle)  # the client's own session's
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    session = session_for(transport)
+    if session is not None:
+        session.verify = ca_bundle
     server = SilentServer()
     try:
-        client = make_client(f"https://127.0.0.1:{server.port}", session=session_for(transport))
+        client = make_client(f"https://127.0.0.1:{server.port}", session=session)
         assert_times_out_within_budget(client)
     finally:
         server.close()
