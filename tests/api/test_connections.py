@@ -3,19 +3,21 @@ closed them while idle (without a retry being spent on it)."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
-import os
 import resource
 import socket
 import ssl
 import threading
 import time
+import types
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from django_experience.api import ExperienceClient
+from django_experience.api import ExperienceClient, http11
 from django_experience.api.connections import ConnectionPool, split_url
 from django_experience.api.retry import Deadline
 from tests.api.slow_server import read_request
@@ -24,13 +26,15 @@ ANSWER = json.dumps({"data": {"profiles": []}, "error": None}).encode()
 
 
 class RawServer:
-    """Answers each request with a fixed 200; counts connections; may hang up after answering."""
+    """Answers each request with a fixed 200; counts connections; may hang up after answering
+    (``closed`` is set once it has closed a connection)."""
 
     def __init__(self, *, hang_up: bool, gzip: bool = False) -> None:
         self.hang_up = hang_up
         self.gzip = gzip
         self.connections = 0
         self.requests = 0
+        self.closed = threading.Event()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -61,6 +65,8 @@ class RawServer:
                 )
                 if self.hang_up:
                     time.sleep(0.05)  # the answer is out; now close, as idle servers do
+                    sock.close()
+                    self.closed.set()
                     return
 
     def close(self) -> None:
@@ -98,39 +104,62 @@ def test_a_connection_the_server_closed_is_replaced_without_a_retry(
 ) -> None:
     client = _client(hanging_up)  # no retries: the second call must not need one
     client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
-    time.sleep(0.2)  # the server has hung up the idle connection
+    assert hanging_up.closed.wait(5)  # the server has hung up the idle connection
     client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
     assert hanging_up.requests == 2 and hanging_up.connections == 2
 
 
+HIGH_FD = 1100  # above what ``select`` takes (1024)
+
+
+class _HighNumberingSocketModule(types.ModuleType):
+    """The ``socket`` module as ``http11`` sees it, but each socket it opens is numbered
+    ``HIGH_FD`` or more (everything else is the real module's)."""
+
+    def __init__(self) -> None:
+        super().__init__("socket")
+        self.opened: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(socket, name)
+
+    def socket(self, family: int = -1, type: int = -1, proto: int = -1) -> socket.socket:
+        low = socket.socket(family, type, proto)
+        try:
+            # The lowest free number from HIGH_FD up, whatever holes there are below it.
+            fd = fcntl.fcntl(low.fileno(), fcntl.F_DUPFD_CLOEXEC, HIGH_FD)
+        finally:
+            low.close()
+        self.opened.append(fd)
+        return socket.socket(family, type, proto, fileno=fd)
+
+
 @pytest.fixture
-def many_fds() -> Iterator[None]:
-    """More than 1024 descriptors open, so the next socket's number is above what ``select``
-    takes (as in a busy process)."""
+def many_fds(monkeypatch: pytest.MonkeyPatch) -> Iterator[_HighNumberingSocketModule]:
+    """The client's sockets numbered above 1024, above what ``select`` takes (as in a busy
+    process).
+
+    Not by filling every free number below: another thread's socket (a server's of an earlier
+    test, one the garbage collector closes) may free a low number after that, and the client's
+    socket took it (fd 18 on a busy machine). Its sockets are moved up as they are opened.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 1200
+    wanted = HIGH_FD + 100
     if soft != resource.RLIM_INFINITY and soft < wanted:
         if hard != resource.RLIM_INFINITY and hard < wanted:
             pytest.skip(f"at most {hard} open files allowed")
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    # The lowest free number is taken first: fill every hole below 1100 (a long test session
-    # has closed many), so that the next socket gets a number above 1024.
-    held: list[int] = []
-    while len(held) < wanted - 50:
-        held.append(os.open(os.devnull, os.O_RDONLY))
-        if held[-1] >= 1100:
-            break
+    high_numbering = _HighNumberingSocketModule()
+    monkeypatch.setattr(http11, "socket", high_numbering)
     try:
-        yield
+        yield high_numbering
     finally:
-        for fd in held:
-            os.close(fd)
         if soft != resource.RLIM_INFINITY and soft < wanted:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_connections_numbered_above_1024_are_reused(
-    keep_alive: RawServer, many_fds: None
+    keep_alive: RawServer, many_fds: _HighNumberingSocketModule
 ) -> None:
     client = _client(keep_alive)
     for _ in range(5):
@@ -142,13 +171,14 @@ def test_connections_numbered_above_1024_are_reused(
 
 
 def test_a_connection_numbered_above_1024_that_the_server_closed_is_replaced(
-    hanging_up: RawServer, many_fds: None
+    hanging_up: RawServer, many_fds: _HighNumberingSocketModule
 ) -> None:
     client = _client(hanging_up)  # no retries: the second call must not need one
     client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
-    time.sleep(0.2)  # the server has hung up the idle connection
+    assert hanging_up.closed.wait(5)  # the server has hung up the idle connection
     client.upsert_profiles([{"anonymousId": "a", "type": "track", "event": "x"}])
     assert hanging_up.requests == 2 and hanging_up.connections == 2
+    assert len(many_fds.opened) == 2 and min(many_fds.opened) >= 1024
     client.close()
 
 
