@@ -165,18 +165,34 @@ def call_concurrently(count: int, call: Any) -> list[BaseException | None]:
     return errors
 
 
-def release_after_first_lookup(dns: FakeDNS) -> None:
-    """Once a lookup has started, give the other callers time to ask too, then answer."""
-    deadline = time.monotonic() + 2.0
-    while dns.name_lookups == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
-    dns.release.set()
+def release_once_all_wait(monkeypatch: pytest.MonkeyPatch, dns: FakeDNS, callers: int) -> None:
+    """Answer the blocked lookup of ``NAME`` once ``callers`` callers wait on a lookup of it.
+
+    None of them can come after the lookup ended (a failure is not kept: a late caller would
+    start a lookup of its own), and none is answered before all have asked. Only one lookup is
+    in flight until then, so each waits on the shared one unless the resolver does not share.
+    """
+    wait = resolver._Lookup.wait
+    lock = threading.Lock()
+    waiting = 0
+
+    def counting_wait(lookup: resolver._Lookup, host: str, seconds: float) -> Any:
+        nonlocal waiting
+        if host == NAME:
+            with lock:
+                waiting += 1
+                if waiting == callers:
+                    dns.release.set()
+        return wait(lookup, host, seconds)
+
+    monkeypatch.setattr(resolver._Lookup, "wait", counting_wait)
 
 
-def test_concurrent_callers_of_one_host_share_one_lookup(stub: StubServer, dns: FakeDNS) -> None:
+def test_concurrent_callers_of_one_host_share_one_lookup(
+    stub: StubServer, dns: FakeDNS, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dns.blocking = True
-    threading.Thread(target=release_after_first_lookup, args=(dns,), daemon=True).start()
+    release_once_all_wait(monkeypatch, dns, 8)
     with named_client(stub, timeout=3.0) as client:
         errors = call_concurrently(8, lambda: client.delete_profile("p-1"))
     assert errors == [None] * 8
@@ -185,10 +201,10 @@ def test_concurrent_callers_of_one_host_share_one_lookup(stub: StubServer, dns: 
 
 
 def test_a_failed_lookup_shared_by_concurrent_callers_fails_each_of_them(
-    stub: StubServer, dns: FakeDNS
+    stub: StubServer, dns: FakeDNS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dns.blocking = dns.failing = True
-    threading.Thread(target=release_after_first_lookup, args=(dns,), daemon=True).start()
+    release_once_all_wait(monkeypatch, dns, 4)
     with named_client(stub, timeout=3.0) as client:
         errors = call_concurrently(4, lambda: client.delete_profile("p-1"))
     assert all(isinstance(error, ConnectionFailed) for error in errors)
