@@ -19,7 +19,11 @@ from django_experience.emulator.handle import EmulatorHandle
 pytestmark = pytest.mark.django_db
 
 BUDGET = 0.3
-MARGIN = 0.5  # Django, the test client and a loaded machine
+# What the faulty request may take beyond a healthy one made just before it (same page, same
+# visitor, same process and load), besides the budget: both do the same Django work and differ
+# in how the API call ends. On a loaded machine the difference came to the budget + 0.18 s at
+# most. A request that waited for the fault would take its 1.2 s (latency) or 2 s (slow body).
+SLACK = 0.4
 BASELINE = {"hero": "hero-default", "cta": "blue", "name": "friend", "degraded": True}
 
 
@@ -59,7 +63,8 @@ def _profile_calls(emulator: EmulatorHandle) -> int:
 
 
 FAULTS: dict[str, dict[str, Any]] = {
-    "latency beyond the budget": {"latency_ms": 600},
+    # Well beyond BUDGET + SLACK: a request that waited for the answer fails on time too.
+    "latency beyond the budget": {"latency_ms": 1200},
     "500": {"error_rate": 1.0, "error_status": 500},
     "503": {"error_rate": 1.0, "error_status": 503},
     "429 overload": {"overload_rate": 1.0},
@@ -88,6 +93,14 @@ def test_every_fault_serves_baseline_within_the_budget(
         settings.EXPERIENCE_USER_TRAITS = "tests.middleware.views.user_traits"
         User.objects.create_user("ada", password="pw", first_name="Ada", is_staff=True)
         client.post("/mw/sign-in/", {"username": "ada"})
+    # A healthy request just before, timed in the same conditions: what Django, the test
+    # client and a loaded machine take without any fault (the first request of a process pays
+    # for imports too). A new visitor's comes from another client: this one stays new.
+    healthy_client = Client() if visitor == "new" else client
+    started = time.monotonic()
+    healthy = healthy_client.get("/mw/page/")
+    healthy_elapsed = time.monotonic() - started
+    assert healthy.json()["degraded"] is False
     settings.EXPERIENCE_TIMEOUT = BUDGET
     if fault == "refused connection":
         emulator.stop()
@@ -102,7 +115,8 @@ def test_every_fault_serves_baseline_within_the_budget(
     assert response.status_code == 200
     data = response.json()
     assert {k: data[k] for k in BASELINE} == BASELINE
-    assert elapsed < BUDGET + MARGIN
+    # What the fault added to a healthy request: the budget at most, not the fault's duration.
+    assert elapsed - healthy_elapsed < BUDGET + SLACK
     (line,) = _warnings(caplog)
     message = line.getMessage()
     if profile_id:

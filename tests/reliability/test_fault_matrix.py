@@ -1,9 +1,10 @@
 """Every fault of the emulator x both modes x anonymous/signed-in visitors.
 
-Every page answers 200 with the baseline content, within the time budget, nothing escapes to
-the test client (it re-raises any exception a view or middleware lets out), and the failure is
-logged exactly once. Background delivery of the unsent page view is a separate, later send with
-its own reporting; it is queued here and discarded after each test.
+Every page answers 200 with the baseline content, within the time budget (timed against a
+healthy request made just before: what Django and a loaded machine take is not the API's),
+nothing escapes to the test client (it re-raises any exception a view or middleware lets out),
+and the failure is logged exactly once. Background delivery of the unsent page view is a
+separate, later send with its own reporting; it is queued here and discarded after each test.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ from tests.reliability.conftest import BASELINE, PERSONALIZED
 pytestmark = pytest.mark.django_db
 
 BUDGET = 0.25
-MARGIN = 0.5  # Django, the test client, a loaded machine
+# What a faulty request may take beyond a healthy one made just before it (same page, same
+# client, same process and load), besides the budget: both do the same Django work and differ
+# in how the API call ends. On a loaded machine the difference came to the budget + 0.04 s at
+# most. A request that waited for the fault would take its 1.5 s.
+SLACK = 0.4
 
 FAULTS: dict[str, dict[str, Any]] = {
     "latency beyond the budget": {"latency_ms": 1500},
@@ -37,6 +42,12 @@ FAULTS: dict[str, dict[str, Any]] = {
     "dropped connection": {"drop_rate": 1.0},
     "slow body": {"slow_body_ms": 1500},
 }
+
+
+def _timed_get(client: Client, path: str) -> tuple[Any, float]:
+    started = time.monotonic()
+    response = client.get(path)
+    return response, time.monotonic() - started
 
 
 def failure_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -67,7 +78,9 @@ def test_fault_serves_baseline_once_logged(
     if visitor == "signed-in":
         get_user_model().objects.create_user("ada", email="ada@example.com", first_name="Ada")
         client.post("/sign-in/", {"username": "ada"})
-    healthy = client.get("/page/")  # the default budget: a loaded machine must not fail this
+    # The default budget: a loaded machine must not fail this. Timed: the faulty request below
+    # is measured against it.
+    healthy, healthy_elapsed = _timed_get(client, "/page/")
     assert healthy.status_code == 200
     assert all(part in healthy.content.decode() for part in PERSONALIZED)
     settings.EXPERIENCE_TIMEOUT = BUDGET
@@ -75,16 +88,14 @@ def test_fault_serves_baseline_once_logged(
     caplog.clear()
     caplog.set_level(logging.DEBUG, logger="django_experience")
 
-    started = time.monotonic()
-    response = client.get("/page/")
-    elapsed = time.monotonic() - started
+    response, elapsed = _timed_get(client, "/page/")
 
     assert response.status_code == 200
     content = response.content.decode()
     for part in BASELINE:
         assert part in content, (part, content)
     assert '"profile": null' in content  # the hand-off carries no stale profile
-    assert elapsed < BUDGET + MARGIN
+    assert elapsed - healthy_elapsed < BUDGET + SLACK  # what the fault added
     lines = failure_lines(caplog)
     assert len(lines) == 1, [r.getMessage() for r in lines]
     assert "baseline" in lines[0].getMessage()
@@ -138,22 +149,24 @@ def test_dns_outage_serves_baseline_within_the_budget(
     if visitor == "signed-in":
         get_user_model().objects.create_user("ada", email="ada@example.com", first_name="Ada")
         client.post("/sign-in/", {"username": "ada"})
+    # A healthy request just before, the API reachable: the DNS outage is timed against it. An
+    # anonymous visitor's comes from another client: this one stays new.
+    healthy, healthy_elapsed = _timed_get(client if visitor == "signed-in" else Client(), "/page/")
+    assert all(part in healthy.content.decode() for part in PERSONALIZED)
     settings.EXPERIENCE_TIMEOUT = BUDGET
     settings.EXPERIENCE_API_URL = emulator.url.replace("127.0.0.1", name)
     caplog.clear()
     caplog.set_level(logging.DEBUG, logger="django_experience")
     before = emulator.request_count()
     try:
-        started = time.monotonic()
-        response = client.get("/page/")
-        elapsed = time.monotonic() - started
+        response, elapsed = _timed_get(client, "/page/")
     finally:
         dns_back.set()
 
     assert response.status_code == 200
     content = response.content.decode()
     assert all(part in content for part in BASELINE), content
-    assert elapsed < BUDGET + MARGIN
+    assert elapsed - healthy_elapsed < BUDGET + SLACK  # the lookup given up within the budget
     lines = failure_lines(caplog)
     assert len(lines) == 1, [r.getMessage() for r in lines]
     assert "RequestTimeout" in lines[0].getMessage()
