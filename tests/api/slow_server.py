@@ -65,31 +65,36 @@ class SlowServer:
         return not self._stopped.wait(seconds)
 
     def _answer(self, connection: socket.socket) -> None:
-        answer = self.answer
         with connection:
             try:
                 read_request(connection)
-                if not self._wait(answer.header_delay):
-                    return
-                head = (
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + f"Content-Length: {len(answer.body)}\r\n\r\n".encode()
-                )
-                if answer.head_byte_interval:
-                    for index in range(len(head)):
-                        connection.sendall(head[index : index + 1])
-                        if not self._wait(answer.head_byte_interval):
-                            return
-                else:
-                    connection.sendall(head)
-                for index in range(len(answer.body)):
-                    if index == answer.stall_after and not self._wait(answer.stall_for):
-                        return
-                    connection.sendall(answer.body[index : index + 1])
-                    if answer.byte_interval and not self._wait(answer.byte_interval):
-                        return
+                self._send_answer(connection)
             except OSError:
                 return  # the client gave up and closed the connection
+
+    def _send_answer(self, connection: socket.socket) -> bool:
+        """Write ``answer`` as it says; False when the server is stopping."""
+        answer = self.answer
+        if not self._wait(answer.header_delay):
+            return False
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(answer.body)}\r\n\r\n".encode()
+        )
+        if answer.head_byte_interval:
+            for index in range(len(head)):
+                connection.sendall(head[index : index + 1])
+                if not self._wait(answer.head_byte_interval):
+                    return False
+        else:
+            connection.sendall(head)
+        for index in range(len(answer.body)):
+            if index == answer.stall_after and not self._wait(answer.stall_for):
+                return False
+            connection.sendall(answer.body[index : index + 1])
+            if answer.byte_interval and not self._wait(answer.byte_interval):
+                return False
+        return True
 
 
 def read_request(connection: socket.socket) -> bool:

@@ -92,30 +92,6 @@ class KeepAliveSlowServer(SlowServer):
             except OSError:
                 return  # the client gave up and closed the connection (or stayed idle 5 s)
 
-    def _send_answer(self, connection: socket.socket) -> bool:
-        """Write one answer as ``SlowServer`` does; False when the server is stopping."""
-        answer = self.answer
-        if not self._wait(answer.header_delay):
-            return False
-        head = (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(answer.body)}\r\n\r\n".encode()
-        )
-        if answer.head_byte_interval:
-            for index in range(len(head)):
-                connection.sendall(head[index : index + 1])
-                if not self._wait(answer.head_byte_interval):
-                    return False
-        else:
-            connection.sendall(head)
-        for index in range(len(answer.body)):
-            if index == answer.stall_after and not self._wait(answer.stall_for):
-                return False
-            connection.sendall(answer.body[index : index + 1])
-            if answer.byte_interval and not self._wait(answer.byte_interval):
-                return False
-        return True
-
 
 def test_a_trickled_head_on_a_kept_alive_connection_ends_within_the_budget() -> None:
     # The connection was opened by an earlier call: its deadline must not carry over.

@@ -14,19 +14,9 @@ import pytest
 
 from django_experience.sync.interrupts import ctrl_c_stops
 from django_experience.sync.pipeline import ErrorSink, Pipeline, PipelineOptions
-from django_experience.sync.rows import Batch, Rejected, Row
+from django_experience.sync.rows import Batch, Rejected
 from django_experience.sync.targets import ImportTarget, Item
-
-
-class CountingSource:
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self.pulled = 0
-
-    def __iter__(self) -> Iterator[Row | Rejected]:
-        for n in range(self.count):
-            self.pulled += 1
-            yield Row(n + 1, f"id-{n}", {})
+from tests.sync.test_pipeline import CountingSource
 
 
 class CtrlCWhileRecording(ImportTarget):
