@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from django_experience.sync.checkpoint import Checkpoint, block_digest
+from django_experience.sync.commits import GroupedCommits
 from django_experience.sync.rows import Batch, Rejected, Row
 from django_experience.sync.targets import ImportTarget, Item
 
@@ -37,6 +38,9 @@ class PipelineOptions:
     max_retries: int = 8
     backoff: float = 0.5
     backoff_max: float = 30.0
+    # Commit the completions of several batches at once (sync/commits.py). Off for a source
+    # that may block (stdin): a transaction left open while it waits would hold the lock.
+    group_commits: bool = True
 
 
 @dataclass
@@ -68,6 +72,9 @@ class Outcome:
     # Not sent for any other reason (retries used up, stopped, another final error).
     failed: list[tuple[Item, str]] = field(default_factory=list)
     retries: int = 0
+    # Some row succeeded with a replacement from ImportTarget.recover (a profile made up on
+    # the spot): sending it again would make another one, so its completion is committed at once.
+    recovered: bool = False
 
 
 class ErrorSink:
@@ -196,6 +203,7 @@ def _send(
             outcome.retries += 1
         else:
             outcome.succeeded.append((items, answer))
+            outcome.recovered = outcome.recovered or recovered
             return
 
 
@@ -216,6 +224,10 @@ def _give_up(
             bucket.append((item, reason))
     if accepted:
         outcome.succeeded.append((accepted, None))
+
+
+def _no_transaction() -> None:
+    return None
 
 
 class Pipeline:
@@ -249,6 +261,10 @@ class Pipeline:
         # What decides where the rows go (destination settings, a hash of its credentials):
         # a block completed elsewhere is not skipped on resume.
         self._context = target.fingerprint()
+        # Completions of several batches share a commit; a block is recorded done after it.
+        self._commits: GroupedCommits[Batch] = GroupedCommits(
+            target.transaction if options.group_commits else _no_transaction, self._mark_done
+        )
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -263,6 +279,10 @@ class Pipeline:
                     break
                 except KeyboardInterrupt:
                     self.interrupt()
+            self._commits.commit()
+        except BaseException as exc:
+            self._commits.roll_back(exc)
+            raise
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -379,7 +399,11 @@ class Pipeline:
         if not self._inflight:
             return
         if block:
-            done, _ = wait(list(self._inflight), return_when=FIRST_COMPLETED)
+            futures = list(self._inflight)
+            done, _ = wait(futures, self._commits.seconds_left(), return_when=FIRST_COMPLETED)
+            if not done:  # the answers are slow: commit what waits, rather than hold the lock
+                self._commits.commit()
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
         else:  # called after every row read: a glance at each future, no waiter set up
             done = {future for future in self._inflight if future.done()}
         for future in done:
@@ -397,6 +421,8 @@ class Pipeline:
 
     def _finish(self, batch: Batch, outcome: Outcome) -> None:
         self.summary.retries += outcome.retries
+        if outcome.succeeded:
+            self._commits.open()
         for items, answer in outcome.succeeded:
             self.target.complete(items, answer)
             self.summary.sent += len(items)
@@ -415,7 +441,9 @@ class Pipeline:
             # Rows refused for their content would be refused again; failures (retries used up,
             # a refused configuration, any final error that is no refusal of the content) keep
             # the batch open for --resume.
-            self._mark_done(batch)
+            self._commits.done(batch, now=outcome.recovered)
+        elif outcome.recovered:
+            self._commits.commit()
         self.on_progress(self.summary, False)
 
     def _mark_done(self, batch: Batch) -> None:

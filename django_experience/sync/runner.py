@@ -116,6 +116,7 @@ def run_import(
                 dry_run=config.dry_run,
                 max_retries=config.max_retries,
                 backoff=config.backoff,
+                group_commits=config.path != "-",
             ),
             errors=ErrorSink(stderr, errors_file, before_console=progress.clear),
             checkpoint=checkpoint,

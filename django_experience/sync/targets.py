@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -73,6 +74,12 @@ class ImportTarget:
 
     def send(self, items: Sequence[Item]) -> Any:
         raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[object] | None:
+        """What :meth:`complete` writes in when what it writes must last (a database
+        transaction), else ``None``. The pipeline holds one open across several batches and
+        records their blocks done once it committed (``sync/commits.py``)."""
+        return None
 
     def complete(self, items: Sequence[Item], answer: Any) -> None:
         """Record a successful send (e.g. profile mappings). ``answer`` is what :meth:`send`
@@ -271,6 +278,15 @@ class ExperienceTarget(ImportTarget):
         # The mapped/derived profile no longer exists: start the person a fresh profile.
         payload = {**item.payload, "anonymousId": str(uuid.uuid4())}
         return Item(item.row, payload, item.mapped)
+
+    def transaction(self) -> AbstractContextManager[object] | None:
+        if self.options.asynchronous:
+            return None  # no answers, no mappings
+        from django.db import router, transaction
+
+        from django_experience.models import ProfileMapping
+
+        return transaction.atomic(using=router.db_for_write(ProfileMapping))
 
     def complete(self, items: Sequence[Item], answer: Any) -> None:
         if self.options.asynchronous or not answer:
