@@ -159,20 +159,19 @@ class ExperienceTarget(ImportTarget):
         return {"organization_id": self.organization_id, "environment": self.environment}
 
     def _mapped_ids(self, rows: Sequence[Row]) -> tuple[dict[str, str], dict[Any, str]]:
-        from django.db.models import Q
+        from django.db import router
 
         from django_experience.models import ProfileMapping
+        from django_experience.sync.mapping_lookup import mapped_profile_ids
 
-        external_ids = [row.external_id for row in rows]
-        user_pks = [row.user_pk for row in rows if row.user_pk is not None]
-        owner = Q(external_id__in=external_ids)
-        if user_pks:
-            owner |= Q(user_id__in=user_pks)
         by_external: dict[str, str] = {}
         by_user: dict[Any, str] = {}
-        for external_id, user_id, profile_id in ProfileMapping.objects.filter(
-            owner, **self._namespace()
-        ).values_list("external_id", "user_id", "profile_id"):
+        for external_id, user_id, profile_id in mapped_profile_ids(
+            [row.external_id for row in rows],
+            [row.user_pk for row in rows if row.user_pk is not None],
+            namespace=self._namespace(),
+            using=router.db_for_read(ProfileMapping),  # where the queryset would have read
+        ):
             if external_id:
                 by_external[external_id] = profile_id
             if user_id is not None:
