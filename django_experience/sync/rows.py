@@ -12,6 +12,17 @@ from typing import Any
 
 # Fixed namespace: a row's message id must be the same in every run, on every machine.
 MESSAGE_NAMESPACE = uuid.UUID("5b0e8f5e-3c1f-5d6a-9a57-6f1d2e0c9b41")
+_NAMESPACE_BYTES = MESSAGE_NAMESPACE.bytes
+
+
+def _uuid_text(digest: bytes, version: int) -> str:
+    """``str(uuid.UUID(bytes=digest[:16], version=version))``: an import makes two per row,
+    and the UUID objects cost more than the hashing."""
+    raw = bytearray(digest[:16])
+    raw[6] = (raw[6] & 0x0F) | (version << 4)
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,12 @@ class Row:
         )
 
     def message_id(self) -> str:
-        """Derived from the row's content, so a resent row carries the same id."""
-        return str(uuid.uuid5(MESSAGE_NAMESPACE, self.canonical()))
+        """Derived from the row's content, so a resent row carries the same id: what
+        ``uuid.uuid5(MESSAGE_NAMESPACE, canonical)`` gives, without its objects."""
+        digest = hashlib.sha1(
+            _NAMESPACE_BYTES + self.canonical().encode(), usedforsecurity=False
+        ).digest()
+        return _uuid_text(digest, 5)
 
 
 @dataclass(frozen=True)
@@ -88,8 +103,7 @@ def derived_profile_id(
     who knows them.
     """
     message = f"{organization_id}\0{environment}\0{external_id}".encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=4))
+    return _uuid_text(hmac.digest(secret.encode(), message, "sha256"), 4)
 
 
 def parse_external_id(value: object) -> str | None:
