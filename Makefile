@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy django_experience tests
+	$(BIN)/mypy django_experience tests benchmarks
 
 pytest: $(STAMP) node_modules/.installed
 	$(BIN)/pytest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
 import os
@@ -81,8 +83,18 @@ def setup_django(**overrides: Any) -> None:
 
         call_command("migrate", verbosity=0, interactive=False)
         setup_django.done = True  # type: ignore[attr-defined]
+        # Each benchmark process has a database file of its own: leave none behind.
+        atexit.register(_remove_database, str(settings.DATABASES["default"]["NAME"]))
     for name, value in overrides.items():
         setattr(settings, name, value)
+
+
+def _remove_database(path: str) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 @contextmanager

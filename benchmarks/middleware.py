@@ -153,15 +153,15 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
 
     with_s, without_s, bare_s = (median(samples[k]) for k in ("with", "without", "bare"))
     # Each round's own ratios: how far one round can stray from the medians on this machine.
-    per_round = [
+    round_ratios = [
         ((w - wo) / bare, (w - wo) / (wob - wo))
         for w, wo, bare, wob in zip(
             samples["with"], samples["without"], samples["bare"], samples["without_plus_bare"],
             strict=True,
         )
     ]
-    tight_spread = _spread([tight for tight, _ in per_round])
-    in_request_spread = _spread([inside for _, inside in per_round])
+    tight_spread = _spread([tight for tight, _ in round_ratios])
+    in_request_spread = _spread([inside for _, inside in round_ratios])
     in_request_bare_s = median(samples["without_plus_bare"]) - without_s
     ratio = (with_s - without_s) / bare_s
     ratio_in_request = (with_s - without_s) / in_request_bare_s
@@ -198,8 +198,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         },
         "samples": samples,
         "per_round_ratios": {
-            "tight_loop": [tight for tight, _ in per_round],
-            "inside_a_request": [inside for _, inside in per_round],
+            "tight_loop": [tight for tight, _ in round_ratios],
+            "inside_a_request": [inside for _, inside in round_ratios],
         },
         "ratio": ratio,
         "ratio_bare_inside_a_request": ratio_in_request,
