@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Generic, TypeVar
 
-MAX_SECONDS = 0.5
+MAX_SECONDS = 0.2
 MAX_BATCHES = 20
 
 _Done = TypeVar("_Done")
