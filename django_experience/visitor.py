@@ -28,7 +28,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import cached_property  # no lock, unlike functools' before 3.12
 
 from django_experience import delivery
-from django_experience.api.client import PendingProfile
+from django_experience.api.client import ExperienceClient, PendingProfile
 from django_experience.api.errors import (
     ExperienceAPIError,
     NamespaceMismatch,
@@ -426,6 +426,11 @@ class Visitor:
         pending: PendingProfile | None,
     ) -> Callable[[float], ProfileResult]:
         def call(deadline: float) -> ProfileResult:
+            if pending is not None:  # sent early with this request's client and options
+                try:
+                    return pending.result(timeout=_time_left(deadline))
+                except (ProfileNotFound, NamespaceMismatch) as exc:
+                    return recover(exc, deadline, experience_client(), self._options())
             client = experience_client()  # inside: a misconfiguration is one logged failure
             options = self._options()  # inside: an open breaker costs nothing of this
             if target is None:
@@ -433,36 +438,39 @@ class Visitor:
                     events, preflight=preflight, timeout=_time_left(deadline), **options
                 )
             try:
-                if pending is not None:
-                    return pending.result(timeout=_time_left(deadline))
                 return client.update_profile(
                     target, events, preflight=preflight, timeout=_time_left(deadline), **options
                 )
-            except (ProfileNotFound, NamespaceMismatch):
-                mapped = self._mapped_id
-                if mapped == target:
-                    self._forget_stale_mapping(target)
-                    mapped = None
-                if _time_left(deadline) < MIN_CALL_SECONDS:
-                    raise  # no time to recover in: this request serves baseline
-                if mapped and mapped != target:
-                    try:
-                        return client.update_profile(
-                            mapped,
-                            events,
-                            preflight=preflight,
-                            timeout=_time_left(deadline),
-                            **options,
-                        )
-                    except (ProfileNotFound, NamespaceMismatch):
-                        if _time_left(deadline) < MIN_CALL_SECONDS:
-                            raise
-                if preflight:
-                    fresh = str(uuid.uuid4())
+            except (ProfileNotFound, NamespaceMismatch) as exc:
+                return recover(exc, deadline, client, options)
+
+        def recover(
+            error: ExperienceAPIError,
+            deadline: float,
+            client: ExperienceClient,
+            options: dict[str, Any],
+        ) -> ProfileResult:
+            """``target`` is gone (``error``): the mapped profile's update, else a new one."""
+            mapped = self._mapped_id
+            if mapped and mapped == target:
+                self._forget_stale_mapping(mapped)
+                mapped = None
+            if _time_left(deadline) < MIN_CALL_SECONDS:
+                raise error  # no time to recover in: this request serves baseline
+            if mapped and mapped != target:
+                try:
                     return client.update_profile(
-                        fresh, events, preflight=True, timeout=_time_left(deadline), **options
+                        mapped, events, preflight=preflight, timeout=_time_left(deadline), **options
                     )
-                return client.create_profile(events, timeout=_time_left(deadline), **options)
+                except (ProfileNotFound, NamespaceMismatch):
+                    if _time_left(deadline) < MIN_CALL_SECONDS:
+                        raise
+            if preflight:
+                fresh = str(uuid.uuid4())
+                return client.update_profile(
+                    fresh, events, preflight=True, timeout=_time_left(deadline), **options
+                )
+            return client.create_profile(events, timeout=_time_left(deadline), **options)
 
         return call
 
