@@ -16,10 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 JSON = Any
 JSONObject = dict[str, Any]
+_T = TypeVar("_T")
+
+
+def _new(cls: type[_T], **fields: Any) -> _T:
+    """``cls(**fields)`` for fields already checked, all of them given in field order: what the
+    frozen dataclass's ``__init__`` makes, without its ``object.__setattr__`` per field (half
+    of building a result, parsed on every personalized request). A subclass, which may have an
+    ``__init__`` or ``__post_init__`` of its own, is built by its ``__init__``."""
+    if cls not in _PLAIN:
+        return cls(**fields)
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
 
 
 # Each helper takes where the value sits as a base and a suffix, joined only for the error
@@ -106,7 +119,8 @@ class Session:
     ) -> Session:
         obj = _object(data, where)
         session_id = obj.get("id")
-        return cls(
+        return _new(
+            cls,
             id=None if session_id is None else _string(session_id, where, ".id"),
             is_returning_visitor=bool(obj.get("isReturningVisitor", False)),
             landing_page=_optional_object(obj.get("landingPage"), where, ".landingPage", owned),
@@ -141,7 +155,8 @@ class Profile:
         stable_id = obj.get("stableId")
         session = obj.get("session")
         sticky = obj.get("stickyVariants")
-        return cls(
+        return _new(
+            cls,
             id=profile_id,
             stable_id=profile_id if stable_id is None else _string(stable_id, where, ".stableId"),
             random=_number(obj.get("random"), where, ".random"),
@@ -185,7 +200,8 @@ class Experience:
                     str(k): _string(v, where, f".variants.{k}") for k, v in variants.items()
                 }
                 break
-        return cls(
+        return _new(
+            cls,
             experience_id=_string(obj.get("experienceId"), where, ".experienceId"),
             variant_index=_int(obj.get("variantIndex"), where, ".variantIndex"),
             variants=variants,
@@ -217,7 +233,8 @@ class Change:
     @classmethod
     def from_json(cls, data: object, where: str = "changes[]", *, owned: bool = False) -> Change:
         obj = _object(data, where)
-        return cls(
+        return _new(
+            cls,
             key=_string(obj.get("key"), where, ".key"),
             type=_string(obj.get("type", "Variable"), where, ".type"),
             value=obj.get("value"),
@@ -237,7 +254,8 @@ class ProfileResult:
     @classmethod
     def from_json(cls, data: object, *, owned: bool = False) -> ProfileResult:
         obj = _object(data, "data")
-        return cls(
+        return _new(
+            cls,
             profile=Profile.from_json(obj.get("profile"), "data.profile", owned=owned),
             experiences=tuple(
                 Experience.from_json(e, f"data.experiences[{i}]", owned=owned)
@@ -257,5 +275,8 @@ class ProfileResult:
             "changes": [c.raw for c in self.changes],
         }
 
+
+# The classes of this module, whose __init__ only stores the fields (see _new).
+_PLAIN: frozenset[type] = frozenset({Session, Profile, Experience, Change, ProfileResult})
 
 __all__ = ["Change", "Experience", "Profile", "ProfileResult", "Session"]
