@@ -26,6 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import cached_property  # no lock, unlike functools' before 3.12
+from django.utils.http import http_date
 
 from django_experience import delivery
 from django_experience.api.client import ExperienceClient, PendingProfile
@@ -110,6 +111,22 @@ def build_page_event(request: HttpRequest) -> dict[str, Any]:
         user_agent=request.META.get("HTTP_USER_AGENT") or None,
         locale=request_locale(request),
     )
+
+
+_expires_at: tuple[int, str] = (-1, "")  # (a whole second since the epoch, its http_date)
+
+
+def cookie_expires(max_age: int) -> str:
+    """The ``expires`` a cookie lasting ``max_age`` seconds from now gets: what
+    ``set_cookie(max_age=...)`` writes, ``http_date(time.time() + max_age)`` (whole seconds),
+    formatted once per second instead of on every response that rewrites the cookie."""
+    global _expires_at
+    moment = int(time.time() + max_age)
+    at, text = _expires_at
+    if at != moment:
+        text = http_date(moment)
+        _expires_at = (moment, text)  # one tuple: threads see an old or a new pair
+    return text
 
 
 def user_id_for(user: Any) -> str:
@@ -780,10 +797,12 @@ class Visitor:
             # Rewritten after every answer, as the browser SDK does: its one-year lifetime runs
             # from the last visit, not the first. Only then: other responses stay cacheable.
             if self.profile_id != current or self._answered:
+                max_age = conf.COOKIE_AGE
                 response.set_cookie(
                     name,
                     self.profile_id,
-                    max_age=conf.COOKIE_AGE,
+                    max_age=max_age,
+                    expires=cookie_expires(max_age),  # set_cookie would format the same
                     path="/",
                     domain=conf.COOKIE_DOMAIN,
                     secure=self._secure(),
