@@ -181,7 +181,8 @@ def _base(
 def page_context(url: str, *, referrer: str = "") -> dict[str, Any]:
     """``context.page`` for ``url``: path, query (last value wins), referrer, search, url."""
     parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    # Most pages have no query string: parse_qsl would find nothing in it, at some cost.
+    query = dict(parse_qsl(parts.query, keep_blank_values=True)) if parts.query else {}
     return {
         "path": parts.path or "/",
         "query": query,
@@ -212,7 +213,8 @@ def page_event(
     event = _base("page", **options)
     event_context = event["context"]
     event_context["page"] = page
-    event_context["campaign"] = campaign_context(page["query"])
+    query = page["query"]
+    event_context["campaign"] = campaign_context(query) if query else {}
     if user_agent:
         event_context["userAgent"] = user_agent
     if locale:
