@@ -399,8 +399,12 @@ class ExperienceChangeNode(Node):
             return _emit_fallback(context, default, self.target_var)
 
     def _record(self, context: Context, experience: Personalization, key: str) -> None:
-        change = next((c for c in experience.changes if c.key == key), None)
-        if change is None or change.experience_id is None:
+        for change in experience.changes:  # the first for the key, as change() reads it
+            if change.key == key:
+                break
+        else:
+            return
+        if change.experience_id is None:
             return
         index = change.variant_index
         if index is None or index < 0:
