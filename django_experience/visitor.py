@@ -728,10 +728,14 @@ class Visitor:
         if not seen:
             held = [item for item in held if not isinstance(item, tuple)]
         events = [] if first is None else [first]
-        if held:
-            # Each view's event takes the view's place among the held events.
-            views = iter(component_view_events(item for item in held if isinstance(item, tuple)))
-            events.extend(next(views) if isinstance(item, tuple) else item for item in held)
+        views = [item for item in held if isinstance(item, tuple)]
+        if len(views) == len(held):  # only views (or nothing): a page's usual case
+            if views:
+                events += component_view_events(views)
+        else:  # each view's event takes the view's place among the held events
+            built = iter(component_view_events(views))
+            for item in held:
+                events.append(next(built) if isinstance(item, tuple) else item)
         if events:
             delivery.enqueue_many(events)
 
