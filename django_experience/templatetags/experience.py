@@ -10,6 +10,7 @@ the fallback, and a failing experience object is logged once per request.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -495,11 +496,17 @@ def do_merge_tag(parser: Parser, token: Token) -> MergeTagNode:
 _SCRIPT_JSON = json.JSONEncoder(default=str)
 
 
+@functools.lru_cache(maxsize=64)
+def _script_start(element_id: str) -> str:
+    """The opening tag of the element ``element_id`` (escaped once per id, not per render)."""
+    return f'<script id="{escape(element_id)}" type="application/json">'
+
+
 def json_script(data: Any, element_id: str) -> SafeString:
     text = _SCRIPT_JSON.encode(data)
     if "<" in text or ">" in text or "&" in text:
         text = text.replace("<", "\\u003C").replace(">", "\\u003E").replace("&", "\\u0026")
-    return mark_safe(f'<script id="{escape(element_id)}" type="application/json">{text}</script>')
+    return SafeString(f"{_script_start(element_id)}{text}</script>")  # mark_safe of a str
 
 
 class ExperienceJsonNode(Node):
