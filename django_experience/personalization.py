@@ -250,17 +250,13 @@ class Personalization:
             return None
         for experience in self.experiences:
             if baseline_id in experience.variants:
-                # SelectedVariant(...) without the frozen __init__'s object.__setattr__ per
-                # field: a page asks once per tag.
-                selected = object.__new__(SelectedVariant)
-                selected.__dict__.update(
+                return SelectedVariant(
                     baseline_id=baseline_id,
                     entry_id=experience.variants[baseline_id],
                     experience_id=experience.experience_id,
                     variant_index=experience.variant_index,
                     sticky=experience.sticky,
                 )
-                return selected
         return None
 
     def change(self, key: str, default: Any = None) -> Any:

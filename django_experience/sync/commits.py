@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from types import TracebackType
 from typing import Generic, TypeVar
 
 MAX_SECONDS = 0.2
@@ -93,8 +92,7 @@ class GroupedCommits(Generic[_Done]):
         transaction, self._open = self._open, None
         self._waiting = []
         if transaction is not None:
-            traceback: TracebackType | None = exc.__traceback__
-            transaction.__exit__(type(exc), exc, traceback)
+            transaction.__exit__(type(exc), exc, exc.__traceback__)
 
 
 __all__ = ["MAX_BATCHES", "MAX_SECONDS", "GroupedCommits"]

@@ -250,13 +250,14 @@ def test_slow_answers_commit_what_waits(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_a_source_that_may_block_commits_each_batch(tmp_path: Path) -> None:
-    log = Log()
-    checkpoint = _checkpoint(tmp_path / "ck")
+    log, path = Log(), tmp_path / "ck"
+    checkpoint = _checkpoint(path)
     try:
         _pipeline(_rows(6), LoggingTarget(log), checkpoint, group_commits=False).run()
     finally:
         checkpoint.close()
     assert "begin" not in log.events  # as before: each completion commits on its own
+    assert log.count("stored r5") == 1 and _recorded(path) == 3  # and is recorded at once
 
 
 # With the database and the emulator ----------------------------------------------------------
