@@ -161,6 +161,15 @@ def _coding(offer: str) -> str:
     return offer.split(";")[0].strip().lower()
 
 
+def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """The header mappings merged as ``requests`` merges a session's with a call's: by name
+    in any case, a later value replacing an earlier one, under the later one's spelling."""
+    merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
+    for layer in layers:
+        merged.update(layer)
+    return dict(merged.items())
+
+
 def _decodable(headers: Mapping[str, Any]) -> dict[str, Any]:
     """``headers`` asking only for codings the kept-alive path decodes: ``requests`` offers br
     and zstd whenever their packages are installed, and an edge answering in one would make
@@ -806,7 +815,9 @@ class ExperienceClient:
         if not isinstance(source, _WatchedHeaders):
             return encode_headers(
                 _decodable(
-                    {**cast("Mapping[str, str]", source), **_request_headers(content_type, headers)}
+                    _merge(
+                        cast("Mapping[str, str]", source), _request_headers(content_type, headers)
+                    )
                 )
             )
         version = source.version  # read before merging: a change while merging is not kept
@@ -817,14 +828,15 @@ class ExperienceClient:
         merge = merges.get(content_type)
         if merge is None:
             merged = _decodable(
-                {**cast("Mapping[str, str]", source), **_request_headers(content_type, None)}
+                _merge(cast("Mapping[str, str]", source), _request_headers(content_type, None))
             )
             merge = merges[content_type] = (merged, encode_headers(merged))
         merged, lines = merge
         if not headers:
             return lines
-        if any(name in merged for name in headers):
-            return encode_headers(_decodable({**merged, **headers}))  # the call's value wins
+        names = {name.lower() for name in merged}
+        if any(name.lower() in names for name in headers):
+            return encode_headers(_decodable(_merge(merged, headers)))  # the call's value wins
         return lines + encode_headers(_decodable(headers))  # new names last, as a dict merge
 
     def _budget(self, timeout: float | None, method: str, path: str) -> Deadline:

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from django_experience.api import ExperienceClient
+from django_experience.api.events import track_event
 from django_experience.api.retry import RetryPolicy
 from tests.api.certificates import make_certificates
 from tests.api.payloads import profile_answer
@@ -164,3 +165,17 @@ def test_a_client_certificate_set_on_the_session_is_shown(
     finally:
         server.close()
     assert server.answered == 1
+
+
+def test_session_headers_in_another_case_are_replaced_not_sent_twice(stub: StubServer) -> None:
+    # As requests merges them: one header per name whatever its case, the client's value
+    # (per call) winning over the session's.
+    client = _client(stub)
+    client.session.headers["content-type"] = "application/json"
+    client.session.headers["user-agent"] = "shop/1.0"
+    client.update_profile("p1", [track_event("x")])
+    [first] = stub.requests
+    names = [name.lower() for name in first.headers]
+    assert names.count("content-type") == 1
+    assert names.count("user-agent") == 1
+    assert {k.lower(): v for k, v in first.headers.items()}["content-type"] == "text/plain"
