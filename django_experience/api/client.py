@@ -42,6 +42,7 @@ from urllib.parse import quote, urlsplit
 import idna  # a dependency of requests: its way of writing a host name in ASCII
 import requests
 from requests.adapters import HTTPAdapter
+from requests.sessions import merge_setting as _untyped_merge_setting
 from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies
 
@@ -103,8 +104,8 @@ class _WatchedHeaders(CaseInsensitiveDict[str | bytes]):
         self.version = next(_CHANGES)
 
 
-# Per content type of a call: the merged default headers and their encoded lines.
-_MergedHeaders = dict[str | None, tuple[dict[str, str], bytes]]
+# Per content type: the merged headers, their encoding, and their names in lower case.
+_MergedHeaders = dict[str | None, tuple[dict[str, str], bytes, frozenset[str]]]
 
 
 def _tls_context(verify: bool | str | None) -> ssl.SSLContext:
@@ -161,13 +162,13 @@ def _coding(offer: str) -> str:
     return offer.split(";")[0].strip().lower()
 
 
-def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
-    """The header mappings merged as ``requests`` merges a session's with a call's: by name
-    in any case, a later value replacing an earlier one, under the later one's spelling."""
-    merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
-    for layer in layers:
-        merged.update(layer)
-    return dict(merged.items())
+_merge_setting: Callable[..., Any] = _untyped_merge_setting  # untyped in requests' stubs
+
+
+def _merge(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> dict[str, Any]:
+    """Headers merged by ``requests``' own rule (``merge_setting``): by name in any case, the
+    later value winning under its spelling, a ``None`` value removing the header."""
+    return dict(_merge_setting(later, earlier, dict_class=CaseInsensitiveDict).items())
 
 
 def _decodable(headers: Mapping[str, Any]) -> dict[str, Any]:
@@ -830,11 +831,11 @@ class ExperienceClient:
             merged = _decodable(
                 _merge(cast("Mapping[str, str]", source), _request_headers(content_type, None))
             )
-            merge = merges[content_type] = (merged, encode_headers(merged))
-        merged, lines = merge
+            names = frozenset(name.lower() for name in merged)
+            merge = merges[content_type] = (merged, encode_headers(merged), names)
+        merged, lines, names = merge
         if not headers:
             return lines
-        names = {name.lower() for name in merged}
         if any(name.lower() in names for name in headers):
             return encode_headers(_decodable(_merge(merged, headers)))  # the call's value wins
         return lines + encode_headers(_decodable(headers))  # new names last, as a dict merge
