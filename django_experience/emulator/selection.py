@@ -72,7 +72,8 @@ def select(
             "experienceId": experience.id,
             "variantIndex": index,
             "variants": variants,
-            "sticky": pinned is not None,
         }
+        if pinned is not None:
+            item["sticky"] = True  # the document's example leaves the key out when it is not
         experiences.append(item)
     return experiences, changes

@@ -227,7 +227,7 @@ def test_component_events_pin_sticky_variants(server: EmulatorServer, api: Api) 
                         "variants": [{"id": "v1"}, {"id": "v2"}]}]}]})
     data = api.create(page("/"))
     assert data["experiences"][0]["variantIndex"] == 0
-    assert data["experiences"][0]["sticky"] is False
+    assert "sticky" not in data["experiences"][0]  # the document leaves it out unless true
     pinned = api.update(data["profile"]["id"], _component("exp", 2))
     assert pinned["experiences"][0] == {"experienceId": "exp", "variantIndex": 2,
                                         "variants": {"base": "v2"}, "sticky": True}
@@ -246,7 +246,7 @@ def test_a_view_of_a_variant_the_experience_lacks_pins_nothing(
     data = api.update(profile_id, _component("exp", 5))
     # The distribution decides, as if no view had been recorded: index and entry agree.
     assert data["experiences"][0] == {"experienceId": "exp", "variantIndex": 1,
-                                      "variants": {"base": "v1"}, "sticky": False}
+                                      "variants": {"base": "v1"}}
 
 
 def test_rejected_imports_are_only_logged(api: Api, server: EmulatorServer,

@@ -109,8 +109,8 @@ def test_an_experience_configured_sticky_is_pinned_by_views_only(
         sticky=True, distribution=[{"index": 1, "start": 0, "end": 1}])]})
     api.post("/profiles/s", {"events": [page()]}, params={"type": "preflight"})
     first = _select(api, "s")["experiences"][0]
-    assert (first["variantIndex"], first["sticky"]) == (1, False)
-    assert api.get("/profiles/s").json()["data"]["experiences"][0]["sticky"] is False
+    assert (first["variantIndex"], first.get("sticky")) == (1, None)
+    assert "sticky" not in api.get("/profiles/s").json()["data"]["experiences"][0]
     stored = server.state.store.get("s")
     assert stored is not None and stored.sticky_variants == {}
     server.state.configure({"experiences": [_experience(
