@@ -146,12 +146,13 @@ def _one_of(event: Mapping[str, Any], key: str, where: str, allowed: tuple[str, 
 def validate_event(event: object, where: str) -> None:
     """Raise ``ERR_INVALID_DATA`` naming the field when ``event`` is not a valid event.
 
-    Required, as the document's ``Event`` type has it: ``type``, ``messageId``, ``timestamp``,
+    Required, as the document's ``Event`` type has it: ``type``, ``messageId``,
     ``channel`` (one of ``CHANNELS``), ``context`` with ``context.library`` (``name`` and
     ``version``); per type ``event`` and ``properties`` (track), ``properties`` with its five
     page fields (page), ``userId`` and ``traits`` (identify; ``userId`` may be empty, as the
     official SDK sends it before consent), ``properties.name`` (screen), ``componentId``
-    (component; ``componentType``, when given, one of ``COMPONENT_TYPES``).
+    (component; ``componentType``, when given, one of ``COMPONENT_TYPES``). ``timestamp``, when
+    given, must be an ISO 8601 date or epoch milliseconds.
     """
     if not isinstance(event, dict):
         raise invalid_data(f"{where} must be an object, got {_json_type(event)}")
@@ -175,9 +176,9 @@ def validate_event(event: object, where: str) -> None:
             raise invalid_data(f"{where}.{key} must be a string, got {_json_type(value)}")
     if not event.get("messageId"):
         raise invalid_data(f"{where}.messageId is required (a UUID)")
-    if event.get("timestamp") is None:
-        raise invalid_data(f"{where}.timestamp is required")
-    if event_time_ms(event) is None:
+    # The Event type marks ``timestamp`` required, yet the document's own Create example sends
+    # none and is answered: an event without one happened when the request came in.
+    if event.get("timestamp") is not None and event_time_ms(event) is None:
         raise invalid_data(f"{where}.timestamp is not an ISO 8601 date or epoch milliseconds")
     if event.get("channel") is None:
         raise invalid_data(f"{where}.channel is required")

@@ -80,9 +80,8 @@ def _page_without(key: str) -> dict[str, Any]:
           for valid in (page(), track("x"), identify("u"), _screen(), component())],
         ([dict(page(), messageId="")], None, "events[0].messageId is required"),
         ([dict(page(), messageId=5)], None, "events[0].messageId must be a string"),
-        ([_without(track("x"), "timestamp")], None, "events[0].timestamp is required"),
-        ([dict(track("x"), timestamp=None)], None, "events[0].timestamp is required"),
-        ([page(), _without(identify("u"), "timestamp")], None, "events[1].timestamp"),
+        ([dict(track("x"), timestamp="")], None, "events[0].timestamp is not an ISO 8601 date"),
+        ([page(), dict(identify("u"), timestamp=True)], None, "events[1].timestamp"),
         ([_without(page(), "channel")], None, "events[0].channel is required"),
         ([dict(page(), channel="tv")], None, 'events[0].channel "tv" is not one of web, mobile'),
         ([dict(page(), channel="WEB")], None, "events[0].channel"),
@@ -122,8 +121,8 @@ def test_documented_required_fields_are_enforced(
 
 def test_the_batch_endpoint_enforces_them_too(api: Api) -> None:
     events = [dict(track("x"), anonymousId="a"),
-              dict(_without(page(), "timestamp"), anonymousId="a")]
-    assert "events[1].timestamp is required" in _error(api.post("/events", {"events": events}))
+              dict(_without(page(), "messageId"), anonymousId="a")]
+    assert "events[1].messageId is required" in _error(api.post("/events", {"events": events}))
 
 
 @pytest.mark.parametrize(
@@ -134,6 +133,8 @@ def test_the_batch_endpoint_enforces_them_too(api: Api) -> None:
         dict(component("c"), componentType="Variable"),
         _without(component("c"), "componentType"),
         dict(track("x"), timestamp=1714564800000),
+        _without(track("x"), "timestamp"),  # the Event type wants one; the Create example has none
+        dict(identify("u"), timestamp=None),
         dict(page(), properties={"path": "", "query": {}, "referrer": "", "search": "", "url": ""}),
     ],
 )
@@ -174,6 +175,35 @@ def test_the_libraries_own_event_builders_are_accepted(api: Api) -> None:
     batch = [*views, builders.track_event("x", anonymous_id="anon-1")]
     response = api.post("/events", {"events": batch}, text_plain=False)
     assert response.status_code == 200, response.text
+
+
+def test_the_documents_create_example_without_a_timestamp_is_accepted(
+        api: Api, server: EmulatorServer) -> None:
+    # The Create profile request of the document, as it stands there: it has no timestamp.
+    query = {"utm_campaign": "example_campaign", "utm_content": "example_content"}
+    search = "?utm_campaign=example_campaign&utm_content=example_content"
+    example = {
+        "channel": "web",
+        "context": {
+            "app": {"name": "Ninetailed Analytics SDK", "version": "1.0.0"},
+            "library": {"name": "Ninetailed Analytics SDK", "version": "1.0.0"},
+            "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)",
+            "campaign": {}, "locale": "en-US",
+            "page": {"path": "/", "query": query, "referrer": "", "search": search,
+                     "url": f"https://example.com/{search}"}},
+        "messageId": "abcd1234-efgh-5678-90ab-cdef11122222",
+        "type": "page",
+        "properties": {"title": "Sample Page", "url": f"https://example.com/{search}",
+                       "path": "/", "hash": "", "search": search, "width": "1920",
+                       "height": "1080", "query": query, "referrer": ""}}
+    response = api.post("/profiles", {"events": [example]}, text_plain=False)
+    assert response.status_code == 200, response.text
+    profile = response.json()["data"]["profile"]
+    # It happened when it came in: the session it opens is a live one.
+    assert profile["session"]["count"] == 1
+    assert profile["session"]["landingPage"]["query"] == query
+    stored = server.state.profile_json(profile["id"])
+    assert stored is not None and stored["events"][0]["messageId"] == example["messageId"]
 
 
 def test_the_documents_examples_with_a_timestamp_are_accepted(api: Api) -> None:
