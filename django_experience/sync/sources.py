@@ -14,6 +14,10 @@ from django_experience.sync.rows import Rejected, Row, parse_external_id
 
 MAX_EXTERNAL_ID = 255  # ProfileMapping.external_id
 RAW_PREVIEW = 500  # characters of a bad row kept for the errors file
+# The csv module refuses a cell over 131,072 characters by default, a valid trait that JSON
+# lines carry. The bound stays, far above any value the API takes, so that an unclosed quote
+# (which swallows the rest of the file into one cell) is still refused, not read into memory.
+MAX_CSV_CELL = 16 * 1024 * 1024
 FORMATS = ("jsonl", "csv")
 
 
@@ -172,6 +176,8 @@ class CsvSource(_FileSource):
     name = "csv"
 
     def _records(self) -> Iterator[Row | Rejected]:
+        if csv.field_size_limit() < MAX_CSV_CELL:  # the limit is global: only ever raised
+            csv.field_size_limit(MAX_CSV_CELL)
         reader = csv.reader(self._lines)
         try:
             header = next(reader)
@@ -190,7 +196,12 @@ class CsvSource(_FileSource):
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield Rejected(reader.line_num, f"bad CSV: {exc}")
+                reason = (
+                    f"a cell is longer than {MAX_CSV_CELL:,} characters (a quote left open?)"
+                    if "field limit" in str(exc)
+                    else f"bad CSV: {exc}"
+                )
+                yield Rejected(reader.line_num, reason)
                 previous_end = reader.line_num
                 continue
             start, end = previous_end + 1, reader.line_num

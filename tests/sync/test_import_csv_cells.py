@@ -55,3 +55,39 @@ def test_whitespace_lines_and_empty_spreadsheet_rows_are_skipped(
     assert result.code == 0, result.stdout
     assert "Rows read: 2" in result.stdout and "Valid rows: 2" in result.stdout
     assert sorted(profiles_by_user(emulator)) == ["c-1", "c-2"]
+
+
+def test_a_cell_longer_than_the_csv_modules_default_limit_is_imported_whole(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    # The csv module refuses cells over 131,072 characters unless told otherwise; JSON lines
+    # carry such a trait, so CSV must too.
+    long_note = "n" * 200_000
+    source = tmp_path / "people.csv"
+    source.write_text(f'id,note\nc-1,"{long_note}"\nc-2,short\n', encoding="utf-8")
+    errors = tmp_path / "errors.jsonl"
+    result = run_import("--file", str(source), "--errors", str(errors))
+    assert result.code == 0, result.stdout
+    assert "Valid rows: 2" in result.stdout
+    grouped = profiles_by_user(emulator)
+    assert grouped["c-1"][0]["traits"] == {"note": long_note}
+    assert grouped["c-2"][0]["traits"] == {"note": "short"}
+
+
+def test_a_quote_left_open_is_refused_at_the_cell_limit_and_later_rows_still_import(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    from django_experience.sync.sources import MAX_CSV_CELL
+
+    source = tmp_path / "people.csv"
+    with source.open("w", encoding="utf-8") as stream:
+        stream.write('id,note\nc-1,fine\nc-2,"unclosed ')
+        stream.write("x" * (MAX_CSV_CELL + 10))  # one line: the cell runs past the limit
+        stream.write("\nc-3,after\n")
+    errors = tmp_path / "errors.jsonl"
+    result = run_import("--file", str(source), "--errors", str(errors))
+    assert result.code == 1
+    assert [(e["line"], e["reason"]) for e in read_errors(errors)] == [
+        (3, f"a cell is longer than {MAX_CSV_CELL:,} characters (a quote left open?)"),
+    ]
+    assert sorted(profiles_by_user(emulator)) == ["c-1", "c-3"]
