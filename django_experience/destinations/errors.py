@@ -106,6 +106,12 @@ class ClientError(DestinationError):
     default_message = "The destination refused the request"
 
 
+class NotAccepted(DestinationError):
+    """A success answer that says the record was not accepted (``"accepted": false``)."""
+
+    default_message = "The destination answered but did not accept the record"
+
+
 class TransportError(DestinationError):
     """No usable answer: timeout, connection failure, or a body that is not the documented JSON."""
 
@@ -193,6 +199,7 @@ __all__ = [
     "DestinationError",
     "Forbidden",
     "InvalidRecord",
+    "NotAccepted",
     "RateLimited",
     "RequestInvalid",
     "SchemaMismatch",

@@ -18,6 +18,7 @@ import requests
 from django_experience.destinations.errors import (
     DestinationError,
     InvalidRecord,
+    NotAccepted,
     TransportError,
     UnknownField,
     error_for,
@@ -38,7 +39,10 @@ SCHEMA_PATH = "/metadata/objects/profiles"
 
 @dataclass(frozen=True)
 class UpsertReceipt:
-    """The API's acknowledgement of one upsert (the ``data`` of its 200 answer)."""
+    """The API's acknowledgement of one upsert (the ``data`` of its 200 answer).
+
+    ``accepted`` is always true: an answer saying ``"accepted": false`` raises
+    :class:`~django_experience.destinations.errors.NotAccepted` instead."""
 
     accepted: bool
     accepted_records: int
@@ -199,6 +203,15 @@ def parse_error(answer: Answer) -> DestinationError:
     )
 
 
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: object) -> int:
+    """``acceptedRecords`` as a number; anything else (absent, text) as 0, not a crash."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 class ExperitureClient:
     """Thread-safe client of the Experiture Profiles API over one pooled session.
 
@@ -254,12 +267,19 @@ class ExperitureClient:
         if payload.get("success") is False:
             raise parse_error(answer)
         data = payload["data"]
+        if data.get("accepted") is False:  # a 200 that took nothing: the row is not sent
+            raise NotAccepted(
+                f"Experiture answered {answer.status} but did not accept the record"
+                " (accepted: false)",
+                status=answer.status,
+                correlation_id=_string(payload.get("correlationId")),
+            )
         return UpsertReceipt(
-            accepted=bool(data.get("accepted", True)),
-            accepted_records=int(data.get("acceptedRecords") or 0),
-            match_key=data.get("matchKey"),
-            accepted_at=data.get("acceptedAt"),
-            correlation_id=payload.get("correlationId"),
+            accepted=True,
+            accepted_records=_count(data.get("acceptedRecords")),
+            match_key=_string(data.get("matchKey")),
+            accepted_at=_string(data.get("acceptedAt")),
+            correlation_id=_string(payload.get("correlationId")),
             raw=payload,
         )
 

@@ -30,6 +30,7 @@ from django_experience.sync.rows import Batch, Rejected, Row
 from django_experience.sync.targets import ImportTarget, Item, TargetOptions
 
 SENT = "sent"  # payload key: the platform accepted this row during the current batch
+REFUSED = "refused"  # payload key: the final error the platform answered this row with
 
 
 def _destination(name: str, options: TargetOptions) -> Any:
@@ -143,12 +144,27 @@ class ExperitureTarget(DestinationTarget):
             items.append(Item(row, {"record": record}))
         return items, rejected
 
+    def splittable(self, exc: BaseException) -> bool:
+        # One request per row: a final error is the answer to the row that met it, whatever
+        # its status (a 409, a 200 saying "accepted": false). Splitting sends the rows after it
+        # still; those answered before are not sent again (SENT, REFUSED).
+        return True
+
     def send(self, items: Sequence[Item]) -> Any:
         client, match_key = self.destination.client, self.destination.match_key
         for item in items:
-            if not item.payload.get(SENT):
+            if item.payload.get(SENT):
+                continue
+            refusal = item.payload.get(REFUSED)
+            if refusal is not None:
+                raise refusal  # its final answer, met again while the batch is split
+            try:
                 client.upsert_profile(item.payload["record"], match_key)
-                item.payload[SENT] = True
+            except DestinationError as exc:
+                if self.retry_delay(exc) is None:
+                    item.payload[REFUSED] = exc
+                raise
+            item.payload[SENT] = True
         return None
 
 

@@ -13,6 +13,7 @@ from django_experience.destinations.errors import (
     DestinationError,
     Forbidden,
     InvalidRecord,
+    NotAccepted,
     RateLimited,
     RequestInvalid,
     SchemaMismatch,
@@ -417,3 +418,30 @@ def test_record_from_traits_with_fields_renames_and_selects() -> None:
 def test_profile_schema_from_json_refuses_nonsense(body: Any) -> None:
     with pytest.raises(ValueError):
         ProfileSchema.from_json(body)
+
+
+def test_a_success_answer_that_accepted_nothing_is_an_error_not_a_receipt(
+    stub: StubServer, experiture: ExperitureClient
+) -> None:
+    stub.enqueue(StubResponse(200, {
+        "success": True, "data": {"operation": "upsert", "accepted": False,
+                                  "acceptedRecords": 0},
+        "correlationId": CORRELATION}))
+    with pytest.raises(NotAccepted) as caught:
+        experiture.upsert_profile({"email": "a@b.c"})
+    assert caught.value.status == 200 and caught.value.correlation_id == CORRELATION
+    assert not caught.value.retryable
+    assert "did not accept the record" in str(caught.value)
+    assert len(stub.requests) == 1
+
+
+def test_receipt_fields_of_the_wrong_type_are_left_out_not_a_crash(
+    stub: StubServer, experiture: ExperitureClient
+) -> None:
+    stub.enqueue(StubResponse(200, {
+        "success": True, "data": {"accepted": True, "acceptedRecords": "one", "matchKey": 5,
+                                  "acceptedAt": None},
+        "correlationId": ["x"]}))
+    receipt = experiture.upsert_profile({"email": "a@b.c"})
+    assert (receipt.accepted, receipt.accepted_records, receipt.match_key,
+            receipt.accepted_at, receipt.correlation_id) == (True, 0, None, None, None)

@@ -170,6 +170,28 @@ def test_a_retried_batch_resends_only_what_was_not_accepted(
     assert sent == [f"p{n}@example.com" for n in (0, 1, 2, 2, 3, 4)]
 
 
+def test_a_record_the_platform_answers_not_accepted_is_failed_not_counted_as_sent(
+    stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None
+) -> None:
+    def experiture(request: RecordedRequest) -> StubResponse:
+        declined = request.json()["record"]["email"] == "p1@example.com"
+        return StubResponse(200, {"success": True, "data": {"accepted": not declined}})
+
+    stub.responder = experiture
+    settings.EXPERIENCE_DESTINATIONS = {"experiture": {"url": stub.url, "token": "t"}}
+    source = write_jsonl(tmp_path / "people.jsonl", GOOD[:3])
+    errors = tmp_path / "errors.jsonl"
+    result = run_import(*_fast("--file", str(source), "--destination", "experiture",
+                               "--errors", str(errors)))
+    assert result.code == 1
+    assert "Profiles sent: 2" in result.stdout, result.stdout
+    [entry] = read_errors(errors)
+    assert entry["line"] == 2 and "did not accept the record" in entry["reason"]
+    # Each row once: the declined one is not retried, the one after it is still sent.
+    sent = [request.json()["record"]["email"] for request in stub.requests]
+    assert sent == ["p0@example.com", "p1@example.com", "p2@example.com"]
+
+
 def test_resume_sends_only_the_batches_that_failed(site: EmulatorHandle, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "people.jsonl", GOOD[:4])
     emulated.inject_errors("experiture", status=503, times=1)
