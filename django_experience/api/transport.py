@@ -50,8 +50,11 @@ class RawAnswer:
     body: bytes
 
 
-# The user information of a URL (``//user:password@``, up to the authority's last ``@``).
-_USERINFO = re.compile(r"(?<=//)[^/?#\s]*@")
+# The user information of a URL (``//user:password@``, up to the authority's last ``@``), and
+# a password holding a raw ``/``, ``?`` or ``#`` (it ends the authority for a URL parser, so the
+# URL is broken, and its error message quotes it): ``//user:pa/ss@``, unless what follows the
+# colon is a port.
+_USERINFO = re.compile(r"(?<=//)(?:[^/?#\s]*@|[^/?#\s@:]*:(?!\d*(?:[/?#\s]|$))[^\s@]*@)")
 
 
 def redact_credentials(text: str) -> str:

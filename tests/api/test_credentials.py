@@ -98,6 +98,14 @@ def test_the_kept_alive_path_never_takes_user_information_for_the_host() -> None
         ),
         ("http://host/path?mail=a@b.example", "http://host/path?mail=a@b.example"),
         ("no url, user@example.com", "no url, user@example.com"),
+        # A password with a raw /, ? or #: still the user information, not a path.
+        ("GET http://user:pa/ss@host/x", "GET http://***@host/x"),
+        ("'https://u:p?w#d@host:1/v2'", "'https://***@host:1/v2'"),
+        ("https://:s/cret@host", "https://***@host"),
+        # A port is no password: a path or query holding an @ stays as it is.
+        ("http://host:8080/path?mail=a@b.example", "http://host:8080/path?mail=a@b.example"),
+        ("http://host:8080?mail=a@b", "http://host:8080?mail=a@b"),
+        ("http://host:8080 user@example.com", "http://host:8080 user@example.com"),
     ],
 )
 def test_redact_credentials(text: str, redacted: str) -> None:
