@@ -382,9 +382,12 @@ class Pipeline:
             if row is None:
                 continue
             reported += 1
+            kind = str(entry.get("kind") or "refused")
+            if kind == "rejected":  # refused by the destination's validation: as in _dispatch
+                self.summary.rows_valid -= 1
             self._reject(
                 Rejected(row.line, str(entry.get("reason")), row.canonical(), row.external_id),
-                str(entry.get("kind") or "refused"),
+                kind,
             )
         self.summary.skipped += len(batch.rows) - reported
 

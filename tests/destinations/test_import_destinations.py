@@ -331,6 +331,8 @@ def test_the_errors_file_of_a_resumed_run_still_lists_the_first_runs_refusals(
     ]
     assert "Profiles sent: 2" in second.stdout
     assert len(stub.requests) == 3
+    # The row the destination refused before sending is no valid row on resume either.
+    assert "Valid rows: 3" in first.stdout and "Valid rows: 3" in second.stdout, second.stdout
 
 
 @pytest.mark.parametrize("name", ["experiture", "releva"])
