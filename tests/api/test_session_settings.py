@@ -179,3 +179,32 @@ def test_session_headers_in_another_case_are_replaced_not_sent_twice(stub: StubS
     assert names.count("content-type") == 1
     assert names.count("user-agent") == 1
     assert {k.lower(): v for k, v in first.headers.items()}["content-type"] == "text/plain"
+
+
+def test_a_calls_own_header_replaces_the_sessions_in_another_case(stub: StubServer) -> None:
+    client = _client(stub)
+    client.session.headers["x-force-ip"] = "198.51.100.1"
+    client.update_profile("p1", [track_event("x")], ip="203.0.113.9")
+    client.update_profile("p1", [track_event("x")])  # the session's value when the call has none
+    first, second = stub.requests
+    sent = [[(k.lower(), v) for k, v in request.headers.items() if k.lower() == "x-force-ip"]
+            for request in (first, second)]
+    assert sent == [[("x-force-ip", "203.0.113.9")], [("x-force-ip", "198.51.100.1")]]
+
+
+def test_session_headers_replaced_by_a_plain_dict_are_merged_on_every_call(
+    stub: StubServer,
+) -> None:
+    client = _client(stub)
+    client.session.headers = {"X-Tenant": "t-1", "X-Shop": "a"}
+    assert client._direct_route(client.session, client.url("/profiles/p1"))  # still kept alive
+    client.update_profile("p1", [track_event("x")])
+    client.session.headers["X-Shop"] = "b"  # a plain dict tells no one it changed
+    client.session.headers["content-type"] = "application/json"
+    client.update_profile("p1", [track_event("x")], ip="203.0.113.9")
+    first, second = ({k.lower(): v for k, v in request.headers.items()}
+                     for request in stub.requests)
+    assert (first["x-tenant"], first["x-shop"]) == ("t-1", "a")
+    assert (second["x-shop"], second["x-force-ip"]) == ("b", "203.0.113.9")
+    names = [name.lower() for name in stub.requests[1].headers]
+    assert names.count("content-type") == 1 and second["content-type"] == "text/plain"
