@@ -346,8 +346,10 @@ class Connection:
     ) -> Response:
         """The answer whose head :meth:`_read_status` read, with its body read in full."""
         connection = (headers.get("connection") or "").lower()
-        will_close = "close" in connection or (
-            version == "HTTP/1.0" and "keep-alive" not in connection
+        will_close = (
+            "close" in connection
+            or (version == "HTTP/1.0" and "keep-alive" not in connection)
+            or status == 101  # what follows is another protocol: never reused for HTTP
         )
         if method == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200:
             return Response(status, headers, b"", will_close)

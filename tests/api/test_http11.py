@@ -348,3 +348,15 @@ def test_headers_encoded_once_send_the_same_request(
 def test_https_needs_a_tls_context() -> None:
     with pytest.raises(ValueError, match="TLS context"):
         Connection("https", "example.invalid", 443)
+
+
+def test_a_switched_protocol_answer_closes_the_connection(
+        serve: Callable[[Script], ScriptedServer]) -> None:
+    # After 101 the connection speaks another protocol: a request sent on it next would be
+    # read as that protocol's data, so it is never reused (even without Connection: close).
+    server = serve(_answer(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
+    connection = _connect(server)
+    status, _, body, will_close = _get(connection)
+    assert (status, body, will_close) == (101, b"", True)
+    assert connection.sock is None
