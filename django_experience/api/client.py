@@ -498,7 +498,9 @@ class ExperienceClient:
             location=location,
             ip=ip,
         )
-        return self._mutate(request, timeout, preflight=preflight)
+        # Each stored create makes a new profile: one the server may have made already is not
+        # asked for again (a preflight stores nothing, so it is).
+        return self._mutate(request, timeout, preflight=preflight, repeatable=preflight)
 
     def update_profile(
         self,
@@ -719,11 +721,11 @@ class ExperienceClient:
         return params
 
     def _mutate(
-        self, request: _Request, timeout: float | None, *, preflight: bool
+        self, request: _Request, timeout: float | None, *, preflight: bool, repeatable: bool = True
     ) -> ProfileResult:
         """Make the create or update ``request`` within its budget, retried per the policy."""
         deadline = self._budget(timeout, request.method, request.path)
-        data = call_with_retries(request, self.retry_policy, deadline)
+        data = call_with_retries(request, self.retry_policy, deadline, repeatable=repeatable)
         return self._profile_result(data, "preflight" if preflight else "profile update")
 
     def _mutation(

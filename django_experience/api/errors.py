@@ -95,9 +95,30 @@ class TransportError(ExperienceAPIError):
 
 
 class ConnectionFailed(TransportError):
-    """The connection could not be made or broke before a complete answer. Retried."""
+    """The connection could not be made or broke before a complete answer. Retried, except a
+    request the server cannot recognize when sent again (creating a profile) that it may have
+    acted on already.
+
+    ``maybe_applied`` is True when the whole request went out and the connection broke while
+    waiting for or reading its answer: the server may have acted on it. It is False when the
+    request never went out whole (connecting, the TLS handshake, sending), and when a kept-alive
+    connection that had answered before closed without a byte of this answer (the server closed
+    it as the request arrived, the usual way an idle connection ends).
+    """
 
     default_message = "The connection to the Experience API failed"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        maybe_applied: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, code=code, retry_after=retry_after)
+        self.maybe_applied = maybe_applied
 
 
 class RequestTimeout(TransportError):

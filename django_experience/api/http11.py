@@ -118,6 +118,7 @@ class Connection:
         self.host_header = name if port == default_port else f"{name}:{port}"
         self._buffer = b""  # read past the last response (must stay empty between requests)
         self._early: Response | None = None  # an answer send() read (see there)
+        self._answered = False  # whether this socket carried an answer before (reused)
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -162,6 +163,7 @@ class Connection:
 
     def close(self) -> None:
         sock, self.sock, self._buffer, self._early = self.sock, None, b"", None
+        self._answered = False
         if sock is not None:
             sock.close()
 
@@ -254,19 +256,31 @@ class Connection:
                 raise OSError("the connection was closed before its answer was read")
             response = self._read_response(sock, method, deadline)
         except BaseException as exc:
-            error = self._failed(exc, method, target, deadline)
+            # The whole request went out: the server may have acted on it, unless a connection
+            # that answered before ended without a byte of this answer (closed while idle).
+            applied = not (self._answered and isinstance(exc, _Unanswered))
+            error = self._failed(exc, method, target, deadline, maybe_applied=applied)
             if error is exc:
                 raise
             raise error from exc
         if response.will_close or self._buffer:
             self.close()  # the server said so, or sent more than one answer: start afresh
+        else:
+            self._answered = True
         return response
 
     def _failed(
-        self, exc: BaseException, method: str, target: str, deadline: Deadline
+        self,
+        exc: BaseException,
+        method: str,
+        target: str,
+        deadline: Deadline,
+        *,
+        maybe_applied: bool = False,
     ) -> BaseException:
         """Close the connection after ``exc`` (a half-used one is never reused) and return the
-        client's error for it (a plain ``try`` on the hot path, no context manager)."""
+        client's error for it (a plain ``try`` on the hot path, no context manager).
+        ``maybe_applied``: see :class:`ConnectionFailed`."""
         self.close()
         if isinstance(exc, TimeoutError):  # socket.timeout, or _left() finding nothing left
             return RequestTimeout(
@@ -275,9 +289,14 @@ class Connection:
             )
         if isinstance(exc, _ProtocolError):
             what = self._what(method, target)
-            return ConnectionFailed(f"{what}: the answer is not HTTP/1.1: {exc}")
+            return ConnectionFailed(
+                f"{what}: the answer is not HTTP/1.1: {exc}", maybe_applied=maybe_applied
+            )
         if isinstance(exc, OSError):  # refused, unresolvable, reset, TLS (ssl.SSLError is one)
-            return ConnectionFailed(f"connection for {self._what(method, target)} failed: {exc}")
+            return ConnectionFailed(
+                f"connection for {self._what(method, target)} failed: {exc}",
+                maybe_applied=maybe_applied,
+            )
         return exc  # MalformedResponse, and anything not ours to translate: as it is
 
     def _what(self, method: str, target: str) -> str:
@@ -314,13 +333,18 @@ class Connection:
                 self._buffer = data[end + 4 :]
                 return data[:end]
             searched = len(data)
-            chunk = self._recv(sock, deadline)
+            try:
+                chunk = self._recv(sock, deadline)
+            except ConnectionResetError as exc:
+                if data:
+                    raise
+                raise _Unanswered(
+                    f"the server reset the connection without answering: {exc}"
+                ) from exc
             if not chunk:
-                raise _ProtocolError(
-                    "the server closed the connection without answering"
-                    if not data
-                    else "the connection closed in the middle of the headers"
-                )
+                if not data:
+                    raise _Unanswered("the server closed the connection without answering")
+                raise _ProtocolError("the connection closed in the middle of the headers")
             data += chunk
 
     def _read_response(self, sock: socket.socket, method: str, deadline: Deadline) -> Response:
@@ -329,11 +353,18 @@ class Connection:
 
     def _read_status(self, sock: socket.socket, deadline: Deadline) -> tuple[str, int, Headers]:
         """The status line and headers of the answer (interim answers skipped)."""
-        while True:
-            version, status, headers = _parse_head(self._read_head(sock, deadline))
-            if 100 <= status < 200 and status != 101:
-                continue  # 100 Continue, 103 Early Hints: the real answer follows
-            return version, status, headers
+        version, status, headers = _parse_head(self._read_head(sock, deadline))
+        while 100 <= status < 200 and status != 101:
+            # 100 Continue, 103 Early Hints: the real answer follows (an end now is an answer
+            # broken off, not a request unanswered).
+            try:
+                head = self._read_head(sock, deadline)
+            except _Unanswered as exc:
+                raise _ProtocolError(
+                    f"the connection closed after an interim answer: {exc}"
+                ) from exc
+            version, status, headers = _parse_head(head)
+        return version, status, headers
 
     def _read_body(
         self,
@@ -432,6 +463,10 @@ class Connection:
 
 class _ProtocolError(Exception):
     """The answer does not follow HTTP/1.x (reported as a broken connection)."""
+
+
+class _Unanswered(_ProtocolError):
+    """The connection ended (closed or reset) before a byte of the answer arrived."""
 
 
 _HEX_DIGITS = b"0123456789abcdefABCDEF"

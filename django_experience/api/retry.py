@@ -90,12 +90,17 @@ class RetryPolicy:
         if not 0.0 <= self.jitter <= 1.0:
             raise ValueError(f"jitter must be between 0 and 1, got {self.jitter}")
 
-    def is_retryable(self, error: ExperienceAPIError) -> bool:
-        """Whether another attempt may succeed where this one failed."""
+    def is_retryable(self, error: ExperienceAPIError, *, repeatable: bool = True) -> bool:
+        """Whether another attempt may succeed where this one failed.
+
+        ``repeatable`` is False for a request the server would act on twice when sent twice
+        (creating a profile: each request makes a new one): it is not sent again once the
+        server may have acted on it (:attr:`ConnectionFailed.maybe_applied`).
+        """
         if isinstance(error, RequestTimeout):
             return False  # the attempt was given the whole remaining budget
         if isinstance(error, ConnectionFailed):
-            return True
+            return repeatable or not error.maybe_applied
         return error.status is not None and error.status in self.retry_statuses
 
     def pause(self, retry: int, retry_after: float | None = None) -> float:
@@ -111,6 +116,7 @@ def call_with_retries(
     policy: RetryPolicy,
     deadline: Deadline,
     *,
+    repeatable: bool = True,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or the budget or retries run out.
@@ -118,13 +124,16 @@ def call_with_retries(
     ``attempt`` gets the deadline (each attempt may only use what is left of it) and raises
     :class:`ExperienceAPIError`. The last error is raised when giving up. A pause that would
     end at or after the deadline is not taken: the error is raised at once instead.
+    ``repeatable``: see :meth:`RetryPolicy.is_retryable`.
     """
     retry = 0
     while True:
         try:
             return attempt(deadline)
         except ExperienceAPIError as error:
-            if retry >= policy.max_retries or not policy.is_retryable(error):
+            if retry >= policy.max_retries or not policy.is_retryable(
+                error, repeatable=repeatable
+            ):
                 raise
             delay = policy.pause(retry, error.retry_after)
             if delay >= deadline.remaining():

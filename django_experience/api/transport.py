@@ -119,7 +119,9 @@ def send(
         ) from _cause(exc)
     except requests.ConnectionError as exc:
         message = f"connection to {url} failed: {exc}"
-        raise ConnectionFailed(redact_credentials(message)) from _cause(exc)
+        raise ConnectionFailed(
+            redact_credentials(message), maybe_applied=_maybe_sent(exc)
+        ) from _cause(exc)
     except requests.RequestException as exc:
         message = f"{method} {url} failed: {exc}"
         raise TransportError(redact_credentials(message)) from _cause(exc)
@@ -164,13 +166,33 @@ def read_body(raw: Any, deadline: Deadline, what: str) -> bytes:
         except urllib3.exceptions.DecodeError as exc:
             raise MalformedResponse(f"the answer to {what} could not be decoded: {exc}") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ConnectionFailed(f"the connection broke while reading {what}: {exc}") from exc
+            raise ConnectionFailed(
+                f"the connection broke while reading {what}: {exc}", maybe_applied=True
+            ) from exc
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise MalformedResponse(f"the answer to {what} is larger than {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
+
+
+def _maybe_sent(exc: requests.ConnectionError) -> bool:
+    """Whether the request may have reached the server: only a failure to connect (urllib3's
+    ``NewConnectionError``, a failed name lookup included) or to reach a proxy says not."""
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return False
+    seen: BaseException | None = exc
+    for _ in range(16):  # requests wraps urllib3's MaxRetryError, whose reason is the failure
+        if seen is None:
+            break
+        if isinstance(seen, urllib3.exceptions.NewConnectionError):
+            return False
+        if isinstance(seen, urllib3.exceptions.MaxRetryError) and seen.reason is not None:
+            seen = seen.reason
+        else:
+            seen = seen.__cause__ or seen.__context__
+    return True
 
 
 def _set_socket_timeout(raw: Any, seconds: float) -> None:
