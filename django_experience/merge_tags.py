@@ -70,9 +70,10 @@ def lookup(data: Mapping[str, Any], selector: str) -> Any:
 
 def _is_empty(value: Any) -> bool:
     # Mirrors JavaScript truthiness of the SDK's `find(selector => get(profile, selector))`.
+    # NaN is falsy there too (Python's json reads ``NaN``, which JSON.parse refuses).
     return value is None or value is False or value == "" or (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
-    )
+        isinstance(value, (int, float)) and not isinstance(value, bool) and not value
+    ) or (isinstance(value, float) and value != value)
 
 
 def merge_tag_value(data: Mapping[str, Any] | None, tag_id: str) -> Scalar | None:

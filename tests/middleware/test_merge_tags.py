@@ -101,6 +101,13 @@ def test_no_profile_falls_back() -> None:
     assert merge_tag_value({}, "traits.firstname") is None
 
 
+def test_nan_is_empty_as_in_javascript() -> None:
+    # Python's json reads a bare NaN (JSON.parse refuses it); JavaScript's NaN is falsy.
+    data = json.loads('{"a_b": NaN, "a": {"b": "dotted"}, "c": NaN}')
+    assert render_merge_tag(data, "a_b", "FB") == "dotted"
+    assert render_merge_tag(data, "c", "FB") == "FB"
+
+
 def test_first_non_empty_selector_wins() -> None:
     data = {"a_b": "", "a": {"b": "dotted"}}
     assert render_merge_tag(data, "a_b") == "dotted"
