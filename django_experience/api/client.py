@@ -655,6 +655,16 @@ class ExperienceClient:
         profiles = {p.id: p for p in self._profiles(self._post_encoded("/events", parts, locale))}
         return list(profiles.values())
 
+    def upsert_encoded_profile_ids(
+        self, parts: Sequence[bytes], *, locale: str | None = None
+    ) -> list[str]:
+        """:meth:`upsert_encoded_profiles` for a caller that needs only the profiles' ids (the
+        bulk import, which maps them): the rest of each profile is neither read nor checked.
+        One id per profile, in the answer's order."""
+        if not parts:
+            return []
+        return self._profile_ids(self._post_encoded("/events", parts, locale))
+
     def import_encoded_events(self, parts: Sequence[bytes], *, locale: str | None = None) -> None:
         """:meth:`import_events` of one batch already encoded, as for
         :meth:`send_encoded_events`."""
@@ -891,6 +901,24 @@ class ExperienceClient:
             raise MalformedResponse(
                 f"the {what} answer is not the documented shape: {exc}"
             ) from exc
+
+    @staticmethod
+    def _profile_ids(data: Any) -> list[str]:
+        profiles = data.get("profiles") if isinstance(data, dict) else None
+        if not isinstance(profiles, list):
+            raise MalformedResponse(
+                "the batch upsert answer is not the documented shape: data.profiles must be a list"
+            )
+        ids: dict[str, None] = {}
+        for index, item in enumerate(profiles):
+            profile_id = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(profile_id, str) or not profile_id:
+                raise MalformedResponse(
+                    "the batch upsert answer is not the documented shape: "
+                    f"data.profiles[{index}].id must be a non-empty string"
+                )
+            ids[profile_id] = None
+        return list(ids)
 
     @staticmethod
     def _profiles(data: Any) -> list[Profile]:

@@ -408,6 +408,43 @@ def test_encoded_upserts_and_imports_post_the_joined_body(
     assert upsert.body == imported.body == encode({"events": events})
 
 
+def test_encoded_upsert_of_ids_reads_only_the_ids(
+    stub: StubServer, client: ExperienceClient
+) -> None:
+    events = [identify_event(f"u-{n}", {"n": n}, anonymous_id=f"anon-{n}") for n in range(3)]
+    # Fields a full parse refuses (traits not an object) do not matter; a repeated id (two
+    # rows merged into one profile) is given once, in the answer's order.
+    stub.responder = lambda request: ok_envelope({"profiles": [
+        {"id": "anon-1", "traits": "not an object"}, {"id": "anon-0"}, {"id": "anon-1"},
+    ]})
+    assert client.upsert_encoded_profile_ids(encode_events(events), locale="it") == [
+        "anon-1", "anon-0"]
+    (request,) = stub.requests
+    assert (request.path, request.query) == (f"{PREFIX}/events", {"locale": ["it"]})
+    assert request.body == encode({"events": events})
+    assert client.upsert_encoded_profile_ids([]) == []
+    assert len(stub.requests) == 1  # nothing to send
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"profiles": {"id": "anon-0"}}, "data.profiles must be a list"),
+        ([], "data.profiles must be a list"),
+        ({"profiles": [{"id": "anon-0"}, {"id": 7}]}, "data.profiles[1].id"),
+        ({"profiles": [{"id": ""}]}, "data.profiles[0].id"),
+        ({"profiles": ["anon-0"]}, "data.profiles[0].id"),
+    ],
+)
+def test_encoded_upsert_of_ids_refuses_an_answer_without_them(
+    stub: StubServer, client: ExperienceClient, data: object, where: str
+) -> None:
+    stub.responder = lambda request: ok_envelope(data)
+    with pytest.raises(MalformedResponse) as raised:
+        client.upsert_encoded_profile_ids(encode_events([track_event("a", anonymous_id="a")]))
+    assert where in str(raised.value)
+
+
 def test_send_encoded_events_posts_the_joined_body(
     stub: StubServer, client: ExperienceClient
 ) -> None:
