@@ -22,9 +22,15 @@ from django_experience.api.transport import RawAnswer, redact_credentials
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+# NaN, Infinity and -Infinity are not JSON, though Python's json reads them: each becomes null
+# (what JSON.stringify writes for them), so the rest of the answer is used and nothing we write
+# from it ({% experience_json %}) is JSON a browser's JSON.parse refuses.
+_DECODER = json.JSONDecoder(parse_constant=lambda name: None)
+
+
 def _decode(body: bytes) -> Any:
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = _DECODER.decode(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
     if b"\\u" in body and _SURROGATE_ESCAPE.search(body):  # rare: the common answer skips it
