@@ -20,8 +20,10 @@ from django_experience.api.errors import ConnectionFailed, ExperienceAPIError, R
 T = TypeVar("T")
 
 # 429 ERR_PROFILE_OVERLOAD asks for a backoff; 503 is the transient status the official client
-# retries. Every other 4xx is the caller's mistake and every other 5xx is not known to pass.
-RETRY_STATUSES: frozenset[int] = frozenset({429, 503})
+# retries; 408 is a server closing a connection it had not read a request from (an idle
+# kept-alive one it timed out as ours arrived): the request was not acted on (RFC 9110, 15.5.9).
+# Every other 4xx is the caller's mistake and every other 5xx is not known to pass.
+RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 503})
 
 
 class Deadline:

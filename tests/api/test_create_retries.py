@@ -76,6 +76,16 @@ def test_a_create_on_a_kept_alive_connection_closed_as_it_was_reused_is_sent_aga
     assert [r.path.rsplit("/", 1)[-1] for r in stub.requests] == ["p-1", "profiles", "profiles"]
 
 
+def test_a_create_answered_408_was_not_read_and_is_sent_again(
+    stub: StubServer, route_client: ExperienceClient
+) -> None:
+    # 408: the server ended the connection without reading a request from it.
+    stub.responder = profile_answer
+    stub.enqueue(StubResponse(408, b"Request Timeout", {"Connection": "close"}))
+    assert route_client.create_profile([page_event("/")]).profile.id
+    assert len(stub.requests) == 2
+
+
 def _closed_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         return int(probe.getsockname()[1])

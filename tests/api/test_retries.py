@@ -43,8 +43,9 @@ def make_client(
         error_envelope(429, "ERR_PROFILE_OVERLOAD"),
         StubResponse(503, {"data": {}, "error": True, "message": "unavailable"}),
         StubResponse(drop=True),
+        StubResponse(408, b"Request Timeout", {"Connection": "close"}),
     ],
-    ids=["429", "503", "dropped-connection"],
+    ids=["429", "503", "dropped-connection", "408-idle-connection-closed"],
 )
 def test_retryable_failures_are_resent(
     stub: StubServer, client: ExperienceClient, failure: StubResponse
