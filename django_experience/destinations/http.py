@@ -21,7 +21,8 @@ from requests.adapters import HTTPAdapter
 from django_experience import __version__
 from django_experience.destinations.errors import DestinationError, RateLimited, TransportError
 
-RETRY_STATUSES = frozenset({429, 503})
+# 408: the server ended a kept-alive connection it had read no request from (RFC 9110).
+RETRY_STATUSES = frozenset({408, 429, 503})
 USER_AGENT = f"django-experience/{__version__}"
 
 ErrorParser = Callable[["Answer"], DestinationError]

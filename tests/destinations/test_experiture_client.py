@@ -345,6 +345,14 @@ def test_503_is_retried_and_500_is_not(stub: StubServer, experiture: ExperitureC
     assert len(stub.requests) == 3
 
 
+def test_408_from_a_connection_ended_unread_is_retried(
+    stub: StubServer, experiture: ExperitureClient
+) -> None:
+    stub.enqueue(StubResponse(408, b"Request Timeout", {"Connection": "close"}))
+    assert experiture.upsert_profile({"email": "a@b.c"}).accepted
+    assert len(stub.requests) == 2
+
+
 def test_dropped_connections_are_retried_then_reported(
     stub: StubServer, experiture: ExperitureClient
 ) -> None:
