@@ -10,6 +10,8 @@
 - E007 ``EXPERIENCE_DELIVERY`` is not ``thread``, ``tasks`` or ``sync``, or is ``tasks`` while
   neither ``django.tasks`` (Django 6) nor the ``django_tasks`` backport can be imported.
 - E008 ``EXPERIENCE_STICKY_EXPERIENCES`` is neither a list of experience ids nor ``"__all__"``.
+- E009 a number setting (``EXPERIENCE_TIMEOUT``, ``EXPERIENCE_MAX_RETRIES``, ...) is not a number,
+  or out of its range; or ``EXPERIENCE_DELIVERY_DROP`` is not ``oldest`` or ``newest``.
 - W001 the middleware is not installed.
 - W002 ``EXPERIENCE_STICKY_EXPERIENCES`` lists experiences while no component view is sent
   (``EXPERIENCE_TRACK_COMPONENT_VIEWS`` off, the default in ``preflight`` mode).
@@ -18,8 +20,10 @@
 from __future__ import annotations
 
 import importlib.util
+import math
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -242,6 +246,54 @@ def check_sticky_experiences(app_configs: Any = None, **kwargs: Any) -> list[Che
     ]
 
 
+# Settings a request (or delivery's thread) reads, each with the range its value must be in and
+# how to say it. Without the check a wrong one fails every call it is read for: logged, and the
+# visitor served baseline content.
+_NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("TIMEOUT", lambda value: 0 < value < math.inf, "a positive number of seconds"),
+    ("MAX_RETRIES", lambda value: value >= 0, "a whole number, 0 or more"),
+    ("COOKIE_AGE", lambda value: value > 0, "a positive number of seconds"),
+    ("BREAKER_THRESHOLD", lambda value: value >= 1, "a whole number, 1 or more"),
+    ("BREAKER_COOLDOWN", lambda value: 0 <= value < math.inf, "a number of seconds, 0 or more"),
+)
+# Delivery's settings are raised to their minimum when below it: only unreadable ones fail.
+_DELIVERY_READ = (
+    "QUEUE_SIZE", "DROP", "FLUSH_INTERVAL", "BATCH_SIZE", "MAX_BATCH_BYTES", "MAX_RETRIES",
+    "BACKOFF", "BACKOFF_MAX", "TIMEOUT", "EXIT_TIMEOUT",
+)
+
+
+def _given(name: str) -> object:
+    """The value as configured: the Django setting, else the environment variable."""
+    return getattr(settings, name, os.environ.get(name))
+
+
+@register()
+def check_values(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django_experience.delivery.settings import delivery_settings
+
+    errors: list[CheckMessage] = []
+
+    def report(name: str, problem: str) -> None:
+        errors.append(Error(f"{name} is {_given(name)!r}; {problem}.", id="django_experience.E009"))
+
+    for attribute, in_range, expected in _NUMBERS:
+        name = f"EXPERIENCE_{attribute}"
+        try:
+            value = getattr(conf, attribute)
+        except (TypeError, ValueError):
+            report(name, f"it must be {expected}")
+            continue
+        if value != value or not in_range(value):  # NaN is in no range
+            report(name, f"it must be {expected}")
+    for attribute in _DELIVERY_READ:
+        try:
+            getattr(delivery_settings, attribute)
+        except (TypeError, ValueError) as exc:
+            report(f"EXPERIENCE_DELIVERY_{attribute}", f"it cannot be used ({exc})")
+    return errors
+
+
 def _sticky_without_views() -> list[CheckMessage]:
     """The list says which views to send, the master switch whether any is: a list that can
     never take effect is a misunderstanding (the variants are not kept for the visitor)."""
@@ -269,4 +321,5 @@ __all__ = [
     "check_mode",
     "check_organization",
     "check_sticky_experiences",
+    "check_values",
 ]

@@ -178,3 +178,60 @@ def test_an_api_url_with_credentials_is_shown_without_them(settings: Any) -> Non
     settings.EXPERIENCE_API_URL = "https://user:s3cret@experience.example?x=1"
     (message,) = [m for m in run_checks() if m.id == "django_experience.E004"]
     assert "s3cret" not in message.msg and "***@experience.example" in message.msg
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("EXPERIENCE_TIMEOUT", "soon", "a positive number of seconds"),
+        ("EXPERIENCE_TIMEOUT", 0, "a positive number of seconds"),
+        ("EXPERIENCE_TIMEOUT", -1.5, "a positive number of seconds"),
+        ("EXPERIENCE_TIMEOUT", float("nan"), "a positive number of seconds"),
+        ("EXPERIENCE_TIMEOUT", float("inf"), "a positive number of seconds"),
+        ("EXPERIENCE_MAX_RETRIES", -1, "a whole number, 0 or more"),
+        ("EXPERIENCE_MAX_RETRIES", "two", "a whole number, 0 or more"),
+        ("EXPERIENCE_COOKIE_AGE", 0, "a positive number of seconds"),
+        ("EXPERIENCE_COOKIE_AGE", None, "a positive number of seconds"),
+        ("EXPERIENCE_BREAKER_THRESHOLD", 0, "a whole number, 1 or more"),
+        ("EXPERIENCE_BREAKER_COOLDOWN", -1, "a number of seconds, 0 or more"),
+        ("EXPERIENCE_DELIVERY_TIMEOUT", "ten", "it cannot be used (could not convert"),
+        ("EXPERIENCE_DELIVERY_BATCH_SIZE", [200], "it cannot be used ("),
+        ("EXPERIENCE_DELIVERY_DROP", "middle", "it cannot be used (EXPERIENCE_DELIVERY_DROP must"),
+    ],
+)
+def test_values_that_cannot_be_used(settings: Any, name: str, value: Any, says: str) -> None:
+    setattr(settings, name, value)
+    messages = [m for m in run_checks() if m.id == "django_experience.E009"]
+    assert [m.msg.split(";")[0] for m in messages] == [f"{name} is {value!r}"]
+    assert says in messages[0].msg
+
+
+def test_a_value_from_the_environment_is_checked(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    del settings.EXPERIENCE_TIMEOUT  # read from the environment then, if it is there at all
+    monkeypatch.setenv("EXPERIENCE_TIMEOUT", "-2")
+    from django_experience.conf import reload
+
+    reload()
+    try:
+        messages = [m.msg for m in run_checks() if m.id == "django_experience.E009"]
+    finally:
+        monkeypatch.delenv("EXPERIENCE_TIMEOUT")
+        reload()
+    assert messages == ["EXPERIENCE_TIMEOUT is '-2'; it must be a positive number of seconds."]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EXPERIENCE_TIMEOUT", 0.25),
+        ("EXPERIENCE_MAX_RETRIES", 0),
+        ("EXPERIENCE_BREAKER_COOLDOWN", 0),
+        ("EXPERIENCE_DELIVERY_BATCH_SIZE", 0),  # raised to its minimum, as documented
+        ("EXPERIENCE_DELIVERY_DROP", "newest"),
+    ],
+)
+def test_values_that_can_be_used(settings: Any, name: str, value: Any) -> None:
+    setattr(settings, name, value)
+    assert _ids() == set()
