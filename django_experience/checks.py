@@ -12,6 +12,7 @@
 - E008 ``EXPERIENCE_STICKY_EXPERIENCES`` is neither a list of experience ids nor ``"__all__"``.
 - E009 a number setting (``EXPERIENCE_TIMEOUT``, ``EXPERIENCE_MAX_RETRIES``, ...) is not a number,
   or out of its range; or ``EXPERIENCE_DELIVERY_DROP`` is not ``oldest`` or ``newest``.
+- E010 ``EXPERIENCE_COOKIE_NAME`` is not a name a cookie can have.
 - W001 the middleware is not installed.
 - W002 ``EXPERIENCE_STICKY_EXPERIENCES`` lists experiences while no component view is sent
   (``EXPERIENCE_TRACK_COMPONENT_VIEWS`` off, the default in ``preflight`` mode).
@@ -24,6 +25,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Sequence
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -294,6 +296,25 @@ def check_values(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return errors
 
 
+@register()
+def check_cookie_name(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    name = conf.COOKIE_NAME
+    try:
+        SimpleCookie()[name] = ""  # what Django's set_cookie does with it
+    except CookieError:
+        pass
+    else:
+        return []
+    return [
+        Error(
+            f"EXPERIENCE_COOKIE_NAME {name!r} is not a name a cookie can have: every response "
+            "would fail to set it.",
+            hint="Letters, digits and !#$%&'*+-.^_`|~ only; the browser SDK reads 'ntaid'.",
+            id="django_experience.E010",
+        )
+    ]
+
+
 def _sticky_without_views() -> list[CheckMessage]:
     """The list says which views to send, the master switch whether any is: a list that can
     never take effect is a misunderstanding (the variants are not kept for the visitor)."""
@@ -315,6 +336,7 @@ def _sticky_without_views() -> list[CheckMessage]:
 __all__ = [
     "check_api_url",
     "check_callables",
+    "check_cookie_name",
     "check_delivery",
     "check_exclude_paths",
     "check_middleware",

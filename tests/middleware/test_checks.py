@@ -235,3 +235,19 @@ def test_a_value_from_the_environment_is_checked(
 def test_values_that_can_be_used(settings: Any, name: str, value: Any) -> None:
     setattr(settings, name, value)
     assert _ids() == set()
+
+
+@pytest.mark.parametrize("name", ["nt aid", "nt;aid", "a=b", "", "é"])
+def test_a_cookie_name_no_cookie_can_have(settings: Any, name: str) -> None:
+    settings.EXPERIENCE_COOKIE_NAME = name
+    messages = [m.msg for m in run_checks() if m.id == "django_experience.E010"]
+    assert messages == [
+        f"EXPERIENCE_COOKIE_NAME {name!r} is not a name a cookie can have: every response "
+        "would fail to set it."
+    ]
+
+
+@pytest.mark.parametrize("name", ["ntaid", "ctfl-opt-aid", "visitor_id", "a.b"])
+def test_cookie_names_that_work(settings: Any, name: str) -> None:
+    settings.EXPERIENCE_COOKIE_NAME = name
+    assert _ids() == set()
