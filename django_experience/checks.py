@@ -286,7 +286,7 @@ def check_values(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         except (TypeError, ValueError):
             report(name, f"it must be {expected}")
             continue
-        if value != value or not in_range(value):  # NaN is in no range
+        if not in_range(value):  # every comparison with NaN is false: it is in no range
             report(name, f"it must be {expected}")
     for attribute in _DELIVERY_READ:
         try:

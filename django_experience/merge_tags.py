@@ -70,10 +70,12 @@ def lookup(data: Mapping[str, Any], selector: str) -> Any:
 
 def _is_empty(value: Any) -> bool:
     # Mirrors JavaScript truthiness of the SDK's `find(selector => get(profile, selector))`.
-    # NaN is falsy there too (Python's json reads ``NaN``, which JSON.parse refuses).
+    # 0 and NaN are falsy there (NaN can reach here in data not read from the API).
     return value is None or value is False or value == "" or (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and not value
-    ) or (isinstance(value, float) and value != value)
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (value == 0 or value != value)
+    )
 
 
 def merge_tag_value(data: Mapping[str, Any] | None, tag_id: str) -> Scalar | None:
