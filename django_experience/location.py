@@ -111,16 +111,26 @@ def geo_location(meta: Mapping[str, Any]) -> dict[str, Any] | None:
         latitude, longitude = found.pop("latitude", None), found.pop("longitude", None)
         if "countryCode" not in found and "city" not in found:
             continue
-        try:
-            if latitude is not None and longitude is not None:
-                found["coordinates"] = {
-                    "latitude": float(latitude),
-                    "longitude": float(longitude),
-                }
-        except ValueError:
-            pass
+        coordinates = _coordinates(latitude, longitude)
+        if coordinates is not None:
+            found["coordinates"] = coordinates
         return found
     return None
+
+
+def _coordinates(latitude: str | None, longitude: str | None) -> dict[str, float] | None:
+    """The point, or ``None`` for none or one no place has: geo headers come from whoever sends
+    them, and a NaN or an infinity would make the whole request body not JSON."""
+    if latitude is None or longitude is None:
+        return None
+    try:
+        point = {"latitude": float(latitude), "longitude": float(longitude)}
+    except ValueError:
+        return None
+    # NaN fails both comparisons, so it is refused with every value out of range.
+    if not (-90 <= point["latitude"] <= 90 and -180 <= point["longitude"] <= 180):
+        return None
+    return point
 
 
 def client_ip(request: HttpRequest) -> str | None:

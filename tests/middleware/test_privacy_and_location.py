@@ -165,6 +165,35 @@ def test_a_failing_consent_callable_means_no_consent(
             {"countryCode": "JP", "city": "Tokyo"},
         ),
         ({"HTTP_X_GEO_COUNTRY": "BR"}, {"countryCode": "BR"}),
+        # coordinates no place has are dropped, the rest kept (NaN would make the body not JSON)
+        (
+            {"HTTP_X_GEO_COUNTRY": "BR", "HTTP_X_GEO_LATITUDE": "nan", "HTTP_X_GEO_LONGITUDE": "1"},
+            {"countryCode": "BR"},
+        ),
+        (
+            {"HTTP_X_GEO_COUNTRY": "BR", "HTTP_X_GEO_LATITUDE": "1", "HTTP_X_GEO_LONGITUDE": "inf"},
+            {"countryCode": "BR"},
+        ),
+        (
+            {"HTTP_X_GEO_COUNTRY": "BR", "HTTP_X_GEO_LATITUDE": "91", "HTTP_X_GEO_LONGITUDE": "0"},
+            {"countryCode": "BR"},
+        ),
+        (
+            {
+                "HTTP_X_GEO_COUNTRY": "BR",
+                "HTTP_X_GEO_LATITUDE": "0",
+                "HTTP_X_GEO_LONGITUDE": "-181",
+            },
+            {"countryCode": "BR"},
+        ),
+        (
+            {
+                "HTTP_X_GEO_COUNTRY": "BR",
+                "HTTP_X_GEO_LATITUDE": "-90",
+                "HTTP_X_GEO_LONGITUDE": "180",
+            },
+            {"countryCode": "BR", "coordinates": {"latitude": -90.0, "longitude": 180.0}},
+        ),
         ({"HTTP_CF_IPCOUNTRY": "XX"}, None),
         ({"HTTP_CF_IPCOUNTRY": "Germany!"}, None),
         ({}, None),
@@ -187,9 +216,18 @@ def test_location_and_features_reach_the_api(
     assert request.header("X-Force-IP") == "8.8.4.4"
 
 
-def test_no_ip_without_the_location_feature(
+def test_a_visitor_sending_nan_coordinates_is_still_personalized(
     client: Client, api: StubServer, settings: Any
 ) -> None:
+    # Geo headers reach us from whoever sends them; a NaN must not cost the page its answer.
+    client.get(
+        "/mw/page/", HTTP_CF_IPCOUNTRY="DE", HTTP_CF_IPLATITUDE="nan", HTTP_CF_IPLONGITUDE="nan"
+    )
+    (request,) = api.requests
+    assert request.json()["options"]["location"] == {"countryCode": "DE"}
+
+
+def test_no_ip_without_the_location_feature(client: Client, api: StubServer, settings: Any) -> None:
     client.get("/mw/page/", REMOTE_ADDR="8.8.4.4")
     assert api.requests[0].header("X-Force-IP") is None
 
@@ -214,14 +252,23 @@ def test_location_is_stored_on_the_profile(client: Client, emulator: EmulatorHan
             {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 1.1.1.1"},
             "1.1.1.1",
         ),
-        ("HTTP_X_REAL_IP", {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_REAL_IP": "2606:4700::1"},
-         "2606:4700::1"),
+        (
+            "HTTP_X_REAL_IP",
+            {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_REAL_IP": "2606:4700::1"},
+            "2606:4700::1",
+        ),
         ("HTTP_X_REAL_IP", {"REMOTE_ADDR": "8.8.8.8"}, None),
         # CloudFront-Viewer-Address and some proxies add the client's port.
-        ("HTTP_CLOUDFRONT_VIEWER_ADDRESS", {"HTTP_CLOUDFRONT_VIEWER_ADDRESS": "1.1.1.1:46532"},
-         "1.1.1.1"),
-        ("HTTP_CLOUDFRONT_VIEWER_ADDRESS",
-         {"HTTP_CLOUDFRONT_VIEWER_ADDRESS": "[2606:4700::1]:443"}, "2606:4700::1"),
+        (
+            "HTTP_CLOUDFRONT_VIEWER_ADDRESS",
+            {"HTTP_CLOUDFRONT_VIEWER_ADDRESS": "1.1.1.1:46532"},
+            "1.1.1.1",
+        ),
+        (
+            "HTTP_CLOUDFRONT_VIEWER_ADDRESS",
+            {"HTTP_CLOUDFRONT_VIEWER_ADDRESS": "[2606:4700::1]:443"},
+            "2606:4700::1",
+        ),
         ("HTTP_X_REAL_IP", {"HTTP_X_REAL_IP": "[2606:4700::1"}, None),
         ("HTTP_X_REAL_IP", {"HTTP_X_REAL_IP": "10.0.0.1:80"}, None),
     ],
