@@ -8,6 +8,7 @@ another attempt and how long to wait, and :func:`call_with_retries` runs the loo
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from collections.abc import Callable
@@ -24,6 +25,11 @@ T = TypeVar("T")
 # kept-alive one it timed out as ours arrived): the request was not acted on (RFC 9110, 15.5.9).
 # Every other 4xx is the caller's mistake and every other 5xx is not known to pass.
 RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 503})
+
+MAX_RETRY_AFTER = 86400.0
+"""The longest ``Retry-After`` honoured, in seconds (a day). A longer wait means "not today"
+just as well, and not every wait can be taken: a timeout past ``threading.TIMEOUT_MAX`` (10**14
+seconds, a date in the year 9999) raises OverflowError in the thread that waits."""
 
 
 class Deadline:
@@ -46,7 +52,8 @@ class Deadline:
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date).
 
-    ``None`` when the header is missing or unreadable; never negative.
+    ``None`` when the header is missing or unreadable (an infinity or NaN is); never negative,
+    never more than :data:`MAX_RETRY_AFTER`.
     """
     if value is None:
         return None
@@ -58,7 +65,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         pass
     else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+        return min(max(0.0, seconds), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
@@ -66,7 +73,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:  # HTTP dates are GMT
         when = when.replace(tzinfo=timezone.utc)
     current = now or datetime.now(timezone.utc)
-    return max(0.0, (when - current).total_seconds())
+    return min(max(0.0, (when - current).total_seconds()), MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True)
@@ -133,9 +140,7 @@ def call_with_retries(
         try:
             return attempt(deadline)
         except ExperienceAPIError as error:
-            if retry >= policy.max_retries or not policy.is_retryable(
-                error, repeatable=repeatable
-            ):
+            if retry >= policy.max_retries or not policy.is_retryable(error, repeatable=repeatable):
                 raise
             delay = policy.pause(retry, error.retry_after)
             if delay >= deadline.remaining():
@@ -146,6 +151,7 @@ def call_with_retries(
 
 
 __all__ = [
+    "MAX_RETRY_AFTER",
     "RETRY_STATUSES",
     "Deadline",
     "RetryPolicy",

@@ -7,7 +7,6 @@ one again is safe. Other answers are returned to the caller, which turns them in
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import time
@@ -19,6 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from django_experience import __version__
+from django_experience.api.retry import parse_retry_after
 from django_experience.destinations.errors import DestinationError, RateLimited, TransportError
 
 # 408: the server ended a kept-alive connection it had read no request from (RFC 9110).
@@ -61,23 +61,6 @@ class RetryPolicy:
         """Backoff before retry number ``attempt`` (0-based), with jitter."""
         base = min(self.max_backoff, self.backoff * (2.0**attempt))
         return float(base * random.uniform(0.5, 1.0))
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, moment.timestamp() - current)
 
 
 def new_session(pool_size: int = 10) -> requests.Session:

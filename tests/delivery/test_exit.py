@@ -108,6 +108,46 @@ def test_a_retry_wait_ends_when_delivery_runs_out_of_time(
     assert len(batch_requests(api)) == 1
 
 
+def too_many_requests(retry_after: str) -> Any:
+    return lambda request: StubResponse(
+        429,
+        {"data": {}, "error": {"code": "ERR_TOO_MANY_REQUESTS"}, "message": "slow down"},
+        headers={"Retry-After": retry_after},
+    )
+
+
+def test_a_retry_after_longer_than_any_wait_is_waited_for_until_shutdown(
+    api: StubServer, reported: list[tuple[BaseException, list[Any], str]]
+) -> None:
+    # 10**14 s: a wait of that length raised OverflowError in the delivery thread, and the
+    # events were lost without reaching EXPERIENCE_DELIVERY_ON_ERROR.
+    api.responder = too_many_requests("99999999999999")
+    event = track("p1")
+    delivery.enqueue(event)
+    deadline = time.monotonic() + 10
+    while not batch_requests(api) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    delivery.shutdown(timeout=5)
+    [(exc, payloads, _)] = reported
+    assert isinstance(exc, ExperienceAPIError) and exc.status == 429
+    assert payloads == [event]
+
+
+def test_an_infinite_retry_after_is_unreadable_and_backoff_applies(
+    api: StubServer, reported: list[tuple[BaseException, list[Any], str]], settings: SettingsWrapper
+) -> None:
+    settings.EXPERIENCE_DELIVERY_MAX_RETRIES = 2
+    api.responder = too_many_requests("1e400")
+    event = track("p1")
+    delivery.enqueue(event)
+    assert delivery.flush(timeout=5)
+    [(exc, payloads, _)] = reported
+    assert isinstance(exc, ExperienceAPIError) and exc.status == 429
+    assert payloads == [event]
+    assert len(batch_requests(api)) == 3  # the first and two retries, after the backoff
+
+
 def test_the_tasks_dispatcher_enqueues_nothing_out_of_time(
     api: StubServer, reported: list[tuple[BaseException, list[Any], str]]
 ) -> None:

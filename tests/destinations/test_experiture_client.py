@@ -289,15 +289,18 @@ def test_retry_after_is_honoured(stub: StubServer, experiture: ExperitureClient)
 
 
 def test_retry_after_parses_seconds_and_http_dates() -> None:
+    from datetime import datetime, timezone
     from email.utils import formatdate
 
-    now = 1_800_000_000.0
+    moment = 1_800_000_000.0
+    now = datetime.fromtimestamp(moment, timezone.utc)
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(" 0.25 ") == 0.25
     assert parse_retry_after("-5") == 0.0
-    assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == 30.0
-    assert parse_retry_after(formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert parse_retry_after(formatdate(moment + 30, usegmt=True), now=now) == 30.0
+    assert parse_retry_after(formatdate(moment - 30, usegmt=True), now=now) == 0.0
     assert parse_retry_after("soon") is None
+    assert parse_retry_after("inf") is None  # it used to be waited for, or rather crash on
     assert parse_retry_after(None) is None
 
 

@@ -151,6 +151,18 @@ def test_rate_limits_and_outages_are_retried(site: EmulatorHandle, tmp_path: Pat
     assert len(site.destinations()["releva"]) == 5
 
 
+def test_an_infinite_retry_after_is_unreadable_and_the_backoff_applies(
+    site: EmulatorHandle, tmp_path: Path
+) -> None:
+    # An infinity once reached the pipeline's wait, whose OverflowError broke the import off.
+    emulated.inject_errors("releva", status=429, times=1, retry_after="1e400")
+    source = write_jsonl(tmp_path / "people.jsonl", GOOD)
+    result = run_import(*_fast("--file", str(source), "--destination", "releva"))
+    assert result.code == 0, result.stderr
+    assert "Retried requests: 1" in result.stdout
+    assert len(site.destinations()["releva"]) == 5
+
+
 def test_a_retried_batch_resends_only_what_was_not_accepted(
     stub: StubServer, settings: SettingsWrapper, tmp_path: Path, db: None
 ) -> None:
