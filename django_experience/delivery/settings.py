@@ -18,6 +18,15 @@ from django_experience.conf import (
 
 DROP_POLICIES = ("oldest", "newest")
 
+LONGEST_WAIT = 86400.0
+"""Durations are cut to a day: an infinity reads as a number (``"inf"``: as long as it takes),
+but no lock, event or socket can wait that long (OverflowError in the thread waiting)."""
+
+
+def _seconds(name: str, default: float, minimum: float) -> float:
+    """A duration setting, raised to ``minimum`` (NaN too) and cut to :data:`LONGEST_WAIT`."""
+    return min(max(minimum, _float(name, default)), LONGEST_WAIT)
+
 
 class DeliverySettings:
     """``EXPERIENCE_DELIVERY_*`` settings (Django settings, then the environment, then defaults)."""
@@ -45,7 +54,7 @@ class DeliverySettings:
     @setting
     def FLUSH_INTERVAL(self) -> float:
         """Seconds a batch waits for more events before it is sent."""
-        return max(0.0, _float("EXPERIENCE_DELIVERY_FLUSH_INTERVAL", 0.5))
+        return _seconds("EXPERIENCE_DELIVERY_FLUSH_INTERVAL", 0.5, 0.0)
 
     @setting
     def BATCH_SIZE(self) -> int:
@@ -65,21 +74,21 @@ class DeliverySettings:
     @setting
     def BACKOFF(self) -> float:
         """First retry delay in seconds; doubles per attempt, with jitter, capped by BACKOFF_MAX."""
-        return max(0.0, _float("EXPERIENCE_DELIVERY_BACKOFF", 0.25))
+        return _seconds("EXPERIENCE_DELIVERY_BACKOFF", 0.25, 0.0)
 
     @setting
     def BACKOFF_MAX(self) -> float:
-        return max(0.0, _float("EXPERIENCE_DELIVERY_BACKOFF_MAX", 10.0))
+        return _seconds("EXPERIENCE_DELIVERY_BACKOFF_MAX", 10.0, 0.0)
 
     @setting
     def TIMEOUT(self) -> float:
         """Seconds one delivery request may take (nobody waits for it, so longer than a page's)."""
-        return max(0.1, _float("EXPERIENCE_DELIVERY_TIMEOUT", 10.0))
+        return _seconds("EXPERIENCE_DELIVERY_TIMEOUT", 10.0, 0.1)
 
     @setting
     def EXIT_TIMEOUT(self) -> float:
         """Seconds the process may spend flushing queued events when the interpreter exits."""
-        return max(0.0, _float("EXPERIENCE_DELIVERY_EXIT_TIMEOUT", 5.0))
+        return _seconds("EXPERIENCE_DELIVERY_EXIT_TIMEOUT", 5.0, 0.0)
 
     @setting
     def ON_ERROR(self) -> Callable[..., Any] | None:

@@ -88,6 +88,20 @@ def test_round_is_sent_after_the_flush_interval_without_flush(threaded: StubServ
     assert len(sent_events(threaded)) == 1
 
 
+@pytest.mark.parametrize(
+    "name", ["FLUSH_INTERVAL", "TIMEOUT", "EXIT_TIMEOUT", "BACKOFF", "BACKOFF_MAX"]
+)
+def test_an_infinite_duration_means_as_long_as_it_takes(
+    threaded: StubServer, settings: SettingsWrapper, name: str
+) -> None:
+    # "inf" reads as a number, but no thread or socket can wait that long (OverflowError).
+    setattr(settings, f"EXPERIENCE_DELIVERY_{name}", float("inf"))
+    threaded.enqueue(error_envelope(503, "ERR_INTERNAL_SERVER_ERROR", "down"))
+    delivery.enqueue(track("p1"))
+    assert delivery.shutdown()  # EXIT_TIMEOUT's budget: a flush, and the thread stops
+    assert len(batch_requests(threaded)) == 2 and not failures  # the 503, then its retry
+
+
 def test_retries_overload_server_errors_and_dropped_connections(threaded: StubServer) -> None:
     threaded.enqueue(
         error_envelope(429, "ERR_PROFILE_OVERLOAD"),
