@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -15,11 +17,30 @@ from django_experience.sync.sources import SourceError
 from django_experience.sync.targets import target_names
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number(
+    parse: Callable[[str], float], usable: Callable[[float], bool], expected: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``parse(text)`` when ``usable``, else an error naming the range (NaN
+    and infinities included, which ``float`` reads but no wait or timeout can use)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = math.nan
+        if not usable(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, not {text!r}")
+        return value
+
+    return convert
+
+
+_positive_int = _number(int, lambda value: value >= 1, "a whole number, 1 or more")
+_retries = _number(int, lambda value: value >= 0, "a whole number, 0 or more")
+_seconds = _number(float, lambda value: 0 <= value < math.inf, "a number of seconds, 0 or more")
+_positive_seconds = _number(
+    float, lambda value: 0 < value < math.inf, "a positive number of seconds"
+)
 
 
 class Command(BaseCommand):
@@ -79,19 +100,22 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--retries",
-            type=int,
+            type=_retries,
             default=8,
             help="Retries of a batch after 429, 5xx or connection errors (default 8).",
         )
         parser.add_argument(
-            "--backoff", type=float, default=0.5, help="First retry delay in seconds (doubles)."
+            "--backoff", type=_seconds, default=0.5, help="First retry delay in seconds (doubles)."
         )
         parser.add_argument(
-            "--timeout", type=float, default=30.0, help="Seconds per request (default 30)."
+            "--timeout",
+            type=_positive_seconds,
+            default=30.0,
+            help="Seconds per request (default 30).",
         )
         parser.add_argument(
             "--progress-interval",
-            type=float,
+            type=_positive_seconds,
             default=None,
             help="Seconds between progress updates (default 0.2 on a terminal, 5 otherwise).",
         )
@@ -121,7 +145,8 @@ class Command(BaseCommand):
             raise CommandError("import interrupted", returncode=130)
         if stopped:
             raise CommandError(
-                "the import stopped early: " + "; ".join(stopped)
+                "the import stopped early: "
+                + "; ".join(stopped)
                 + ". Fix the configuration, then run the same command with --resume.",
                 returncode=1,
             )
