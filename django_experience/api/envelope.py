@@ -9,6 +9,7 @@ becomes :class:`MalformedResponse`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -22,10 +23,16 @@ from django_experience.api.transport import RawAnswer, redact_credentials
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-# NaN, Infinity and -Infinity are not JSON, though Python's json reads them: each becomes null
-# (what JSON.stringify writes for them), so the rest of the answer is used and nothing we write
-# from it ({% experience_json %}) is JSON a browser's JSON.parse refuses.
-_DECODER = json.JSONDecoder(parse_constant=lambda name: None)
+def _finite(text: str) -> float | None:
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+# NaN, Infinity and -Infinity are not JSON, though Python's json reads them, and a number too
+# large for a float (1e400) is JSON that reads as an infinity: each becomes null (what
+# JSON.stringify writes for them), so the rest of the answer is used and nothing we write from
+# it ({% experience_json %}) is JSON a browser's JSON.parse refuses.
+_DECODER = json.JSONDecoder(parse_constant=lambda name: None, parse_float=_finite)
 
 
 def _decode(body: bytes) -> Any:

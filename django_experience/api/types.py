@@ -77,7 +77,10 @@ def _int(value: object, where: str, suffix: str = "", default: int = 0) -> int:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{_at(where, suffix)} must be a number, got {type(value).__name__}")
-    return int(value)
+    try:
+        return int(value)
+    except (OverflowError, ValueError):  # an infinity or NaN of a document not decoded by us
+        raise ValueError(f"{_at(where, suffix)} must be a finite number, got {value}") from None
 
 
 def _number(value: object, where: str, suffix: str = "", default: float = 0.0) -> float:
