@@ -42,20 +42,36 @@ _BOTS = re.compile(
 )
 
 
+class _AnyOf:
+    """Patterns that cannot share one regex, searched one by one."""
+
+    def __init__(self, patterns: list[re.Pattern[str]]) -> None:
+        self.patterns = patterns
+
+    def search(self, text: str) -> bool:
+        return any(pattern.search(text) for pattern in self.patterns)
+
+
+Exclusions = re.Pattern[str] | _AnyOf
+
+
 @functools.lru_cache(maxsize=16)
-def _compile_exclusions(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+def _compile_exclusions(patterns: tuple[str, ...]) -> Exclusions | None:
     """One regex for the ``EXPERIENCE_EXCLUDE_PATHS`` value (compiled once per value)."""
-    valid = []
+    valid: list[re.Pattern[str]] = []
     for pattern in patterns:
         try:
-            re.compile(pattern)
+            valid.append(re.compile(pattern))
         except re.error:  # reported by the system check django_experience.E006
             logger.error("EXPERIENCE_EXCLUDE_PATHS: ignoring the invalid regex %r", pattern)
-            continue
-        valid.append(pattern)
     if not valid:
         return None
-    return re.compile("|".join(f"(?:{pattern})" for pattern in valid))
+    try:
+        return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in valid))
+    except re.error:
+        # Each is valid alone, not joined: a global flag such as (?i) must start the whole
+        # regex, and two patterns may name a group alike.
+        return _AnyOf(valid)
 
 
 def admin_paths(urlconf: str | ModuleType | None = None) -> list[str] | None:
@@ -102,9 +118,9 @@ def admin_paths(urlconf: str | ModuleType | None = None) -> list[str] | None:
 _NOT_YET = object()
 
 
-def _exclusions(request: HttpRequest) -> re.Pattern[str] | None:
+def _exclusions(request: HttpRequest) -> Exclusions | None:
     """The request's exclusion regex: remembered per URLconf until the settings change."""
-    by_urlconf: dict[object, re.Pattern[str] | None] = remembered(
+    by_urlconf: dict[object, Exclusions | None] = remembered(
         "django_experience.middleware.exclusions", dict
     )
     urlconf = getattr(request, "urlconf", None)

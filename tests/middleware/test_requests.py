@@ -192,6 +192,23 @@ def test_extra_exclusions_keep_the_defaults_and_the_admin(
     assert "ntaid" in client.get("/mw/page/").cookies
 
 
+@pytest.mark.parametrize(
+    "patterns",
+    [
+        [r"(?i)^/MW/EXCLUDED/"],  # a global flag: valid alone, not inside the joined regex
+        [r"^/static/", r"(?i)^/mw/EXCLUDED/"],
+        [r"^/(?P<part>static)/", r"^/mw/(?P<part>excluded)/"],  # one group name twice
+    ],
+)
+def test_patterns_valid_alone_but_not_joined_still_exclude(
+    client: Client, emulator: EmulatorHandle, settings: Any, patterns: list[str]
+) -> None:
+    settings.EXPERIENCE_EXCLUDE_PATHS_EXTRA = patterns
+    _costs_nothing(client.get("/mw/excluded/page/"), emulator)
+    _costs_nothing(client.get("/admin/login/"), emulator)
+    assert "ntaid" in client.get("/mw/page/").cookies
+
+
 def test_extra_exclusions_add_to_a_configured_list(
     client: Client, emulator: EmulatorHandle, settings: Any
 ) -> None:
