@@ -254,7 +254,12 @@ def check_sticky_experiences(app_configs: Any = None, **kwargs: Any) -> list[Che
 _NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("TIMEOUT", lambda value: 0 < value < math.inf, "a positive number of seconds"),
     ("MAX_RETRIES", lambda value: value >= 0, "a whole number, 0 or more"),
-    ("COOKIE_AGE", lambda value: value > 0, "a positive number of seconds"),
+    # An expires past the year 9999 cannot be written (browsers keep a cookie 400 days at most).
+    (
+        "COOKIE_AGE",
+        lambda value: 0 < value <= 100 * 365 * 24 * 60 * 60,
+        "a positive number of seconds, at most 100 years",
+    ),
     ("BREAKER_THRESHOLD", lambda value: value >= 1, "a whole number, 1 or more"),
     ("BREAKER_COOLDOWN", lambda value: 0 <= value < math.inf, "a number of seconds, 0 or more"),
 )
@@ -283,7 +288,7 @@ def check_values(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         name = f"EXPERIENCE_{attribute}"
         try:
             value = getattr(conf, attribute)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int() of an infinity
             report(name, f"it must be {expected}")
             continue
         if not in_range(value):  # every comparison with NaN is false: it is in no range

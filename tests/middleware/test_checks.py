@@ -192,6 +192,11 @@ def test_an_api_url_with_credentials_is_shown_without_them(settings: Any) -> Non
         ("EXPERIENCE_MAX_RETRIES", "two", "a whole number, 0 or more"),
         ("EXPERIENCE_COOKIE_AGE", 0, "a positive number of seconds"),
         ("EXPERIENCE_COOKIE_AGE", None, "a positive number of seconds"),
+        # past the year 9999 no cookie's expires can be written: every response failed to set it
+        ("EXPERIENCE_COOKIE_AGE", 10**12, "at most 100 years"),
+        ("EXPERIENCE_COOKIE_AGE", float("inf"), "a positive number of seconds"),
+        ("EXPERIENCE_MAX_RETRIES", float("inf"), "a whole number, 0 or more"),
+        ("EXPERIENCE_BREAKER_THRESHOLD", float("-inf"), "a whole number, 1 or more"),
         ("EXPERIENCE_BREAKER_THRESHOLD", 0, "a whole number, 1 or more"),
         ("EXPERIENCE_BREAKER_COOLDOWN", -1, "a number of seconds, 0 or more"),
         ("EXPERIENCE_DELIVERY_TIMEOUT", "ten", "it cannot be used (could not convert"),
@@ -228,6 +233,7 @@ def test_a_value_from_the_environment_is_checked(
         ("EXPERIENCE_TIMEOUT", 0.25),
         ("EXPERIENCE_MAX_RETRIES", 0),
         ("EXPERIENCE_BREAKER_COOLDOWN", 0),
+        ("EXPERIENCE_COOKIE_AGE", 100 * 365 * 24 * 60 * 60),
         ("EXPERIENCE_DELIVERY_BATCH_SIZE", 0),  # raised to its minimum, as documented
         ("EXPERIENCE_DELIVERY_DROP", "newest"),
     ],
