@@ -296,7 +296,7 @@ def check_values(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     for attribute in _DELIVERY_READ:
         try:
             getattr(delivery_settings, attribute)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             report(f"EXPERIENCE_DELIVERY_{attribute}", f"it cannot be used ({exc})")
     return errors
 

@@ -201,6 +201,7 @@ def test_an_api_url_with_credentials_is_shown_without_them(settings: Any) -> Non
         ("EXPERIENCE_BREAKER_COOLDOWN", -1, "a number of seconds, 0 or more"),
         ("EXPERIENCE_DELIVERY_TIMEOUT", "ten", "it cannot be used (could not convert"),
         ("EXPERIENCE_DELIVERY_BATCH_SIZE", [200], "it cannot be used ("),
+        ("EXPERIENCE_DELIVERY_QUEUE_SIZE", float("inf"), "it cannot be used (cannot convert"),
         ("EXPERIENCE_DELIVERY_DROP", "middle", "it cannot be used (EXPERIENCE_DELIVERY_DROP must"),
     ],
 )
