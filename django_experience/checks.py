@@ -24,7 +24,7 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
@@ -299,6 +299,28 @@ def check_values(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         except (TypeError, ValueError, OverflowError) as exc:
             report(f"EXPERIENCE_DELIVERY_{attribute}", f"it cannot be used ({exc})")
     return errors
+
+
+@register()
+def check_destinations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Build the destinations once (no request is sent) to find what would fail every send."""
+    from django_experience.destinations.configured import build_destinations
+
+    config = conf.DESTINATIONS
+    try:
+        if config is not None and not isinstance(config, Mapping):
+            raise ValueError("it must be a dict of destination name to options")
+        build_destinations(config)
+    except (ValueError, TypeError) as exc:
+        return [
+            Error(
+                f"EXPERIENCE_DESTINATIONS cannot be used: {exc}.",
+                hint="Every profile sent to it would fail; see the README's "
+                "EXPERIENCE_DESTINATIONS section.",
+                id="django_experience.E011",
+            )
+        ]
+    return []
 
 
 @register()

@@ -15,6 +15,7 @@ Shape::
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +36,7 @@ EXPERITURE_OPTIONS = frozenset(
     {"url", "token", "match_key", "fields", "check_schema", "timeout", "max_retries"}
 )
 RELEVA_OPTIONS = frozenset(
-    {"url", "secret_key", "fields", "batch_size", "subscribed_at_changed", "timeout",
-     "max_retries"}
+    {"url", "secret_key", "fields", "batch_size", "subscribed_at_changed", "timeout", "max_retries"}
 )
 
 
@@ -199,7 +199,24 @@ def _options(name: str, options: Any, allowed: frozenset[str]) -> dict[str, Any]
     return dict(options)
 
 
-def _client_options(options: Mapping[str, Any]) -> dict[str, Any]:
+def _client_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options the platform's client takes, checked here: a wrong type would only fail
+    when the first profile is sent (and every one after it)."""
+    where = f"EXPERIENCE_DESTINATIONS[{name!r}]"
+    timeout = options.get("timeout", 10.0)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not (0 < timeout < math.inf)
+    ):
+        raise ValueError(
+            f"{where}['timeout'] must be a positive number of seconds, not {timeout!r}"
+        )
+    retries = options.get("max_retries", 3)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(
+            f"{where}['max_retries'] must be a whole number, 0 or more, not {retries!r}"
+        )
     return {key: options[key] for key in ("url", "timeout", "max_retries") if key in options}
 
 
@@ -215,7 +232,7 @@ def build_destinations(
             if not options.get("token"):
                 raise ValueError("EXPERIENCE_DESTINATIONS['experiture'] needs a 'token'")
             client = ExperitureClient(
-                token=options["token"], session=session, **_client_options(options)
+                token=options["token"], session=session, **_client_options(name, options)
             )
             destinations[name] = ExperitureDestination(
                 client,
@@ -231,7 +248,7 @@ def build_destinations(
                 secret_key=options["secret_key"],
                 batch_size=options.get("batch_size", 100),
                 session=session,
-                **_client_options(options),
+                **_client_options(name, options),
             )
             destinations[name] = RelevaDestination(
                 releva,

@@ -106,6 +106,13 @@ def test_schema_check_refuses_unknown_fields_before_sending(
         ({"releva": {"secret_key": "k", "fields": {"email": "mail"}}}, "neither a Releva"),
         ({"experiture": {"token": "t", "fields": {"a": "x", "b": "x"}}}, "same field"),
         ({"releva": {"secret_key": "k", "batch_size": 0}}, "batch_size"),
+        # Caught when the first profile was sent, each time: a TypeError, or requests' own error
+        ({"releva": {"secret_key": "k", "timeout": "10"}}, "['releva']['timeout'] must be a"),
+        ({"releva": {"secret_key": "k", "timeout": 0}}, "['releva']['timeout'] must be a"),
+        ({"experiture": {"token": "t", "timeout": float("inf")}}, "['timeout'] must be a"),
+        ({"experiture": {"token": "t", "max_retries": "3"}}, "['max_retries'] must be a whole"),
+        ({"experiture": {"token": "t", "max_retries": -1}}, "['max_retries'] must be a whole"),
+        ({"experiture": {"token": "t", "max_retries": True}}, "['max_retries'] must be a whole"),
     ],
 )
 def test_configuration_errors_name_what_is_wrong(settings: Any, message: str) -> None:

@@ -258,3 +258,30 @@ def test_a_cookie_name_no_cookie_can_have(settings: Any, name: str) -> None:
 def test_cookie_names_that_work(settings: Any, name: str) -> None:
     settings.EXPERIENCE_COOKIE_NAME = name
     assert _ids() == set()
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ({"releva": {"secret": "k"}}, "unknown option(s) secret"),
+        ({"experiture": {"url": "http://x"}}, "needs a 'token'"),
+        ({"experiture": {"token": "t", "timeout": "10"}}, "['timeout'] must be a"),
+        (["releva"], "must be a dict"),
+    ],
+)
+def test_destinations_that_cannot_be_built_are_reported(
+    settings: Any, value: Any, says: str
+) -> None:
+    # Before, the mistake surfaced when the first profile was sent, as a failure of each one.
+    settings.EXPERIENCE_DESTINATIONS = value
+    (message,) = [m for m in run_checks() if m.id == "django_experience.E011"]
+    assert message.msg.startswith("EXPERIENCE_DESTINATIONS cannot be used: ")
+    assert says in message.msg
+
+
+def test_destinations_that_can_be_built_pass(settings: Any) -> None:
+    settings.EXPERIENCE_DESTINATIONS = {
+        "experiture": {"token": "t", "timeout": 2, "max_retries": 0},
+        "releva": {"secret_key": "k", "timeout": 0.5, "batch_size": 10},
+    }
+    assert "django_experience.E011" not in _ids()
