@@ -20,9 +20,20 @@ class Writer(Protocol):
     def flush(self) -> Any: ...
 
 
+def _port(text: str) -> int:
+    """An argparse type: a port ``bind()`` takes (a larger one raises OverflowError there)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number, 0 to 65535, not {text!r}")
+    return port
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
+    parser.add_argument("--port", type=_port, default=8765, help="port (0 picks a free one)")
     parser.add_argument("--config", metavar="FILE",
                         help="JSON file with experiences and audiences")
     parser.add_argument("--organization", metavar="ORG",

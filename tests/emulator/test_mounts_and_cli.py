@@ -182,3 +182,13 @@ def test_management_command_reports_why_it_could_not_start_on_its_stderr(
         call_command("experience_emulator", config=str(bad), stderr=errors)
     assert raised.value.returncode == 2
     assert "experiences" in errors.getvalue()
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_cli_refuses_a_port_no_socket_can_have(port: str) -> None:
+    # 70000 reached bind(), whose OverflowError ended the CLI with a traceback.
+    result = subprocess.run([sys.executable, "-m", "django_experience.emulator", "--port", port],
+                            capture_output=True, text=True, timeout=30, env=_clean_env())
+    assert result.returncode == 2
+    assert f"argument --port: must be a port number, 0 to 65535, not {port!r}" in result.stderr
+    assert "Traceback" not in result.stderr
