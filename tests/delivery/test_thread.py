@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_experience import delivery
+from django_experience.api.errors import ExperienceAPIError
 from tests.delivery.helpers import batch_requests, profiles_answer, sent_events, track
 from tests.stub_server import RecordedRequest, StubResponse, StubServer, error_envelope, ok_envelope
 
@@ -88,18 +90,34 @@ def test_round_is_sent_after_the_flush_interval_without_flush(threaded: StubServ
     assert len(sent_events(threaded)) == 1
 
 
-@pytest.mark.parametrize(
-    "name", ["FLUSH_INTERVAL", "TIMEOUT", "EXIT_TIMEOUT", "BACKOFF", "BACKOFF_MAX"]
-)
+# "inf" reads as a number, but no lock, event or socket can wait that long: OverflowError in
+# the thread (which a dead consumer's warning shows, hence the filter), or in the exit flush.
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("name", ["FLUSH_INTERVAL", "TIMEOUT", "EXIT_TIMEOUT"])
 def test_an_infinite_duration_means_as_long_as_it_takes(
     threaded: StubServer, settings: SettingsWrapper, name: str
 ) -> None:
-    # "inf" reads as a number, but no thread or socket can wait that long (OverflowError).
     setattr(settings, f"EXPERIENCE_DELIVERY_{name}", float("inf"))
     threaded.enqueue(error_envelope(503, "ERR_INTERNAL_SERVER_ERROR", "down"))
     delivery.enqueue(track("p1"))
+    time.sleep(0.1)  # the consumer is in the round's wait (FLUSH_INTERVAL) by now
     assert delivery.shutdown()  # EXIT_TIMEOUT's budget: a flush, and the thread stops
     assert len(batch_requests(threaded)) == 2 and not failures  # the 503, then its retry
+
+
+def test_an_infinite_backoff_is_a_wait_the_exit_ends_and_reports(
+    threaded: StubServer, settings: SettingsWrapper
+) -> None:
+    settings.EXPERIENCE_DELIVERY_BACKOFF = settings.EXPERIENCE_DELIVERY_BACKOFF_MAX = math.inf
+    settings.EXPERIENCE_DELIVERY_ON_ERROR = f"{__name__}.record_failure"
+    threaded.enqueue(error_envelope(503, "ERR_INTERNAL_SERVER_ERROR", "down"))
+    event = track("p1")
+    delivery.enqueue(event)
+    assert not delivery.flush(timeout=0.3)  # the consumer waits out its (day-long) backoff
+    delivery.shutdown(timeout=0.5)
+    [(exc, payloads, _)] = failures  # before, the wait raised and the event was lost unreported
+    assert isinstance(exc, ExperienceAPIError) and exc.status == 503
+    assert payloads == [event] and len(batch_requests(threaded)) == 1
 
 
 def test_retries_overload_server_errors_and_dropped_connections(threaded: StubServer) -> None:
