@@ -66,12 +66,15 @@ def _compile_exclusions(patterns: tuple[str, ...]) -> Exclusions | None:
             logger.error("EXPERIENCE_EXCLUDE_PATHS: ignoring the invalid regex %r", pattern)
     if not valid:
         return None
-    try:
-        return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in valid))
-    except re.error:
-        # Each is valid alone, not joined: a global flag such as (?i) must start the whole
-        # regex, and two patterns may name a group alike.
-        return _AnyOf(valid)
+    # A global flag such as (?i) applies to its own pattern only: joined, it would fail (or,
+    # before Python 3.11, apply to every pattern), so such patterns are searched one by one.
+    # So are patterns that name a group alike, which no single regex can hold.
+    if all(pattern.flags == re.UNICODE for pattern in valid):
+        try:
+            return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in valid))
+        except re.error:
+            pass
+    return _AnyOf(valid)
 
 
 def admin_paths(urlconf: str | ModuleType | None = None) -> list[str] | None:

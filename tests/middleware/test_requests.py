@@ -10,7 +10,7 @@ from django.test import Client, RequestFactory
 from django_experience import delivery
 from django_experience.conf import reload as conf_reload
 from django_experience.emulator.handle import EmulatorHandle
-from django_experience.middleware import EXCLUDED, PERSONALIZED, classify
+from django_experience.middleware import EXCLUDED, PERSONALIZED, _compile_exclusions, classify
 
 pytestmark = pytest.mark.django_db
 
@@ -200,6 +200,7 @@ def test_extra_exclusions_keep_the_defaults_and_the_admin(
         [r"^/(?P<part>static)/", r"^/mw/(?P<part>excluded)/"],  # one group name twice
     ],
 )
+@pytest.mark.filterwarnings("error::DeprecationWarning")  # Python 3.10 joins (?i) with a warning
 def test_patterns_valid_alone_but_not_joined_still_exclude(
     client: Client, emulator: EmulatorHandle, settings: Any, patterns: list[str]
 ) -> None:
@@ -207,6 +208,15 @@ def test_patterns_valid_alone_but_not_joined_still_exclude(
     _costs_nothing(client.get("/mw/excluded/page/"), emulator)
     _costs_nothing(client.get("/admin/login/"), emulator)
     assert "ntaid" in client.get("/mw/page/").cookies
+
+
+def test_a_global_flag_applies_to_its_own_pattern_only() -> None:
+    # Joined into one regex (as Python 3.10 allows, with a warning), (?i) would make every
+    # pattern ignore case.
+    exclusions = _compile_exclusions((r"^/mw/excluded/", r"(?i)^/NOWHERE/"))
+    assert exclusions is not None
+    assert exclusions.search("/mw/excluded/") and exclusions.search("/nowhere/")
+    assert not exclusions.search("/MW/EXCLUDED/")
 
 
 def test_extra_exclusions_add_to_a_configured_list(
