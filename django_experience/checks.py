@@ -24,7 +24,7 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
@@ -306,11 +306,8 @@ def check_destinations(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
     """Build the destinations once (no request is sent) to find what would fail every send."""
     from django_experience.destinations.configured import build_destinations
 
-    config = conf.DESTINATIONS
     try:
-        if config is not None and not isinstance(config, Mapping):
-            raise ValueError("it must be a dict of destination name to options")
-        build_destinations(config)
+        build_destinations(conf.DESTINATIONS)
     except (ValueError, TypeError) as exc:
         return [
             Error(

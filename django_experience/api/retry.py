@@ -26,10 +26,11 @@ T = TypeVar("T")
 # Every other 4xx is the caller's mistake and every other 5xx is not known to pass.
 RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 503})
 
-MAX_RETRY_AFTER = 86400.0
-"""The longest ``Retry-After`` honoured, in seconds (a day). A longer wait means "not today"
-just as well, and not every wait can be taken: a timeout past ``threading.TIMEOUT_MAX`` (10**14
-seconds, a date in the year 9999) raises OverflowError in the thread that waits."""
+LONGEST_WAIT = 86400.0
+"""The longest wait taken, in seconds (a day): the longest ``Retry-After`` honoured and the
+longest delivery duration setting. A longer one means "not today" just as well, and not every
+wait can be taken: a timeout past ``threading.TIMEOUT_MAX`` (10**14 seconds, a date in the
+year 9999, an infinity) raises OverflowError in the thread that waits."""
 
 
 class Deadline:
@@ -53,7 +54,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date).
 
     ``None`` when the header is missing or unreadable (an infinity or NaN is); never negative,
-    never more than :data:`MAX_RETRY_AFTER`.
+    never more than :data:`LONGEST_WAIT`.
     """
     if value is None:
         return None
@@ -65,7 +66,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         pass
     else:
-        return min(max(0.0, seconds), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
+        return min(max(0.0, seconds), LONGEST_WAIT) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
@@ -73,7 +74,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:  # HTTP dates are GMT
         when = when.replace(tzinfo=timezone.utc)
     current = now or datetime.now(timezone.utc)
-    return min(max(0.0, (when - current).total_seconds()), MAX_RETRY_AFTER)
+    return min(max(0.0, (when - current).total_seconds()), LONGEST_WAIT)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def call_with_retries(
 
 
 __all__ = [
-    "MAX_RETRY_AFTER",
+    "LONGEST_WAIT",
     "RETRY_STATUSES",
     "Deadline",
     "RetryPolicy",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django_experience.api.retry import LONGEST_WAIT
 from django_experience.conf import (
     _env,
     _float,
@@ -18,13 +19,10 @@ from django_experience.conf import (
 
 DROP_POLICIES = ("oldest", "newest")
 
-LONGEST_WAIT = 86400.0
-"""Durations are cut to a day: an infinity reads as a number (``"inf"``: as long as it takes),
-but no lock, event or socket can wait that long (OverflowError in the thread waiting)."""
-
 
 def _seconds(name: str, default: float, minimum: float) -> float:
-    """A duration setting, raised to ``minimum`` (NaN too) and cut to :data:`LONGEST_WAIT`."""
+    """A duration setting, raised to ``minimum`` (NaN too) and cut to a day (``LONGEST_WAIT``):
+    an infinity reads as a number ("as long as it takes"), but nothing can wait that long."""
     return min(max(minimum, _float(name, default)), LONGEST_WAIT)
 
 

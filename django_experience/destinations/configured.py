@@ -203,6 +203,8 @@ def _client_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The options the platform's client takes, checked here: a wrong type would only fail
     when the first profile is sent (and every one after it)."""
     where = f"EXPERIENCE_DESTINATIONS[{name!r}]"
+    if not isinstance(options.get("url", ""), str):
+        raise ValueError(f"{where}['url'] must be a string, not {options['url']!r}")
     timeout = options.get("timeout", 10.0)
     if (
         isinstance(timeout, bool)
@@ -225,6 +227,8 @@ def build_destinations(
 ) -> dict[str, Destination]:
     """``{name: Destination}`` for the ``EXPERIENCE_DESTINATIONS`` dict; raises ``ValueError``
     naming the destination and option that is wrong."""
+    if config is not None and not isinstance(config, Mapping):
+        raise ValueError("EXPERIENCE_DESTINATIONS must be a dict of destination name to options")
     destinations: dict[str, Destination] = {}
     for name, raw in (config or {}).items():
         if name == "experiture":

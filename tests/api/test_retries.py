@@ -22,7 +22,7 @@ from django_experience.api.errors import (
 )
 from django_experience.api.events import track_event
 from django_experience.api.retry import (
-    MAX_RETRY_AFTER,
+    LONGEST_WAIT,
     Deadline,
     RetryPolicy,
     call_with_retries,
@@ -232,8 +232,8 @@ def test_parse_retry_after_no_wait_is_longer_than_a_day() -> None:
     # Longer ones cannot all be waited for: a timeout past threading.TIMEOUT_MAX (an infinity,
     # 10**14 seconds) raises OverflowError in the thread waiting.
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
-    assert parse_retry_after("99999999999999", now=now) == MAX_RETRY_AFTER == 86400
-    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now=now) == MAX_RETRY_AFTER
+    assert parse_retry_after("99999999999999", now=now) == LONGEST_WAIT == 86400
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now=now) == LONGEST_WAIT
     assert parse_retry_after("86399", now=now) == 86399
     for unreadable in ("inf", "1e400", "-inf", "nan", "Infinity"):
         assert parse_retry_after(unreadable, now=now) is None, unreadable

@@ -113,6 +113,8 @@ def test_schema_check_refuses_unknown_fields_before_sending(
         ({"experiture": {"token": "t", "max_retries": "3"}}, "['max_retries'] must be a whole"),
         ({"experiture": {"token": "t", "max_retries": -1}}, "['max_retries'] must be a whole"),
         ({"experiture": {"token": "t", "max_retries": True}}, "['max_retries'] must be a whole"),
+        ({"experiture": {"token": "t", "url": 8080}}, "['url'] must be a string, not 8080"),
+        (["experiture"], "EXPERIENCE_DESTINATIONS must be a dict"),
     ],
 )
 def test_configuration_errors_name_what_is_wrong(settings: Any, message: str) -> None:

@@ -220,9 +220,10 @@ def test_a_visitor_sending_nan_coordinates_is_still_personalized(
     client: Client, api: StubServer, settings: Any
 ) -> None:
     # Geo headers reach us from whoever sends them; a NaN must not cost the page its answer.
-    client.get(
+    response = client.get(
         "/mw/page/", HTTP_CF_IPCOUNTRY="DE", HTTP_CF_IPLATITUDE="nan", HTTP_CF_IPLONGITUDE="nan"
     )
+    assert response.json()["degraded"] is False
     (request,) = api.requests
     assert request.json()["options"]["location"] == {"countryCode": "DE"}
 
