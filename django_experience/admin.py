@@ -37,6 +37,7 @@ from django.utils.translation import ngettext
 from django_experience.api.errors import NamespaceMismatch, ProfileNotFound
 from django_experience.api.types import ProfileResult
 from django_experience.deletions import delete_pending
+from django_experience.mappings import answered_profile_id
 from django_experience.models import PendingProfileDeletion, ProfileMapping
 from django_experience.visitor import short_id
 
@@ -60,7 +61,9 @@ def _client(mapping: ProfileMapping) -> ExperienceClient:
 def _fetch(mapping: ProfileMapping) -> Fetched:
     """The live profile, or why there is none."""
     try:
-        return Fetched(_client(mapping).get_profile(mapping.profile_id))
+        result = _client(mapping).get_profile(mapping.profile_id)
+        answered_profile_id(result.profile.id)  # a mapping will take it (refresh)
+        return Fetched(result)
     except (ProfileNotFound, NamespaceMismatch):
         message = _("This profile does not exist in the Experience API (deleted or merged).")
         return Fetched(None, str(message), missing=True)

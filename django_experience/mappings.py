@@ -4,11 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import time
 from datetime import timedelta
 from typing import Any
 
 from django_experience.conf import conf
+
+_PROFILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PROFILE_ID_FORM = "1-64 characters of A-Z, a-z, 0-9, '_' and '-'"
+
+
+def valid_profile_id(value: object) -> str | None:
+    """``value`` when it is a profile id this app can keep: charset ``[A-Za-z0-9_-]``, 1-64
+    characters, so that it fits the cookie unquoted and the mapping's column."""
+    if isinstance(value, str) and _PROFILE_ID.fullmatch(value):
+        return value
+    return None
+
+
+def answered_profile_id(profile_id: str) -> str:
+    """The profile id of an API answer, when this app can keep it; else ``MalformedResponse``.
+
+    The API answers UUIDs. Anything else (a proxy's or a faulty deploy's answer) would go into
+    the cookie quoted and be refused when it came back, a new profile made on every request;
+    or be refused by the mapping's column.
+    """
+    if valid_profile_id(profile_id) is None:
+        from django_experience.api.errors import MalformedResponse
+
+        raise MalformedResponse(
+            f"the answer's profile.id {profile_id[:80]!r} is not a profile id ({PROFILE_ID_FORM})"
+        )
+    return profile_id
 
 
 def namespace() -> dict[str, str]:

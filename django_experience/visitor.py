@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 import uuid
@@ -44,10 +43,12 @@ from django_experience.clients import experience_client
 from django_experience.conf import conf, import_callable
 from django_experience.location import client_ip, geo_location
 from django_experience.mappings import (
+    answered_profile_id,
     mapped_profile_id,
     namespace,
     profile_owned_by_someone_else,
     store_mapping,
+    valid_profile_id,
 )
 from django_experience.personalization import (
     _offloaded,  # closes the thread's DB connections
@@ -62,17 +63,7 @@ SDK_COOKIE_NAME = "ctfl-opt-aid"
 VISITOR_ATTRIBUTE = "experience_visitor"
 """The request attribute holding the request's ``Visitor``."""
 
-_PROFILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
 # -- small pure helpers --------------------------------------------------------------------
-
-
-def valid_profile_id(value: object) -> str | None:
-    """``value`` when it is an acceptable profile id (charset ``[A-Za-z0-9_-]``, 1-64 chars)."""
-    if isinstance(value, str) and _PROFILE_ID.fullmatch(value):
-        return value
-    return None
 
 
 def short_id(profile_id: str | None) -> str:
@@ -208,6 +199,11 @@ def guarded_call(
             # about the API; without this a half-open breaker's probe slot stays claimed and
             # no request would ever probe the API again.
             breaker.release()
+
+
+def _usable(result: ProfileResult) -> ProfileResult:
+    answered_profile_id(result.profile.id)
+    return result
 
 
 _settlers: dict[int, ThreadPoolExecutor] = {}
@@ -402,7 +398,9 @@ class Visitor:
         started = time.monotonic()
         deadline = started + left
         try:
-            return guarded_call(operation, lambda: call(deadline), profile_id, report=self._report)
+            return guarded_call(
+                operation, lambda: _usable(call(deadline)), profile_id, report=self._report
+            )
         finally:
             with self._lock:
                 self._api_seconds += time.monotonic() - started

@@ -5,6 +5,7 @@ destinations register an :class:`ImportTarget` factory under their name with
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -15,8 +16,11 @@ from django_experience import errors_policy
 from django_experience.api.batching import MAX_IDENTIFY
 from django_experience.api.encoding import encode_events
 from django_experience.api.errors import InvalidData, Redirected
+from django_experience.mappings import PROFILE_ID_FORM, valid_profile_id
 from django_experience.sync.checkpoint import secret_fingerprint
 from django_experience.sync.rows import Batch, Rejected, Row, derived_profile_id
+
+logger = logging.getLogger("django_experience.sync")
 
 # Refusals that concern the configuration (credentials, permissions, organization and
 # environment), the same for every row.
@@ -244,7 +248,7 @@ class ExperienceTarget(ImportTarget):
                     continue
                 if len(alone) == 1:
                     matched[event["anonymousId"]] = alone[0].id
-        return matched
+        return _keepable(matched)
 
     def splittable(self, exc: BaseException) -> bool:
         # A stale mapping (profile deleted or merged away) is found the same way as a bad row.
@@ -403,6 +407,23 @@ def _encoded_batch(items: Sequence[Item]) -> list[bytes] | None:
         return None
     parts = [item.encoded for item in items]
     return None if any(part is None for part in parts) else cast("list[bytes]", parts)
+
+
+def _keepable(matched: dict[str, str]) -> dict[str, str]:
+    """``matched`` without the profile ids no mapping (and no cookie) can keep.
+
+    The API answers UUIDs; another answer's row is delivered, but left unmapped, as an
+    ambiguous one is: the mapping's column would refuse it and fail the batch's commit.
+    """
+    kept = {sent: pid for sent, pid in matched.items() if valid_profile_id(pid)}
+    if len(kept) < len(matched):
+        logger.warning(
+            "Experience import: %d profile id(s) in the batch answer are not profile ids "
+            "(%s); those rows were sent, not mapped",
+            len(matched) - len(kept),
+            PROFILE_ID_FORM,
+        )
+    return kept
 
 
 def match_profiles(sent: Sequence[str], returned: Sequence[str]) -> dict[str, str]:

@@ -289,6 +289,27 @@ def test_refresh_names_the_profiles_that_are_gone(
     assert ProfileMapping.objects.filter(pk=profiles[1].pk).exists()  # kept, as the message says
 
 
+@pytest.mark.parametrize("answered", ["x" * 129, "merged into"])
+def test_refresh_does_not_take_a_profile_id_no_mapping_can_keep(
+    staff: Client, stub: Any, settings: Any, answered: str
+) -> None:
+    # A longer id than the column holds failed the action with a database error on PostgreSQL.
+    from tests.stub_server import ok_envelope
+
+    settings.EXPERIENCE_API_URL = stub.url
+    stub.responder = lambda request: ok_envelope(
+        {"profile": {"id": answered, "audiences": [], "traits": {}}, "experiences": []}
+    )
+    mapping = ProfileMapping.objects.create(profile_id="old", organization_id="test-org")
+    response = _action(staff, "refresh_from_api", [mapping])
+    assert response.status_code == 200
+    assert "1 profile could not be fetched" in response.content.decode()
+    mapping.refresh_from_db()
+    assert mapping.profile_id == "old"
+    live = staff.get(f"{CHANGELIST}{mapping.pk}/live/")
+    assert live.status_code == 200 and "MalformedResponse" in live.content.decode()
+
+
 def test_refresh_takes_the_profile_id_the_api_answers_with(
     staff: Client, stub: Any, settings: Any
 ) -> None:

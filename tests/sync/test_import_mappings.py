@@ -123,3 +123,21 @@ def test_match_profiles(sent: list[str], returned: list[str], expected: dict[str
     from django_experience.sync.targets import match_profiles
 
     assert match_profiles(sent, returned) == expected
+
+
+@pytest.mark.parametrize("answered", ["x" * 129, "not an id", "a;b"])
+def test_a_row_answered_under_an_unusable_profile_id_is_sent_but_not_mapped(
+    api: StubServer, tmp_path: Path, answered: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Kept, the id would be written to visitors' cookies quoted (and refused when it comes
+    # back), and a longer one than the column holds fails the batch's commit on PostgreSQL.
+    api.responder = _reversing({"c1": answered})
+    rows = [{"id": f"c{n}", "traits": {}} for n in range(3)]
+    with caplog.at_level("WARNING", logger="django_experience.sync"):
+        result = run_import("--file", str(write_jsonl(tmp_path / "c.jsonl", rows)))
+    assert result.code == 0, result.stderr
+    sent = _sent(api)
+    assert _mappings() == {"c0": sent["c0"], "c2": sent["c2"]}
+    assert "Profiles sent: 3\n" in result.stdout and "Failures: 0\n" in result.stdout
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "django_experience.sync"]
+    assert "1 profile id(s)" in warning and answered not in warning
