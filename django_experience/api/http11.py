@@ -405,13 +405,19 @@ class Connection:
 
     def _read_exactly(self, sock: socket.socket, length: int, deadline: Deadline) -> bytes:
         data = self._buffer
-        while len(data) < length:
-            chunk = self._recv(sock, deadline)
-            if not chunk:
-                raise _ProtocolError(
-                    f"the connection closed after {len(data)} of {length} body bytes"
-                )
-            data += chunk
+        if len(data) < length:
+            # Joined once: adding each piece to the bytes read so far would copy them all
+            # again every time (a second and a half for a 16 MiB answer).
+            parts, size = [data], len(data)
+            while size < length:
+                chunk = self._recv(sock, deadline)
+                if not chunk:
+                    raise _ProtocolError(
+                        f"the connection closed after {size} of {length} body bytes"
+                    )
+                parts.append(chunk)
+                size += len(chunk)
+            data = b"".join(parts)
         self._buffer = data[length:]
         return data[:length]
 

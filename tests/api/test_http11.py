@@ -360,3 +360,26 @@ def test_a_switched_protocol_answer_closes_the_connection(
     status, _, body, will_close = _get(connection)
     assert (status, body, will_close) == (101, b"", True)
     assert connection.sock is None
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_large_body_in_many_pieces_arrives_whole(
+        serve: Callable[[Script], ScriptedServer], chunked: bool) -> None:
+    body = bytes(range(256)) * (12 * 4096)  # 12 MiB, under the 16 MiB the client accepts
+    if chunked:
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece)
+                          for piece in (body[i:i + 100_000] for i in range(0, len(body), 100_000)))
+        answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + framed + b"0\r\n\r\n"
+    else:
+        answer = _ok(body)
+    # Written in pieces with pauses, so that the client reads them one at a time; the next
+    # answer follows on the same connection.
+    pieces: list[Step] = []
+    for start in range(0, len(answer), 1 << 20):
+        pieces += [answer[start:start + (1 << 20)], 0.001]
+    server = serve(lambda request: (pieces, False) if len(server.requests) == 1
+                   else ([_ok(b"next")], False))
+    connection = _connect(server)
+    assert _get(connection, budget=10.0)[2] == body
+    assert _get(connection)[2] == b"next"
+    assert server.connections == 1
