@@ -12,6 +12,7 @@ Rule forms::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,7 +92,10 @@ def _validate_string_map(value: object, keys: tuple[str, ...], where: str) -> No
 
 
 def _is_comparable(value: object) -> bool:
-    return isinstance(value, (int, float, str)) and not isinstance(value, bool)
+    # NaN and the infinities (which Python's json reads) compare with nothing a trait holds.
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
 def _trait(traits: Mapping[str, Any], key: str) -> tuple[bool, Any]:

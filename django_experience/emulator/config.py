@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,9 +168,17 @@ def _string(value: object, where: str) -> str:
 
 
 def _number(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where} must be a number")
+    # Python's json reads NaN and Infinity; no variant can be chosen by them.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
     return float(value)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _object(value: object, where: str) -> Mapping[str, Any]:
@@ -245,7 +254,7 @@ def _distribution(value: object, where: str, variant_count: int) -> tuple[Distri
     if not isinstance(value, list):
         raise ConfigError(f"{where} must be a list")
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        weights = [float(v) for v in value]
+        weights = [_number(v, f"{where}[{i}]") for i, v in enumerate(value)]
         if any(w < 0 for w in weights):
             raise ConfigError(f"{where} weights must not be negative")
         return _cumulative(weights)

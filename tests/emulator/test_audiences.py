@@ -132,6 +132,16 @@ def test_a_get_evaluates_audiences_for_its_answer_but_stores_none(server: Emulat
                         {"id": "a", "rules": {"event": "y"}}]}, "twice"),
         ({"experiences": [{"id": "e", "audience": {"id": "nope"}}]}, "experiences[0].audience"),
         ({"experiences": [{"id": "e", "trafficAllocation": 2}]}, "trafficAllocation"),
+        # Python's json reads NaN and Infinity: no variant or audience can be chosen by them.
+        ({"audiences": [{"id": "a", "rules": {"trait": "t", "gte": float("nan")}}]}, "gte"),
+        ({"audiences": [{"id": "a", "rules": {"trait": "t", "lte": float("inf")}}]}, "lte"),
+        ({"experiences": [{"id": "e", "distribution": [0.5, float("nan")]}]}, "distribution[1]"),
+        ({"experiences": [{"id": "e", "distribution": [float("inf"), 1]}]}, "distribution[0]"),
+        ({"experiences": [{"id": "e", "distribution": [0.5, 10**400]}]}, "distribution[1]"),
+        ({"experiences": [{"id": "e", "distribution": [
+            {"index": 0, "start": 0, "end": float("nan")}]}]}, "distribution[0].end"),
+        ({"experiences": [{"id": "e", "distribution": [
+            {"index": 0, "start": float("-inf"), "end": 1}]}]}, "distribution[0].start"),
         ({"experiences": [{"id": "e", "type": "ab"}]}, "experiences[0].type"),
         ({"experiences": [{"id": "e", "distribution": [{"index": 0, "start": 1, "end": 0}]}]},
          "distribution[0]"),
