@@ -23,6 +23,12 @@ its time is out (the exit flush's deadline has passed), and the batch is then re
 """
 
 
+Deferrer = Callable[[list[Payload], float, int], bool]
+"""``defer(batch, seconds, retries) -> bool``: hands ``batch`` over to be sent again in
+``seconds``, as its retry number ``retries``, instead of waiting here; False when it cannot
+(the batch is then waited for here, as without one)."""
+
+
 class DeliveryStopped(TimeoutError):
     """Handed to ``EXPERIENCE_DELIVERY_ON_ERROR`` with events never sent because delivery
     stopped first: its time ran out (``EXPERIENCE_DELIVERY_EXIT_TIMEOUT`` at exit)."""
@@ -79,7 +85,9 @@ def report_failure(sink: Sink, batch: list[Payload], exc: BaseException, reason:
         logger.exception("EXPERIENCE_DELIVERY_ON_ERROR raised")
 
 
-def deliver(sink: Sink, payloads: list[Payload], *, wait: Waiter = _sleep) -> int:
+def deliver(
+    sink: Sink, payloads: list[Payload], *, wait: Waiter = _sleep, defer: Deferrer | None = None
+) -> int:
     """Send ``payloads`` through ``sink``; returns how many were sent. Never raises."""
     try:
         batches = [
@@ -90,18 +98,29 @@ def deliver(sink: Sink, payloads: list[Payload], *, wait: Waiter = _sleep) -> in
     except Exception as exc:
         report_failure(sink, payloads, exc, "could not be batched")
         return 0
-    return sum(send_batch(sink, batch, wait=wait) for batch in batches)
+    return sum(send_batch(sink, batch, wait=wait, defer=defer) for batch in batches)
 
 
-def send_batch(sink: Sink, batch: list[Payload], *, wait: Waiter = _sleep) -> int:
-    """Send one request-sized batch with retries; returns how many payloads were sent."""
+def send_batch(
+    sink: Sink,
+    batch: list[Payload],
+    *,
+    wait: Waiter = _sleep,
+    defer: Deferrer | None = None,
+    retries: int = 0,
+) -> int:
+    """Send one request-sized batch with retries; returns how many payloads were sent.
+
+    ``retries``: how many times the batch was retried already (a deferred batch's task).
+    ``defer`` is offered each retry before it is waited for; a batch it takes is not sent here.
+    """
     if not wait(0):
         stopped = DeliveryStopped("delivery stopped before these events were sent")
         report_failure(sink, batch, stopped, "out of time: not sent")
         return 0
     max_retries = delivery_settings.MAX_RETRIES
     base, cap = delivery_settings.BACKOFF, delivery_settings.BACKOFF_MAX
-    attempt = 0
+    attempt = retries
     while True:
         try:
             sink.send(batch)
@@ -113,7 +132,9 @@ def send_batch(sink: Sink, batch: list[Payload], *, wait: Waiter = _sleep) -> in
                     # split (bisect, or by profile) to isolate it.
                     parts = [part for part in sink.split(batch, exc) if part]
                     if len(parts) > 1 and all(len(part) < len(batch) for part in parts):
-                        return sum(send_batch(sink, part, wait=wait) for part in parts)
+                        return sum(
+                            send_batch(sink, part, wait=wait, defer=defer) for part in parts
+                        )
                 report_failure(sink, batch, exc, sink.refusal_reason(batch, exc))
                 return 0
             if attempt >= max_retries:
@@ -121,14 +142,18 @@ def send_batch(sink: Sink, batch: list[Payload], *, wait: Waiter = _sleep) -> in
                 return 0
             attempt += 1
             delay = max(minimum, backoff_delay(attempt, base, cap))
+            deferred = defer is not None and defer(batch, delay, attempt)
             logger.info(
-                "Delivery to %s: retry %d of %d event(s) in %.2fs after %s",
+                "Delivery to %s: retry %d of %d event(s) in %.2fs%s after %s",
                 sink.name,
                 attempt,
                 len(batch),
                 delay,
+                " (deferred)" if deferred else "",
                 exc,
             )
+            if deferred:
+                return 0
             if not wait(delay):
                 report_failure(sink, batch, exc, "out of time while retrying")
                 return 0

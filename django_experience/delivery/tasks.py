@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django_experience.api.batching import EncodedBatch
@@ -19,6 +20,7 @@ from django_experience.api.encoding import encode_events
 from django_experience.api.errors import InvalidData
 from django_experience.conf import TASK_MODULES
 from django_experience.delivery.sender import (
+    Deferrer,
     DeliveryStopped,
     deliver,
     report_failure,
@@ -47,22 +49,69 @@ logger = logging.getLogger("django_experience.delivery")
 _task: Callable[[Callable[..., Any]], Any] = _task_module().task()
 
 
+LONGEST_WAIT_IN_TASK = 5.0
+"""Seconds a task waits for a retry itself; a longer wait (a ``Retry-After``, the later
+backoff steps) becomes a new task run that much later, when the task backend can defer tasks,
+so that the worker is free meanwhile for the site's other tasks."""
+
+
 @_task
-def deliver_batch(sink_name: str, events: list[Any]) -> dict[str, int]:
-    """Task body: send one batch with retries; returns how many were sent and failed.
+def deliver_batch(sink_name: str, events: list[Any], retries: int = 0) -> dict[str, int]:
+    """Task body: send one batch with retries; returns how many were sent, deferred (to a
+    task run later) and failed.
 
     ``events`` is what the ``tasks`` backend enqueues: one request-sized batch, each event as
     its JSON text (a ``str``, encoded as the API receives it: dates and UUIDs as ISO strings).
     That text is sent as it is, not encoded again. A list of event dicts is accepted too (the
     form of earlier versions, for tasks enqueued before an upgrade); those are encoded and split
-    into requests here.
+    into requests here. ``retries``: how many times the batch was retried before this run.
     """
     sink = get_sink(sink_name)
+    deferred: list[int] = []
+    defer = _deferrer(sink, deferred)
     if events and all(isinstance(event, str) for event in events):
-        sent = send_batch(sink, _decoded(sink, events))
+        sent = send_batch(sink, _decoded(sink, events), defer=defer, retries=retries)
     else:
-        sent = deliver(sink, events)
-    return {"sent": sent, "failed": len(events) - sent}
+        sent = deliver(sink, events, defer=defer)
+    later = sum(deferred)
+    return {"sent": sent, "deferred": later, "failed": len(events) - sent - later}
+
+
+def _deferrer(sink: Sink, deferred: list[int]) -> Deferrer | None:
+    """Defers a retry longer than :data:`LONGEST_WAIT_IN_TASK` to a new task run that much
+    later (counting its events in ``deferred``); None when the backend cannot defer."""
+    task = _task_for_delivery()
+    try:
+        if not task.get_backend().supports_defer:
+            return None
+    except Exception:  # a backend that cannot be loaded: the enqueue reported it already
+        return None
+
+    def defer(batch: list[Payload], seconds: float, retries: int) -> bool:
+        if seconds <= LONGEST_WAIT_IN_TASK:
+            return False
+        from django.utils import timezone
+
+        events, texts = _encoded_for_task(sink, batch)
+        try:
+            task.using(run_after=timezone.now() + timedelta(seconds=seconds)).enqueue(
+                sink.name, texts, retries=retries
+            )
+        except Exception:
+            logger.exception("Delivery to %s: a retry could not be deferred; waiting", sink.name)
+            return False
+        deferred.append(len(events))
+        # Events that cannot be encoded were reported by _encoded_for_task, as failed.
+        return True
+
+    return defer
+
+
+def _task_for_delivery() -> Any:
+    """``deliver_batch`` on the configured queue and task backend."""
+    return deliver_batch.using(
+        queue_name=delivery_settings.TASK_QUEUE, backend=delivery_settings.TASK_BACKEND
+    )
 
 
 def _decoded(sink: Sink, texts: list[str]) -> EncodedBatch:
@@ -133,9 +182,6 @@ def task_dispatcher(sink_name: str, payloads: list[Payload], wait: Callable[[flo
                 report_failure(sink, events, stopped, "out of time: not enqueued")
                 continue
             try:
-                deliver_batch.using(
-                    queue_name=delivery_settings.TASK_QUEUE,
-                    backend=delivery_settings.TASK_BACKEND,
-                ).enqueue(sink_name, texts)
+                _task_for_delivery().enqueue(sink_name, texts)
             except Exception as exc:
                 report_failure(sink, events, exc, "could not be enqueued as a task")

@@ -97,7 +97,7 @@ def test_task_failure_is_reported_in_its_result(api: StubServer, settings: Setti
     # the port now refuses connections
     assert import_string(deliver_batch.module_path) is deliver_batch  # what a worker imports
     outcome = deliver_batch.call("experience", [track("p1")])
-    assert outcome == {"sent": 0, "failed": 1}
+    assert outcome == {"sent": 0, "deferred": 0, "failed": 1}
 
 
 failures: list[tuple[BaseException, list[Any], str]] = []
@@ -158,7 +158,7 @@ def test_the_task_sends_its_json_text_as_it_is(api: StubServer) -> None:
 
     text = json.dumps(track("p1", n=1), indent=1)  # not how the client would encode it
     outcome = deliver_batch.call("experience", [text])
-    assert outcome == {"sent": 1, "failed": 0}
+    assert outcome == {"sent": 1, "deferred": 0, "failed": 0}
     [request] = batch_requests(api)
     assert request.body == b'{"events":[' + text.encode() + b"]}"
 
@@ -255,3 +255,115 @@ def test_database_backend_and_its_worker(api: StubServer, tmp_path: Path) -> Non
     events = sent_events(api)
     assert sorted(e["properties"]["n"] for e in events) == list(range(120))
     assert len(batch_requests(api)) >= 2  # 60 profiles: more than one request
+
+
+def _enqueued_tasks() -> Any:
+    """A context recording every task result enqueued meanwhile (any thread)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def recording() -> Any:
+        results: list[Any] = []
+
+        def record(sender: object, task_result: Any, **kwargs: object) -> None:
+            results.append(task_result)
+
+        signals.task_enqueued.connect(record, weak=False)
+        try:
+            yield results
+        finally:
+            signals.task_enqueued.disconnect(record)
+
+    return recording()
+
+
+def _too_many_requests(seconds: int) -> Any:
+    from tests.stub_server import StubResponse
+
+    return StubResponse(
+        429,
+        {"data": {}, "error": {"code": "ERR_TOO_MANY_REQUESTS"}, "message": "slow down"},
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def test_a_long_retry_wait_becomes_a_task_run_later(
+    api: StubServer, settings: SettingsWrapper
+) -> None:
+    # Waited inside the task, a Retry-After would keep the worker from every other task of
+    # the site for that long.
+    from django.utils import timezone
+
+    from django_experience.delivery.tasks import deliver_batch
+
+    use_tasks(settings, DUMMY)
+    event = track("p1", n=1)
+    text = json.dumps(event)
+    api.enqueue(_too_many_requests(120))
+    with _enqueued_tasks() as enqueued:
+        outcome = deliver_batch.call("experience", [text])
+    assert outcome == {"sent": 0, "deferred": 1, "failed": 0}
+    assert delivery.counters()["failed"] == 0
+    (later,) = enqueued
+    assert list(later.args) == ["experience", [text]]
+    assert later.kwargs == {"retries": 1}
+    wait = (later.task.run_after - timezone.now()).total_seconds()
+    assert 110 < wait <= 120
+    # The worker runs it when it is due: the same bytes, the same message id.
+    assert later.task.call(*later.args, **later.kwargs) == {"sent": 1, "deferred": 0, "failed": 0}
+    first, second = batch_requests(api)
+    assert first.body == second.body
+    assert sent_events(api)[-1]["messageId"] == event["messageId"]
+
+
+def test_deferred_runs_count_towards_the_retry_limit(
+    api: StubServer, settings: SettingsWrapper
+) -> None:
+    from django_experience.delivery.tasks import deliver_batch
+
+    use_tasks(settings, DUMMY)
+    settings.EXPERIENCE_DELIVERY_MAX_RETRIES = 2
+    settings.EXPERIENCE_DELIVERY_ON_ERROR = "tests.delivery.test_tasks.record_failure"
+    failures.clear()
+    api.responder = lambda request: _too_many_requests(60)
+    text = json.dumps(track("p1"))
+    with _enqueued_tasks() as enqueued:
+        deliver_batch.call("experience", [text], retries=1)  # its second retry: deferred
+        (last,) = enqueued
+        assert last.kwargs == {"retries": 2}
+        outcome = last.task.call(*last.args, **last.kwargs)
+    assert outcome == {"sent": 0, "deferred": 0, "failed": 1}
+    assert len(enqueued) == 1  # given up, not deferred again
+    ((exc, payloads, sink),) = failures
+    assert getattr(exc, "status", None) == 429
+    assert sink == "experience" and [p["messageId"] for p in payloads] == [
+        json.loads(text)["messageId"]
+    ]
+
+
+def test_a_short_retry_wait_is_waited_in_the_task(
+    api: StubServer, settings: SettingsWrapper
+) -> None:
+    from django_experience.delivery.tasks import deliver_batch
+    from tests.stub_server import StubResponse
+
+    use_tasks(settings, DUMMY)
+    api.enqueue(StubResponse(503, {"data": {}, "error": {"code": "ERR_INTERNAL_SERVER_ERROR"}}))
+    with _enqueued_tasks() as enqueued:
+        outcome = deliver_batch.call("experience", [json.dumps(track("p1"))])
+    assert outcome == {"sent": 1, "deferred": 0, "failed": 0}
+    assert enqueued == [] and len(batch_requests(api)) == 2
+
+
+def test_a_backend_that_cannot_defer_waits_in_the_task(
+    api: StubServer, settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_experience.delivery import tasks as delivery_tasks
+
+    use_tasks(settings, IMMEDIATE)
+    monkeypatch.setattr(delivery_tasks, "LONGEST_WAIT_IN_TASK", 0.0)  # every wait is "long"
+    api.enqueue(_too_many_requests(1))
+    with _enqueued_tasks() as enqueued:
+        outcome = delivery_tasks.deliver_batch.call("experience", [json.dumps(track("p1"))])
+    assert outcome == {"sent": 1, "deferred": 0, "failed": 0}
+    assert enqueued == [] and len(batch_requests(api)) == 2
