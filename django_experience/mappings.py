@@ -11,7 +11,8 @@ from typing import Any
 
 from django_experience.conf import conf
 
-_PROFILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PROFILE_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+_PROFILE_ID = re.compile(PROFILE_ID_PATTERN)
 PROFILE_ID_FORM = "1-64 characters of A-Z, a-z, 0-9, '_' and '-'"
 
 

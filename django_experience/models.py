@@ -8,14 +8,26 @@ succeeded (the outbox of erasure requests, see ``django_experience.deletions``).
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+from django_experience.mappings import PROFILE_ID_PATTERN
+
+# The ids the cookie carries unquoted (valid_profile_id): an id typed in the admin that is not
+# one would be refused when the visitor's cookie came back.
+_profile_id_validator = RegexValidator(
+    rf"\A{PROFILE_ID_PATTERN}\Z",
+    _("A profile id is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'."),
+)
 
 
 class ProfileMapping(models.Model):
     """One Experience API profile per user (or external id) per organization and environment."""
 
-    profile_id = models.CharField(_("profile id"), max_length=128)
+    profile_id = models.CharField(
+        _("profile id"), max_length=128, validators=[_profile_id_validator]
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,

@@ -339,3 +339,21 @@ def test_refresh_takes_the_profile_id_the_api_answers_with(
     _action(staff, "refresh_from_api", [taken])
     taken.refresh_from_db()
     assert taken.profile_id == "old-2"
+
+
+@pytest.mark.parametrize("typed", ["a b", "x" * 65, "a;b"])
+def test_the_change_form_refuses_a_profile_id_no_cookie_can_carry(
+    staff: Client, typed: str
+) -> None:
+    mapping = ProfileMapping.objects.create(profile_id="old", organization_id="test-org")
+    form = {"profile_id": typed, "user": "", "external_id": "crm-1",
+            "organization_id": "test-org", "environment": "main"}
+    url = f"{CHANGELIST}{mapping.pk}/change/"
+    response = staff.post(url, form)
+    assert response.status_code == 200  # the form again, with the error
+    assert "A profile id is 1 to 64 characters" in response.content.decode()
+    mapping.refresh_from_db()
+    assert mapping.profile_id == "old"
+    assert staff.post(url, {**form, "profile_id": "new_id-2"}).status_code == 302
+    mapping.refresh_from_db()
+    assert mapping.profile_id == "new_id-2"
