@@ -207,6 +207,16 @@ def _usable(result: ProfileResult) -> ProfileResult:
 
 
 _settlers: dict[int, ThreadPoolExecutor] = {}
+_settlers_lock = threading.Lock()
+
+
+def _new_settlers_lock() -> None:
+    global _settlers_lock
+    _settlers_lock = threading.Lock()  # a fork while another thread held it: not held here
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_new_settlers_lock)
 
 
 def _settler() -> ThreadPoolExecutor:
@@ -214,7 +224,13 @@ def _settler() -> ThreadPoolExecutor:
     pid = os.getpid()
     executor = _settlers.get(pid)
     if executor is None:
-        executor = _settlers[pid] = ThreadPoolExecutor(2, thread_name_prefix="experience-settle")
+        # Locked: two first requests at once would each start threads, one pair left idle.
+        with _settlers_lock:
+            executor = _settlers.get(pid)
+            if executor is None:
+                executor = _settlers[pid] = ThreadPoolExecutor(
+                    2, thread_name_prefix="experience-settle"
+                )
     return executor
 
 
