@@ -126,8 +126,12 @@ class EmulatorConfig:
             _experience(e, f"experiences[{i}]", set(ids))
             for i, e in enumerate(_list(data, "experiences", "config"))
         )
-        raw = json.loads(json.dumps({"audiences": data.get("audiences") or [],
-                                     "experiences": data.get("experiences") or []}))
+        raw = {key: data.get(key) or [] for key in ("audiences", "experiences")}
+        for key, value in raw.items():
+            where = _not_json_number(value, key)
+            if where is not None:  # an inline variable's value, say: answered, it is not JSON
+                raise ConfigError(f"{where} must be a number JSON can carry, not NaN or infinite")
+        raw = json.loads(json.dumps(raw))
         return cls(audiences=audiences, experiences=experiences, raw=raw)
 
     @classmethod
@@ -172,6 +176,23 @@ def _number(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         raise ConfigError(f"{where} must be a number, got {value!r}")
     return float(value)
+
+
+def _not_json_number(value: object, where: str) -> str | None:
+    """Where in ``value`` a NaN or an infinity is (Python's json reads and writes them)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, Mapping):
+        items: Any = ((f"{where}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for path, item in items:
+        found = _not_json_number(item, path)
+        if found is not None:
+            return found
+    return None
 
 
 def _finite(value: float) -> bool:

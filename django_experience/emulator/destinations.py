@@ -177,9 +177,13 @@ def _read_json(environ: Mapping[str, Any]) -> Any:
         raise _Refusal(413, f"body larger than {MAX_BODY_BYTES} bytes")
     raw = environ["wsgi.input"].read(length) if length > 0 else b""
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError):
         raise _Refusal(400, "body is not valid JSON") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json would read NaN and Infinity
 
 
 def _respond(

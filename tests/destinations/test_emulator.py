@@ -188,6 +188,7 @@ def test_experiture_schema_without_configuration_lists_the_fields_seen(
          "last_order_at"),
         ({"record": {"email": "a@b.c", "history": [{"at": "2026-04-20 12:00"}]}},
          "history[0].at"),
+        (b'{"record": {"email": "a@b.c", "score": NaN}}', "not valid JSON"),
     ],
 )
 def test_experiture_request_invalid(
@@ -323,6 +324,8 @@ def test_releva_secret_key(destination_server: DestinationServer) -> None:
          "email or phoneNumber"),
         ({"profiles": [{"profile": {"email": "a@x.io"}, "subscribedAtChanged": True,
                         "extra": 1}]}, "extra"),
+        (b'{"profiles": [{"profile": {"email": "a@x.io", "score": -Infinity}}]}',
+         "not valid JSON"),
     ],
 )
 def test_releva_validation_answers_400_with_a_message(

@@ -142,6 +142,12 @@ def test_a_get_evaluates_audiences_for_its_answer_but_stores_none(server: Emulat
             {"index": 0, "start": 0, "end": float("nan")}]}]}, "distribution[0].end"),
         ({"experiences": [{"id": "e", "distribution": [
             {"index": 0, "start": float("-inf"), "end": 1}]}]}, "distribution[0].start"),
+        ({"experiences": [{"id": "e", "components": [
+            {"type": "InlineVariable", "key": "k", "baseline": {"value": 1},
+             "variants": [{"value": {"price": float("nan")}}]}]}]},
+         "experiences[0].components[0].variants[0].value.price"),
+        ({"audiences": [{"id": "a", "rules": {"trait": "t", "equals": float("inf")}}]},
+         "audiences[0].rules.equals"),
         ({"experiences": [{"id": "e", "type": "ab"}]}, "experiences[0].type"),
         ({"experiences": [{"id": "e", "distribution": [{"index": 0, "start": 1, "end": 0}]}]},
          "distribution[0]"),
