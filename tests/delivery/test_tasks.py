@@ -367,3 +367,48 @@ def test_a_backend_that_cannot_defer_waits_in_the_task(
         outcome = delivery_tasks.deliver_batch.call("experience", [json.dumps(track("p1"))])
     assert outcome == {"sent": 1, "deferred": 0, "failed": 0}
     assert enqueued == [] and len(batch_requests(api)) == 2
+
+
+def test_the_database_worker_runs_a_deferred_retry_when_it_is_due(
+    api: StubServer, tmp_path: Path
+) -> None:
+    """The production shape: a worker's task meets a long Retry-After and leaves a task row due
+    later; the worker is free at once, and runs that row once it is due."""
+    env = database_env(api, tmp_path)
+    django = [sys.executable, "-m", "django"]
+    api.enqueue(_too_many_requests(3600))
+
+    def run(script: str) -> str:
+        done = subprocess.run([sys.executable, "-c", "import django; django.setup()\n" + script],
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def work() -> None:
+        worker = subprocess.run(
+            [*django, "db_worker", "--batch", "--no-startup-delay", "--interval", "0.05"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert worker.returncode == 0, worker.stderr
+
+    run(textwrap.dedent("""
+        from django_experience import delivery
+        from tests.delivery.helpers import track
+        delivery.enqueue(track("p1", n=1))
+        assert delivery.flush(timeout=20)
+    """))
+    work()  # meets the 429: defers instead of waiting an hour
+    assert len(batch_requests(api)) == 1
+    due = run(textwrap.dedent("""
+        from django.utils import timezone
+        from django_tasks_db.models import DBTaskResult
+        (row,) = DBTaskResult.objects.filter(status="READY")
+        print(round((row.run_after - timezone.now()).total_seconds()), row.args_kwargs["kwargs"])
+        DBTaskResult.objects.update(run_after=timezone.now())  # an hour later
+    """))
+    seconds, kwargs = due.split(" ", 1)
+    assert 3500 < int(seconds) <= 3600 and kwargs.strip() == "{'retries': 1}"
+    work()
+    first, second = batch_requests(api)
+    assert first.body == second.body
+    assert [e["properties"]["n"] for e in sent_events(api)] == [1, 1]
