@@ -32,6 +32,7 @@ from django_experience.destinations.errors import (
     SCHEMA_MISMATCH,
     UNAUTHORIZED,
 )
+from django_experience.emulator.validation import refuse_constant
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -177,13 +178,9 @@ def _read_json(environ: Mapping[str, Any]) -> Any:
         raise _Refusal(413, f"body larger than {MAX_BODY_BYTES} bytes")
     raw = environ["wsgi.input"].read(length) if length > 0 else b""
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        return json.loads(raw.decode("utf-8"), parse_constant=refuse_constant)
     except (UnicodeDecodeError, ValueError):
         raise _Refusal(400, "body is not valid JSON") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # Python's json would read NaN and Infinity
 
 
 def _respond(

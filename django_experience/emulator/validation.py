@@ -30,7 +30,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if not text.strip():
         raise invalid_data("Request body is empty; expected a JSON object with 'events'")
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=refuse_constant)
     except ValueError as exc:
         raise invalid_data(f"Request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
@@ -42,7 +42,9 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _refuse_constant(name: str) -> Any:
+def refuse_constant(name: str) -> Any:
+    """A ``parse_constant`` for ``json.loads``: NaN and Infinity, which it would read, are not
+    JSON."""
     raise ValueError(f"{name} is not valid JSON")
 
 
@@ -296,4 +298,4 @@ def validate_batch(events: list[dict[str, Any]]) -> list[str]:
     return list(ids)
 
 
-__all__ = ["APIError"]
+__all__ = ["APIError", "refuse_constant"]

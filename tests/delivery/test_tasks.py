@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import json
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,22 @@ def use_tasks(settings: SettingsWrapper, backend: str) -> Any:
     return tasks.task_backends["default"]
 
 
+@contextlib.contextmanager
+def enqueued_tasks() -> Iterator[list[Any]]:
+    """Every task result enqueued meanwhile, from any thread (the dummy backend keeps its
+    results per thread; the signal sees every enqueue)."""
+    results: list[Any] = []
+
+    def record(sender: object, task_result: Any, **kwargs: object) -> None:
+        results.append(task_result)
+
+    signals.task_enqueued.connect(record, weak=False)
+    try:
+        yield results
+    finally:
+        signals.task_enqueued.disconnect(record)
+
+
 def test_immediate_backend_sends_each_batch(api: StubServer, settings: SettingsWrapper) -> None:
     use_tasks(settings, IMMEDIATE)
     events = [track(f"p{n}", n=n) for n in range(5)]
@@ -60,19 +78,9 @@ def test_one_task_per_api_sized_batch(api: StubServer, settings: SettingsWrapper
     use_tasks(settings, DUMMY)
     settings.EXPERIENCE_DELIVERY_BATCH_SIZE = 1000
     settings.EXPERIENCE_DELIVERY_FLUSH_INTERVAL = 5
-    enqueued: list[Any] = []
-
-    def record(sender: object, task_result: Any, **kwargs: object) -> None:
-        enqueued.append(task_result)
-
-    # The dummy backend keeps results per thread; the signal sees every enqueue.
-    signals.task_enqueued.connect(record, weak=False)
-    try:
+    with enqueued_tasks() as results:
         _enqueue_and_flush_many()
-    finally:
-        signals.task_enqueued.disconnect(record)
     assert batch_requests(api) == []  # enqueued as tasks, not sent here
-    results = enqueued
 
     assert len(results) >= 3  # 120 profiles need at least three requests of <= 50 profiles
     for result in results:
@@ -257,26 +265,6 @@ def test_database_backend_and_its_worker(api: StubServer, tmp_path: Path) -> Non
     assert len(batch_requests(api)) >= 2  # 60 profiles: more than one request
 
 
-def _enqueued_tasks() -> Any:
-    """A context recording every task result enqueued meanwhile (any thread)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def recording() -> Any:
-        results: list[Any] = []
-
-        def record(sender: object, task_result: Any, **kwargs: object) -> None:
-            results.append(task_result)
-
-        signals.task_enqueued.connect(record, weak=False)
-        try:
-            yield results
-        finally:
-            signals.task_enqueued.disconnect(record)
-
-    return recording()
-
-
 def _too_many_requests(seconds: int) -> Any:
     from tests.stub_server import StubResponse
 
@@ -300,7 +288,7 @@ def test_a_long_retry_wait_becomes_a_task_run_later(
     event = track("p1", n=1)
     text = json.dumps(event)
     api.enqueue(_too_many_requests(120))
-    with _enqueued_tasks() as enqueued:
+    with enqueued_tasks() as enqueued:
         outcome = deliver_batch.call("experience", [text])
     assert outcome == {"sent": 0, "deferred": 1, "failed": 0}
     assert delivery.counters()["failed"] == 0
@@ -327,7 +315,7 @@ def test_deferred_runs_count_towards_the_retry_limit(
     failures.clear()
     api.responder = lambda request: _too_many_requests(60)
     text = json.dumps(track("p1"))
-    with _enqueued_tasks() as enqueued:
+    with enqueued_tasks() as enqueued:
         deliver_batch.call("experience", [text], retries=1)  # its second retry: deferred
         (last,) = enqueued
         assert last.kwargs == {"retries": 2}
@@ -349,7 +337,7 @@ def test_a_short_retry_wait_is_waited_in_the_task(
 
     use_tasks(settings, DUMMY)
     api.enqueue(StubResponse(503, {"data": {}, "error": {"code": "ERR_INTERNAL_SERVER_ERROR"}}))
-    with _enqueued_tasks() as enqueued:
+    with enqueued_tasks() as enqueued:
         outcome = deliver_batch.call("experience", [json.dumps(track("p1"))])
     assert outcome == {"sent": 1, "deferred": 0, "failed": 0}
     assert enqueued == [] and len(batch_requests(api)) == 2
@@ -363,7 +351,7 @@ def test_a_backend_that_cannot_defer_waits_in_the_task(
     use_tasks(settings, IMMEDIATE)
     monkeypatch.setattr(delivery_tasks, "LONGEST_WAIT_IN_TASK", 0.0)  # every wait is "long"
     api.enqueue(_too_many_requests(1))
-    with _enqueued_tasks() as enqueued:
+    with enqueued_tasks() as enqueued:
         outcome = delivery_tasks.deliver_batch.call("experience", [json.dumps(track("p1"))])
     assert outcome == {"sent": 1, "deferred": 0, "failed": 0}
     assert enqueued == [] and len(batch_requests(api)) == 2
