@@ -204,6 +204,7 @@ class EmulatorApp:
         if endpoint is None:
             return error_response(APIError(
                 405, "ERR_METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}"))
+        self.state.stats.receive(endpoint)
         generation = self.state.generation
         response = self._faulted(endpoint)
         if self.state.generation != generation:

@@ -99,6 +99,11 @@ class EmulatorHandle:
         endpoints = [endpoint] if endpoint is not None else list(requests)
         return sum(sum(requests.get(e, {}).values()) for e in endpoints)
 
+    def received_count(self, endpoint: str | None = None) -> int:
+        """Requests received by one endpoint, or by all, whether answered yet or not: a test can
+        wait for a request to be in flight while a ``latency_ms`` fault holds it."""
+        return self.server.state.stats.received(endpoint)
+
     def profiles(self) -> list[dict[str, Any]]:
         """Every stored profile, with its received ``events``."""
         return self.server.state.profiles_json()

@@ -1,4 +1,5 @@
-"""Request counts per API endpoint and status (the control API itself is never counted)."""
+"""Request counts per API endpoint and status, and of requests received (answered or not yet);
+the control API itself is never counted."""
 
 from __future__ import annotations
 
@@ -13,6 +14,18 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: dict[str, dict[str, int]] = defaultdict(dict)
+        self._received: dict[str, int] = defaultdict(int)
+
+    def receive(self, endpoint: str) -> None:
+        """A request arrived (before any injected latency holds it)."""
+        with self._lock:
+            self._received[endpoint] += 1
+
+    def received(self, endpoint: str | None = None) -> int:
+        with self._lock:
+            if endpoint is None:
+                return sum(self._received.values())
+            return self._received.get(endpoint, 0)
 
     def record(self, endpoint: str, status: int | str) -> None:
         key = str(status)
@@ -27,3 +40,4 @@ class Stats:
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._received.clear()

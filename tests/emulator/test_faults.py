@@ -14,6 +14,7 @@ import requests
 from django_experience.emulator import EmulatorServer, Faults
 from django_experience.emulator import app as emulator_app
 from django_experience.emulator.errors import ConfigError
+from django_experience.emulator.handle import EmulatorHandle
 from tests.emulator.conftest import Api, page
 
 
@@ -191,3 +192,23 @@ def test_stop_refuses_connections_and_start_serves_the_same_port(server: Emulato
     server.start()
     assert server.port == port
     assert api.get(f"/profiles/{profile_id}").status_code == 200
+
+
+def test_a_request_held_by_latency_is_received_before_it_is_answered(
+    experience_emulator: EmulatorHandle,
+) -> None:
+    # What a test waits for to know a request is in flight (test_interrupt's second Ctrl-C).
+    experience_emulator.faults(latency_ms=600)
+    client = experience_emulator.client()
+    thread = threading.Thread(target=lambda: client.create_profile([page()], timeout=5))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while experience_emulator.received_count("create") < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert experience_emulator.received_count("create") == 1
+    assert experience_emulator.request_count("create") == 0  # held: not answered yet
+    thread.join(timeout=5)
+    assert experience_emulator.request_count("create") == 1
+    assert experience_emulator.received_count() == 1
+    experience_emulator.reset()
+    assert experience_emulator.received_count() == 0

@@ -119,10 +119,13 @@ def test_a_second_ctrl_c_quits_at_once_while_a_request_hangs(
         assert process.stderr is not None
         lines = _lines(process.stderr)
         _wait_for_line(lines, "rows read")  # the import runs: its Ctrl-C handling is in place
-        # "rows read" comes before the first request starts. A Ctrl-C then leaves nothing in
-        # flight: the import ends at once, and the second Ctrl-C met Python's own handler as it
-        # was put back. A second is ample for the request to be in flight (it hangs 15 s).
-        time.sleep(1.0)
+        # "rows read" comes before the first request starts. A Ctrl-C then would leave nothing
+        # in flight: the import would end at once, and the second Ctrl-C meet Python's own
+        # handler as it was put back. So the first waits for a request to be held (15 s).
+        deadline = time.monotonic() + 30
+        while emulator.received_count("batch") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert emulator.received_count("batch") >= 1, "no batch request reached the emulator"
         process.send_signal(signal.SIGINT)
         _wait_for_line(lines, "Stopping after the batches in flight")
         process.send_signal(signal.SIGINT)
