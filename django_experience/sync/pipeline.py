@@ -48,6 +48,7 @@ class Summary:
     rows_read: int = 0
     rows_valid: int = 0  # read and passed the destination's validation
     sent: int = 0
+    unmapped: int = 0  # of ``sent``: delivered, but the answer did not say which profile
     rejected: int = 0
     failed: int = 0
     skipped: int = 0  # rows of batches completed by an earlier run (``--resume``)
@@ -427,7 +428,7 @@ class Pipeline:
         if outcome.succeeded:
             self._commits.open()
         for items, answer in outcome.succeeded:
-            self.target.complete(items, answer)
+            self.summary.unmapped += self.target.complete(items, answer) or 0
             self.summary.sent += len(items)
         for item, reason in outcome.refused:
             self._reject(

@@ -149,6 +149,7 @@ def describe(summary: Summary, *, dry_run: bool) -> str:
         f"Rows read: {summary.rows_read}",
         f"Valid rows: {summary.rows_valid}" + (" (dry run: nothing sent)" if dry_run else ""),
         f"Profiles sent: {summary.sent}",
+        *([f"Sent but not mapped: {summary.unmapped}"] if summary.unmapped else []),
         f"Rows rejected: {summary.rejected}",
         f"Failures: {summary.failed}",
     ]

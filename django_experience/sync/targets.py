@@ -85,10 +85,12 @@ class ImportTarget:
         records their blocks done once it committed (``sync/commits.py``)."""
         return None
 
-    def complete(self, items: Sequence[Item], answer: Any) -> None:
+    def complete(self, items: Sequence[Item], answer: Any) -> int | None:
         """Record a successful send (e.g. profile mappings). ``answer`` is what :meth:`send`
         returned, or ``None`` for items accepted before their request failed
-        (:meth:`accepted_before_failure`)."""
+        (:meth:`accepted_before_failure`). Returns how many of ``items`` were delivered but
+        could not be recorded (the summary's "sent but not mapped"); ``None`` for none."""
+        return None
 
     def accepted_before_failure(self, item: Item) -> bool:
         """True when ``item`` was accepted by the destination although :meth:`send` raised
@@ -144,6 +146,7 @@ class ExperienceTarget(ImportTarget):
         self.organization_id = conf.ORGANIZATION_ID
         self.environment = conf.ENVIRONMENT
         self._secret = str(settings.SECRET_KEY)
+        self._warned_unusable = False
         # Retries are the import's (with backoff and resume); the client sends once.
         self.client = ExperienceClient(
             self.organization_id,
@@ -248,7 +251,27 @@ class ExperienceTarget(ImportTarget):
                     continue
                 if len(alone) == 1:
                     matched[event["anonymousId"]] = alone[0].id
-        return _keepable(matched)
+        return self._keepable(matched)
+
+    def _keepable(self, matched: dict[str, str]) -> dict[str, str]:
+        """``matched`` without the profile ids no mapping (and no cookie) can keep.
+
+        The API answers UUIDs; another answer's row is delivered, but left unmapped, as an
+        ambiguous one is: the mapping's column would refuse it and fail the batch's commit.
+        Logged once per import (an API answering so answers every batch so); the summary
+        counts the rows.
+        """
+        kept = {sent: pid for sent, pid in matched.items() if valid_profile_id(pid)}
+        if len(kept) < len(matched) and not self._warned_unusable:
+            self._warned_unusable = True
+            logger.warning(
+                "Experience import: %d profile id(s) in a batch answer are not profile ids "
+                "(%s); those rows were sent, not mapped. Further ones are counted in the "
+                "summary, not logged",
+                len(matched) - len(kept),
+                PROFILE_ID_FORM,
+            )
+        return kept
 
     def splittable(self, exc: BaseException) -> bool:
         # A stale mapping (profile deleted or merged away) is found the same way as a bad row.
@@ -291,17 +314,18 @@ class ExperienceTarget(ImportTarget):
 
         return transaction.atomic(using=router.db_for_write(ProfileMapping))
 
-    def complete(self, items: Sequence[Item], answer: Any) -> None:
-        if self.options.asynchronous or not answer:
-            return
-        by_sent: dict[str, str] = answer
-        self._store(
-            [
-                (item.row, by_sent[item.payload["anonymousId"]], item.mapped)
-                for item in items
-                if item.payload["anonymousId"] in by_sent
-            ]
-        )
+    def complete(self, items: Sequence[Item], answer: Any) -> int | None:
+        if self.options.asynchronous:
+            return None  # no answers, no mappings: nothing was to be recorded
+        by_sent: dict[str, str] = answer or {}
+        matched = [
+            (item.row, by_sent[item.payload["anonymousId"]], item.mapped)
+            for item in items
+            if item.payload["anonymousId"] in by_sent
+        ]
+        if matched:
+            self._store(matched)
+        return len(items) - len(matched)
 
     def _store(self, rows_sent: Sequence[tuple[Row, str, bool]]) -> None:
         """Create or update one mapping per ``(row, profile id, had a mapping)``: one insert
@@ -407,23 +431,6 @@ def _encoded_batch(items: Sequence[Item]) -> list[bytes] | None:
         return None
     parts = [item.encoded for item in items]
     return None if any(part is None for part in parts) else cast("list[bytes]", parts)
-
-
-def _keepable(matched: dict[str, str]) -> dict[str, str]:
-    """``matched`` without the profile ids no mapping (and no cookie) can keep.
-
-    The API answers UUIDs; another answer's row is delivered, but left unmapped, as an
-    ambiguous one is: the mapping's column would refuse it and fail the batch's commit.
-    """
-    kept = {sent: pid for sent, pid in matched.items() if valid_profile_id(pid)}
-    if len(kept) < len(matched):
-        logger.warning(
-            "Experience import: %d profile id(s) in the batch answer are not profile ids "
-            "(%s); those rows were sent, not mapped",
-            len(matched) - len(kept),
-            PROFILE_ID_FORM,
-        )
-    return kept
 
 
 def match_profiles(sent: Sequence[str], returned: Sequence[str]) -> dict[str, str]:

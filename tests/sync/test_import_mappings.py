@@ -105,8 +105,10 @@ def test_rows_left_ambiguous_are_not_guessed(api: StubServer, tmp_path: Path) ->
 
     api.responder = answer
     rows = [{"id": f"c{n}", "traits": {}} for n in range(3)]
-    assert run_import("--file", str(write_jsonl(tmp_path / "c.jsonl", rows))).code == 0
+    result = run_import("--file", str(write_jsonl(tmp_path / "c.jsonl", rows)))
+    assert result.code == 0
     assert _mappings() == {"c1": _sent(api)["c1"]}  # delivered; c0 and c2 just not mapped
+    assert "Profiles sent: 3\nSent but not mapped: 2\n" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -138,6 +140,33 @@ def test_a_row_answered_under_an_unusable_profile_id_is_sent_but_not_mapped(
     assert result.code == 0, result.stderr
     sent = _sent(api)
     assert _mappings() == {"c0": sent["c0"], "c2": sent["c2"]}
-    assert "Profiles sent: 3\n" in result.stdout and "Failures: 0\n" in result.stdout
+    assert "Profiles sent: 3\nSent but not mapped: 1\n" in result.stdout
+    assert "Failures: 0\n" in result.stdout
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "django_experience.sync"]
     assert "1 profile id(s)" in warning and answered not in warning
+
+
+def test_unusable_profile_ids_in_every_batch_are_logged_once_and_counted(
+    api: StubServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An API (or a proxy) answering so answers every batch so: one line, not one per batch.
+    api.responder = _reversing({f"c{n}": f"bad id {n}" for n in range(0, 12, 3)})
+    rows = [{"id": f"c{n}", "traits": {}} for n in range(12)]
+    with caplog.at_level("WARNING", logger="django_experience.sync"):
+        result = run_import(
+            "--file", str(write_jsonl(tmp_path / "c.jsonl", rows)), "--batch-size", "3"
+        )
+    assert result.code == 0, result.stderr
+    assert len(api.requests) == 4
+    assert len(_mappings()) == 8
+    assert "Profiles sent: 12\nSent but not mapped: 4\n" in result.stdout
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "django_experience.sync"]
+    assert "1 profile id(s)" in warning and "counted in the summary" in warning
+
+
+def test_a_fully_mapped_import_reports_no_unmapped_rows(api: StubServer, tmp_path: Path) -> None:
+    api.responder = _reversing({})
+    rows = [{"id": f"c{n}", "traits": {}} for n in range(4)]
+    result = run_import("--file", str(write_jsonl(tmp_path / "c.jsonl", rows)))
+    assert result.code == 0 and "Profiles sent: 4\n" in result.stdout
+    assert "not mapped" not in result.stdout
