@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import re
 import time
@@ -10,6 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 from django_experience.conf import conf
+
+logger = logging.getLogger("django_experience")
 
 PROFILE_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 _PROFILE_ID = re.compile(PROFILE_ID_PATTERN)
@@ -72,7 +75,18 @@ def mapped_profile_id(user: Any) -> str | None:
         # surrounding transaction usable).
         with contextlib.suppress(DatabaseError), transaction.atomic():
             ProfileMapping.objects.filter(pk=pk).update(last_seen_at=now)
-    return str(profile_id)
+    usable = valid_profile_id(profile_id)
+    if usable is None:
+        # Stored before ids were checked, or written past the model's validation: served, it
+        # would go into the cookie quoted and be refused when it came back. Unmapped, the user
+        # is identified anew and the row takes the answered id.
+        logger.warning(
+            "Experience profile mapping %s holds a profile id that is not one (%s); "
+            "identifying the user anew",
+            pk,
+            PROFILE_ID_FORM,
+        )
+    return usable
 
 
 def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None = None) -> str:

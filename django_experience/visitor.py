@@ -674,17 +674,19 @@ class Visitor:
         target = None if self.signed_out else (self.profile_id or self.cookie_id)
         if target and profile_owned_by_someone_else(target, user, user_id):
             target = None  # the device's profile belongs to another person: do not merge it
-        if target is None and mapping is not None:
-            target = mapping.profile_id
-        self.__dict__["_mapped_id"] = mapping.profile_id if mapping is not None else None
+        # A stored id that is not one is not served: the answer's id replaces it.
+        mapped = valid_profile_id(mapping.profile_id) if mapping is not None else None
+        if target is None:
+            target = mapped
+        self.__dict__["_mapped_id"] = mapped
         page = self._page_events()
         # Stored even in preflight mode (the point of a sign-in), but without a page event.
         events = [*page, identify_event(user_id, traits)]
         result = self._call("identify", target, events, preflight=False)
         if result is None:
             self._identify_failed = True
-            if mapping is not None:
-                self.profile_id = mapping.profile_id
+            if mapped is not None:
+                self.profile_id = mapped
             return None
         self.page_sent = self.page_sent or bool(page)
         self.signed_out = False

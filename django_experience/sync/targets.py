@@ -192,10 +192,12 @@ class ExperienceTarget(ImportTarget):
         items: list[Item] = []
         rejected: list[Rejected] = []
         for row in batch.rows:
-            profile_id = (by_user.get(row.user_pk) if row.user_pk is not None else None) or (
+            stored = (by_user.get(row.user_pk) if row.user_pk is not None else None) or (
                 by_external.get(row.external_id)
             )
-            mapped = profile_id is not None
+            mapped = stored is not None
+            # A stored id that is not one is not sent: the derived id replaces it.
+            profile_id = valid_profile_id(stored)
             if profile_id is None:
                 profile_id = derived_profile_id(
                     self._secret, self.organization_id, self.environment, row.external_id

@@ -11,6 +11,7 @@ from django.test import Client
 
 from django_experience import delivery
 from django_experience.emulator.handle import EmulatorHandle
+from django_experience.mappings import valid_profile_id
 from django_experience.models import ProfileMapping
 
 pytestmark = pytest.mark.django_db
@@ -397,3 +398,45 @@ def test_a_failing_last_seen_write_does_not_fail_the_page(
     data = _page(client)
     assert data["degraded"] is False and data["name"] == "Ada"
     assert emulator.stats()["events"] == before + 1  # the page view only
+
+
+def _legacy_mapping(ada: User) -> ProfileMapping:
+    """A mapping whose id is not one: stored before ids were checked, or past validation."""
+    return ProfileMapping.objects.create(
+        user=ada, external_id="ada", profile_id="legacy id;1", organization_id="test-org"
+    )
+
+
+def test_a_stored_mapping_whose_id_is_not_one_is_replaced_on_the_next_page(
+    client: Client, emulator: EmulatorHandle, ada: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Served, the id would go into the cookie quoted and be refused when it came back.
+    _legacy_mapping(ada)
+    client.force_login(ada)
+    with caplog.at_level("WARNING", logger="django_experience"):
+        response = client.get("/mw/page/")
+    data = response.json()
+    assert data["degraded"] is False and data["name"] == "Ada"
+    assert valid_profile_id(data["profile"]) == data["profile"]
+    assert response.cookies["ntaid"].value == data["profile"]
+    assert list(ProfileMapping.objects.values_list("profile_id", flat=True)) == [data["profile"]]
+    assert emulator.profile("legacy id;1") is None
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "not one" in warning and "legacy" not in warning
+    _page(client)
+    assert emulator.request_count("update") == 1  # identified once, then served as mapped
+
+
+def test_a_stored_mapping_whose_id_is_not_one_never_reaches_the_cookie(
+    emulator: EmulatorHandle, ada: User
+) -> None:
+    _legacy_mapping(ada)
+    emulator.faults(error_rate=1.0, error_status=500)  # the sign-in's identify fails
+    client = Client()
+    response = client.post("/mw/sign-in/", {"username": "ada"})
+    assert response.status_code == 200
+    assert all(valid_profile_id(c.value) for c in response.cookies.values() if c.value)
+    assert "legacy" not in str(response.cookies)
+    page = client.get("/mw/page/")
+    assert page.status_code == 200 and page.json()["degraded"] is True
+    assert "legacy" not in str(page.cookies)

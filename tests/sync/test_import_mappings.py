@@ -170,3 +170,20 @@ def test_a_fully_mapped_import_reports_no_unmapped_rows(api: StubServer, tmp_pat
     result = run_import("--file", str(write_jsonl(tmp_path / "c.jsonl", rows)))
     assert result.code == 0 and "Profiles sent: 4\n" in result.stdout
     assert "not mapped" not in result.stdout
+
+
+def test_a_stored_mapping_whose_id_is_not_one_is_replaced_by_the_derived_id(
+    api: StubServer, tmp_path: Path
+) -> None:
+    # Sent, the id would come back unusable and leave the person unmapped on every import.
+    ProfileMapping.objects.create(
+        external_id="c0", profile_id="legacy id;1", organization_id="test-org"
+    )
+    api.responder = _reversing({})
+    rows = [{"id": f"c{n}", "traits": {}} for n in range(2)]
+    result = run_import("--file", str(write_jsonl(tmp_path / "c.jsonl", rows)))
+    assert result.code == 0, result.stderr
+    sent = _sent(api)
+    assert "legacy id;1" not in sent.values()
+    assert _mappings() == sent and ProfileMapping.objects.count() == 2
+    assert "not mapped" not in result.stdout
