@@ -57,15 +57,19 @@ def mapped_profile_ids(
         end = start + MAX_LISTED
         ids = [external.get_db_prep_value(v, connection) for v in external_ids[start:end]]
         pks = [user_target.get_db_prep_value(v, connection) for v in user_pks[start:end]]
-        owners = []
-        if ids:
-            owners.append(f"{quote(str(external.column))} IN ({', '.join(['%s'] * len(ids))})")
-        if pks:
-            owners.append(f"{quote(str(user.column))} IN ({', '.join(['%s'] * len(pks))})")
-        if not owners:
+        # One SELECT per owner column, joined by UNION: with OR between the two lists, SQLite
+        # searched the namespace's whole index, so each batch of a --users import cost more
+        # the more mappings there were. Each SELECT here searches its own unique index.
+        selects, params = [], []
+        for column, values in ((external, ids), (user, pks)):
+            if values:
+                listed = ", ".join(["%s"] * len(values))
+                selects.append(f"{head} AND {quote(str(column.column))} IN ({listed})")
+                params.extend([*shared, *values])
+        if not selects:
             continue
         with connection.cursor() as cursor:
-            cursor.execute(f"{head} AND ({' OR '.join(owners)})", [*shared, *ids, *pks])
+            cursor.execute(" UNION ".join(selects), params)
             for raw in cursor.fetchall():
                 row = list(raw)
                 for position, column_converters in enumerate(converters):

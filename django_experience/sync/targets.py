@@ -5,6 +5,7 @@ destinations register an :class:`ImportTarget` factory under their name with
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -333,7 +334,6 @@ class ExperienceTarget(ImportTarget):
         """Create or update one mapping per ``(row, profile id, had a mapping)``: one insert
         for the new ones, one query more when some had a mapping, row by row on a clash."""
         from django.db import IntegrityError, router, transaction
-        from django.db.models import Q
         from django.utils import timezone
 
         from django_experience.models import ProfileMapping
@@ -347,12 +347,18 @@ class ExperienceTarget(ImportTarget):
         # sign-in during the import) makes the insert clash, and is then kept as it is.
         mapped = [row for row, _, had_mapping in rows_sent if had_mapping]
         user_pks = [row.user_pk for row in mapped if row.user_pk is not None]
-        owner = Q(external_id__in=[row.external_id for row in mapped])
+        # One query per owner column (see mapping_lookup: OR made SQLite search the namespace).
+        here = ProfileMapping.objects.filter(**namespace)
+        owners = [here.filter(external_id__in=[row.external_id for row in mapped])]
         if user_pks:
-            owner |= Q(user_id__in=user_pks)
+            owners.append(here.filter(user_id__in=user_pks))
         existing: dict[str, ProfileMapping] = {}
         by_user: dict[Any, ProfileMapping] = {}
-        for found in ProfileMapping.objects.filter(owner, **namespace) if mapped else ():
+        seen: set[Any] = set()
+        for found in itertools.chain.from_iterable(owners if mapped else ()):
+            if found.pk in seen:
+                continue  # found by both columns: one object per row, as with one query
+            seen.add(found.pk)
             if found.external_id:
                 existing[found.external_id] = found
             if found.user_id is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -81,3 +83,75 @@ def test_a_batch_is_prepared_with_the_mapped_profiles(mappings: list[User]) -> N
     assert sent[:2] == ["p-crm-7", "p-user-2"]
     assert sent[2] not in {"p-elsewhere", "p-other-org"} and not sent[2].startswith("p-")
     assert [item.mapped for item in items] == [True, True, False]
+
+
+def _others(count: int) -> None:
+    """``count`` mappings of other people in the namespace (none of them looked up)."""
+    start = ProfileMapping.objects.count()
+    ProfileMapping.objects.bulk_create(
+        ProfileMapping(profile_id=f"p-other-{n}", external_id=f"other-{n}", **HERE)
+        for n in range(start, start + count)
+    )
+
+
+@contextmanager
+def _sqlite_steps() -> Iterator[list[int]]:
+    """Counts the SQLite virtual machine's steps run within the block (in units of 10)."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("counts SQLite's own steps")
+    connection.ensure_connection()
+    steps = [0]
+
+    def step() -> int:
+        steps[0] += 1
+        return 0  # go on
+
+    connection.connection.set_progress_handler(step, 10)
+    try:
+        yield steps
+    finally:
+        connection.connection.set_progress_handler(None, 10)
+
+
+def _lookup_steps(users: list[User]) -> int:
+    with _sqlite_steps() as steps:
+        found = mapped_profile_ids(
+            ["crm-1", "crm-7"], [users[0].pk, users[2].pk], namespace=HERE, using="default"
+        )
+    assert {profile for _, _, profile in found} == {"p-user-1", "p-crm-7", "p-user-0", "p-user-2"}
+    return steps[0]
+
+
+def test_the_lookup_does_not_search_the_mappings_it_does_not_look_for(
+    mappings: list[User],
+) -> None:
+    # With OR between the external ids and the user pks, SQLite searched the namespace's whole
+    # index: each batch of a --users import cost more the more people were mapped already.
+    _others(300)
+    few = _lookup_steps(mappings)
+    _others(3000)
+    assert _lookup_steps(mappings) < 2 * few
+
+
+def test_storing_a_mapped_batch_does_not_search_the_mappings_it_does_not_store(
+    mappings: list[User],
+) -> None:
+    target = ExperienceTarget(TargetOptions())
+    target.organization_id, target.environment = HERE["organization_id"], HERE["environment"]
+    rows = [Row(1, "crm-7", {}), Row(2, "someone", {}, user_pk=mappings[2].pk)]
+
+    def store_steps() -> int:
+        items, _ = target.prepare(Batch(0, rows=rows))
+        with _sqlite_steps() as steps:
+            target.complete(items, {item.payload["anonymousId"]: "p-new" + str(item.row.line)
+                                    for item in items})
+        return steps[0]
+
+    _others(300)
+    few = store_steps()
+    _others(3000)
+    assert store_steps() < 2 * few
+    assert ProfileMapping.objects.get(user=mappings[2]).profile_id == "p-new2"
+    assert ProfileMapping.objects.get(external_id="crm-7", **HERE).profile_id == "p-new1"
