@@ -8,9 +8,12 @@ import random
 import re
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django_experience.conf import conf
+
+if TYPE_CHECKING:
+    from django_experience.models import ProfileMapping
 
 logger = logging.getLogger("django_experience")
 
@@ -89,6 +92,29 @@ def mapped_profile_id(user: Any) -> str | None:
     return usable
 
 
+def owned_mapping(
+    user: Any, external_id: str | None, *, for_update: bool = False
+) -> ProfileMapping | None:
+    """The ``ProfileMapping`` of ``user``, else the one of ``external_id``, in the configured
+    namespace, or ``None``; locked with ``SELECT ... FOR UPDATE`` when ``for_update``.
+
+    One indexed query per owner, the user's first: a single query with ``user = %s OR
+    external_id = %s`` made SQLite search the namespace's whole index, so that every sign-in
+    cost more the more people were mapped.
+    """
+    from django_experience.models import ProfileMapping
+
+    rows = ProfileMapping.objects.filter(**namespace())
+    if for_update:
+        rows = rows.select_for_update()
+    mapping = None
+    if user is not None and getattr(user, "pk", None) is not None:
+        mapping = rows.filter(user=user).first()
+    if mapping is None and external_id:
+        mapping = rows.filter(external_id=external_id).first()
+    return mapping
+
+
 def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None = None) -> str:
     """Record ``profile_id`` for a user and/or external id; the profile id now mapped.
 
@@ -96,26 +122,17 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
     its profile id is returned; the losing writer never raises.
     """
     from django.db import IntegrityError, OperationalError, transaction
-    from django.db.models import F, Q
     from django.utils import timezone
 
     from django_experience.models import ProfileMapping
 
     namespace_filter = namespace()
     has_user = user is not None and getattr(user, "pk", None) is not None
-    owner = Q(user=user) if has_user else Q(pk__in=[])
-    if external_id:
-        owner |= Q(external_id=external_id)
     lost_races = busy_retries = 0
     while lost_races < 3:
         try:
             with transaction.atomic():
-                mapping = (
-                    ProfileMapping.objects.select_for_update()
-                    .filter(owner, **namespace_filter)
-                    .order_by(F("user_id").desc(nulls_last=True))
-                    .first()
-                )
+                mapping = owned_mapping(user, external_id, for_update=True)
                 if mapping is not None and lost_races:
                     return mapping.profile_id
                 holder = ProfileMapping.objects.filter(profile_id=profile_id, **namespace_filter)
@@ -194,6 +211,7 @@ __all__ = [
     "LAST_SEEN_RESOLUTION",
     "mapped_profile_id",
     "namespace",
+    "owned_mapping",
     "profile_owned_by_someone_else",
     "store_mapping",
 ]

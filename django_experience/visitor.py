@@ -46,6 +46,7 @@ from django_experience.mappings import (
     answered_profile_id,
     mapped_profile_id,
     namespace,
+    owned_mapping,
     profile_owned_by_someone_else,
     store_mapping,
     valid_profile_id,
@@ -647,11 +648,8 @@ class Visitor:
         if self._identify_failed:
             logger.debug("Experience identify skipped: one failed in this request already")
             return None
-        from django.db.models import F, Q
-
         from django_experience.api.events import identify_event
         from django_experience.destinations.fanout import upsert_to_destinations
-        from django_experience.models import ProfileMapping
         from django_experience.signals import profile_identified
 
         if user is None:
@@ -663,14 +661,7 @@ class Visitor:
                 except Exception:
                     logger.exception("EXPERIENCE_USER_ID failed")
         upsert_to_destinations(user_id, traits, user)  # background; whatever the API answers
-        owner = Q(external_id=user_id)
-        if user is not None:
-            owner |= Q(user=user)
-        mapping = (
-            ProfileMapping.objects.filter(owner, **namespace())
-            .order_by(F("user_id").desc(nulls_last=True))
-            .first()
-        )
+        mapping = owned_mapping(user, user_id)
         target = None if self.signed_out else (self.profile_id or self.cookie_id)
         if target and profile_owned_by_someone_else(target, user, user_id):
             target = None  # the device's profile belongs to another person: do not merge it

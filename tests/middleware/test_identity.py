@@ -11,8 +11,9 @@ from django.test import Client
 
 from django_experience import delivery
 from django_experience.emulator.handle import EmulatorHandle
-from django_experience.mappings import valid_profile_id
+from django_experience.mappings import owned_mapping, store_mapping, valid_profile_id
 from django_experience.models import ProfileMapping
+from tests.sqlite_steps import add_other_mappings, sqlite_steps
 
 pytestmark = pytest.mark.django_db
 
@@ -440,3 +441,30 @@ def test_a_stored_mapping_whose_id_is_not_one_never_reaches_the_cookie(
     page = client.get("/mw/page/")
     assert page.status_code == 200 and page.json()["degraded"] is True
     assert "legacy" not in str(page.cookies)
+
+
+@pytest.mark.parametrize("mapped_by", ["user", "external id", "nobody"])
+def test_a_sign_in_does_not_search_the_mappings_of_other_people(ada: User, mapped_by: str) -> None:
+    # With OR between the user and the external id, SQLite searched the namespace's whole
+    # index: every sign-in cost more the more people were mapped.
+    def sign_in_steps() -> int:
+        ProfileMapping.objects.filter(profile_id="p-ada").delete()
+        if mapped_by != "nobody":
+            ProfileMapping.objects.create(
+                profile_id="p-ada",
+                user=ada if mapped_by == "user" else None,
+                external_id="ada" if mapped_by == "external id" else None,
+                organization_id="test-org",
+            )
+        with sqlite_steps() as steps:
+            found = owned_mapping(ada, "ada")
+            stored = store_mapping("p-ada", user=ada, external_id="ada")
+        assert (found is None) == (mapped_by == "nobody") and stored == "p-ada"
+        assert ProfileMapping.objects.get(user=ada).external_id == "ada"
+        return steps[0]
+
+    add_other_mappings(300, "test-org")
+    few = sign_in_steps()
+    add_other_mappings(3000, "test-org")
+    many = sign_in_steps()
+    assert many < 2 * few

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -15,6 +13,7 @@ from django_experience.sync import mapping_lookup
 from django_experience.sync.mapping_lookup import mapped_profile_ids
 from django_experience.sync.rows import Batch, Row
 from django_experience.sync.targets import ExperienceTarget, TargetOptions
+from tests.sqlite_steps import add_other_mappings, sqlite_steps
 
 pytestmark = pytest.mark.django_db
 
@@ -85,38 +84,8 @@ def test_a_batch_is_prepared_with_the_mapped_profiles(mappings: list[User]) -> N
     assert [item.mapped for item in items] == [True, True, False]
 
 
-def _others(count: int) -> None:
-    """``count`` mappings of other people in the namespace (none of them looked up)."""
-    start = ProfileMapping.objects.count()
-    ProfileMapping.objects.bulk_create(
-        ProfileMapping(profile_id=f"p-other-{n}", external_id=f"other-{n}", **HERE)
-        for n in range(start, start + count)
-    )
-
-
-@contextmanager
-def _sqlite_steps() -> Iterator[list[int]]:
-    """Counts the SQLite virtual machine's steps run within the block (in units of 10)."""
-    from django.db import connection
-
-    if connection.vendor != "sqlite":
-        pytest.skip("counts SQLite's own steps")
-    connection.ensure_connection()
-    steps = [0]
-
-    def step() -> int:
-        steps[0] += 1
-        return 0  # go on
-
-    connection.connection.set_progress_handler(step, 10)
-    try:
-        yield steps
-    finally:
-        connection.connection.set_progress_handler(None, 10)
-
-
 def _lookup_steps(users: list[User]) -> int:
-    with _sqlite_steps() as steps:
+    with sqlite_steps() as steps:
         found = mapped_profile_ids(
             ["crm-1", "crm-7"], [users[0].pk, users[2].pk], namespace=HERE, using="default"
         )
@@ -129,9 +98,9 @@ def test_the_lookup_does_not_search_the_mappings_it_does_not_look_for(
 ) -> None:
     # With OR between the external ids and the user pks, SQLite searched the namespace's whole
     # index: each batch of a --users import cost more the more people were mapped already.
-    _others(300)
+    add_other_mappings(300, **HERE)
     few = _lookup_steps(mappings)
-    _others(3000)
+    add_other_mappings(3000, **HERE)
     assert _lookup_steps(mappings) < 2 * few
 
 
@@ -144,14 +113,14 @@ def test_storing_a_mapped_batch_does_not_search_the_mappings_it_does_not_store(
 
     def store_steps() -> int:
         items, _ = target.prepare(Batch(0, rows=rows))
-        with _sqlite_steps() as steps:
+        with sqlite_steps() as steps:
             target.complete(items, {item.payload["anonymousId"]: "p-new" + str(item.row.line)
                                     for item in items})
         return steps[0]
 
-    _others(300)
+    add_other_mappings(300, **HERE)
     few = store_steps()
-    _others(3000)
+    add_other_mappings(3000, **HERE)
     assert store_steps() < 2 * few
     assert ProfileMapping.objects.get(user=mappings[2]).profile_id == "p-new2"
     assert ProfileMapping.objects.get(external_id="crm-7", **HERE).profile_id == "p-new1"
