@@ -34,8 +34,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_experience.api.errors import NamespaceMismatch, ProfileNotFound
+from django_experience import call_budget
+from django_experience.api.errors import ExperienceAPIError, NamespaceMismatch, ProfileNotFound
 from django_experience.api.types import ProfileResult
+from django_experience.call_budget import CallBudget
 from django_experience.deletions import delete_pending
 from django_experience.mappings import answered_profile_id
 from django_experience.models import PendingProfileDeletion, ProfileMapping
@@ -48,6 +50,7 @@ class Fetched(NamedTuple):
     result: ProfileResult | None
     error: str | None = None
     missing: bool = False
+    api_failed: bool = False  # the API failed the call (not: the mapping has no namespace)
 
 
 def _client(mapping: ProfileMapping) -> ExperienceClient:
@@ -74,7 +77,37 @@ def _fetch(mapping: ProfileMapping) -> Fetched:
             type(exc).__name__,
         )
         message = _("The Experience API could not be used: %(error)s")
-        return Fetched(None, str(message) % {"error": type(exc).__name__})
+        return Fetched(
+            None,
+            str(message) % {"error": type(exc).__name__},
+            api_failed=isinstance(exc, ExperienceAPIError),
+        )
+
+
+def _report_untried(
+    model_admin: admin.ModelAdmin[Any], request: HttpRequest, budget: CallBudget, untried: int
+) -> None:
+    """Tell how many selected rows the action stopped before (see ``call_budget``)."""
+    if not untried:
+        return
+    if budget.exhausted_by == "failures":
+        why = _("the Experience API failed %(count)d times in a row; try again later") % {
+            "count": call_budget.FAILURES_IN_A_ROW
+        }
+    else:
+        why = _("the action's %(seconds)g seconds were used up; run it again for the rest") % {
+            "seconds": call_budget.SECONDS
+        }
+    model_admin.message_user(
+        request,
+        ngettext(
+            "%(count)d selected row was not tried: %(why)s.",
+            "%(count)d selected rows were not tried: %(why)s.",
+            untried,
+        )
+        % {"count": untried, "why": why},
+        messages.WARNING,
+    )
 
 
 def _report_deleted(model_admin: admin.ModelAdmin[Any], request: HttpRequest, count: int) -> None:
@@ -181,9 +214,10 @@ class ProfileMappingAdmin(_ModelAdmin):
             raise Http404(_("No such profile mapping."))
         if not self.has_view_or_change_permission(request, mapping):
             raise PermissionDenied
-        result, error, _missing = _fetch(mapping)
-        if error:
-            messages.error(request, error)
+        fetched = _fetch(mapping)
+        result = fetched.result
+        if fetched.error:
+            messages.error(request, fetched.error)
         profile = result.profile if result else None
         context = {
             **self.admin_site.each_context(request),
@@ -197,7 +231,7 @@ class ProfileMappingAdmin(_ModelAdmin):
             "session": profile.session if profile else None,
             "experiences": result.experiences if result else (),
             "changes": result.changes if result else (),
-            "error": error,
+            "error": fetched.error,
         }
         return TemplateResponse(
             request, "admin/django_experience/profilemapping/live_profile.html", context
@@ -213,8 +247,12 @@ class ProfileMappingAdmin(_ModelAdmin):
         (delete it, or let the user's next visit replace it).
         """
         confirmed, moved, missing, failed = 0, 0, [], 0
+        budget, selected = CallBudget(), queryset.count()
         for mapping in queryset:
+            if not budget.allows():
+                break
             fetched = _fetch(mapping)
+            budget.record(api_failed=fetched.api_failed)
             if fetched.result is None:
                 if fetched.missing:
                     missing.append(mapping.profile_id)
@@ -289,6 +327,9 @@ class ProfileMappingAdmin(_ModelAdmin):
                 % failed,
                 messages.ERROR,
             )
+        _report_untried(
+            self, request, budget, selected - confirmed - moved - len(missing) - failed
+        )
 
     @staticmethod
     def _take_profile_id(mapping: ProfileMapping, profile_id: str) -> bool:
@@ -306,7 +347,10 @@ class ProfileMappingAdmin(_ModelAdmin):
     @admin.action(description=_("Delete in the Experience API"), permissions=["delete"])
     def delete_in_api(self, request: HttpRequest, queryset: QuerySet[ProfileMapping]) -> None:
         deleted, failed = 0, 0
+        budget, selected = CallBudget(), queryset.count()
         for mapping in queryset:
+            if not budget.allows():
+                break
             try:
                 # One DELETE per profile, in the mapping's own organization and environment.
                 _client(mapping).delete_profile(mapping.profile_id)
@@ -318,8 +362,10 @@ class ProfileMappingAdmin(_ModelAdmin):
                     short_id(mapping.profile_id),
                     type(exc).__name__,
                 )
+                budget.record(api_failed=isinstance(exc, ExperienceAPIError))
                 failed += 1
                 continue
+            budget.record(api_failed=False)
             _log(request, mapping, DELETION, "Deleted in the Experience API.")
             mapping.delete()
             deleted += 1
@@ -338,6 +384,7 @@ class ProfileMappingAdmin(_ModelAdmin):
                 % failed,
                 messages.ERROR,
             )
+        _report_untried(self, request, budget, selected - deleted - failed)
 
     def changeform_view(
         self,
@@ -395,7 +442,8 @@ class PendingProfileDeletionAdmin(_PendingAdmin):
     ) -> None:
         """Send the selected rows' DELETEs again; a deleted (or already gone) profile's row is
         removed and logged, a failed one stays pending with its attempt counted."""
-        outcome = delete_pending(queryset)
+        budget, selected = CallBudget(), queryset.count()
+        outcome = delete_pending(queryset, budget=budget)
         for row in outcome.deleted:
             _log(request, row, DELETION, "Deleted in the Experience API (pending deletion).")
         deleted, failed = len(outcome.deleted), len(outcome.failed)
@@ -414,3 +462,4 @@ class PendingProfileDeletionAdmin(_PendingAdmin):
                 % failed,
                 messages.ERROR,
             )
+        _report_untried(self, request, budget, selected - deleted - failed)

@@ -31,6 +31,7 @@ from typing import NamedTuple
 from django.db.models import Count, F, Min, Q, QuerySet
 from django.utils import timezone
 
+from django_experience.call_budget import CallBudget
 from django_experience.models import PendingProfileDeletion
 
 logger = logging.getLogger("django_experience")
@@ -92,20 +93,26 @@ def describe_error(exc: BaseException) -> str:
     return text[: PendingProfileDeletion._meta.get_field("last_error").max_length]
 
 
-def delete_pending(rows: Iterable[PendingProfileDeletion]) -> Outcome:
+def delete_pending(
+    rows: Iterable[PendingProfileDeletion], *, budget: CallBudget | None = None
+) -> Outcome:
     """Send the ``DELETE`` of each pending row; remove the rows of the profiles now gone.
+
+    With a ``budget`` (an admin action's), the rows after it is exhausted are left untried.
 
     Each ``DELETE`` is retried per the client's policy (``EXPERIENCE_MAX_RETRIES`` within
     ``EXPERIENCE_TIMEOUT``). A 404 (profile not found, or of another namespace) means already
     gone. One that still fails keeps its row (``attempts`` + 1, ``last_attempt_at``,
     ``last_error``) and is logged as an error naming the profile, to be retried.
     """
-    from django_experience.api.errors import NamespaceMismatch, ProfileNotFound
+    from django_experience.api.errors import ExperienceAPIError, NamespaceMismatch, ProfileNotFound
     from django_experience.clients import experience_client
 
     deleted: list[PendingProfileDeletion] = []
     failed: list[PendingProfileDeletion] = []
     for row in rows:
+        if budget is not None and not budget.allows():
+            break
         same_row = PendingProfileDeletion.objects.using(row._state.db).filter(pk=row.pk)
         try:
             client = experience_client(
@@ -115,6 +122,8 @@ def delete_pending(rows: Iterable[PendingProfileDeletion]) -> Outcome:
         except (ProfileNotFound, NamespaceMismatch):
             pass  # already gone
         except Exception as exc:  # the API, or a row without a namespace: kept for a retry
+            if budget is not None:
+                budget.record(api_failed=isinstance(exc, ExperienceAPIError))
             failed.append(row)
             error = describe_error(exc)
             same_row.update(
@@ -131,6 +140,8 @@ def delete_pending(rows: Iterable[PendingProfileDeletion]) -> Outcome:
                 row.attempts + 1,
             )
             continue
+        if budget is not None:
+            budget.record(api_failed=False)
         same_row.delete()
         deleted.append(row)
     return Outcome(deleted, failed)

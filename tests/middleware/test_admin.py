@@ -357,3 +357,72 @@ def test_the_change_form_refuses_a_profile_id_no_cookie_can_carry(
     assert staff.post(url, {**form, "profile_id": "new_id-2"}).status_code == 302
     mapping.refresh_from_db()
     assert mapping.profile_id == "new_id-2"
+
+
+# -- how much of the API one action may use ----------------------------------------------------
+
+
+def _imported(count: int) -> list[ProfileMapping]:
+    return [
+        ProfileMapping.objects.create(
+            profile_id=f"imported-{n}", external_id=f"crm-{n}", organization_id="test-org"
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("action", ["refresh_from_api", "delete_in_api"])
+def test_an_action_stops_calling_an_api_that_failed_three_times_in_a_row(
+    staff: Client, emulator: EmulatorHandle, settings: Any, action: str
+) -> None:
+    # A page of 100 rows would otherwise wait 100 timeouts, and the worker be killed first.
+    settings.EXPERIENCE_MAX_RETRIES = 0
+    mappings = _imported(8)
+    emulator.faults(error_rate=1.0, error_status=503)
+    text = _action(staff, action, mappings).content.decode()
+    assert emulator.request_count() == 3
+    assert "3 profiles could not be" in text
+    assert "5 selected rows were not tried: the Experience API failed 3 times in a row" in text
+    assert ProfileMapping.objects.count() == 8
+
+
+@pytest.mark.parametrize("action", ["refresh_from_api", "delete_in_api"])
+def test_an_action_stops_calling_once_its_time_is_up(
+    staff: Client,
+    emulator: EmulatorHandle,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
+) -> None:
+    from django_experience import call_budget
+
+    monkeypatch.setattr(call_budget, "SECONDS", 0.5)
+    settings.EXPERIENCE_TIMEOUT = 5.0
+    mappings = _imported(12)
+    emulator.faults(latency_ms=200)  # answered, slowly: no failure
+    text = _action(staff, action, mappings).content.decode()
+    tried = emulator.request_count()
+    assert 1 <= tried < 12  # the first call is always made
+    assert f"{12 - tried} selected rows were not tried: the action" in text
+    assert "0.5 seconds were used up" in text
+    gone = ProfileMapping.objects.count() if action == "refresh_from_api" else 12 - tried
+    assert ProfileMapping.objects.count() == gone
+
+
+def test_profiles_the_api_does_not_know_are_no_failures_of_the_api(
+    staff: Client, emulator: EmulatorHandle
+) -> None:
+    text = _action(staff, "refresh_from_api", _imported(6)).content.decode()
+    assert emulator.request_count("get") == 6
+    assert "6 profiles no longer exist" in text and "not tried" not in text
+
+
+def test_mappings_without_a_namespace_are_no_failures_of_the_api(
+    staff: Client, emulator: EmulatorHandle
+) -> None:
+    orphans = [
+        ProfileMapping.objects.create(profile_id=f"orphan-{n}", organization_id="")
+        for n in range(4)
+    ]
+    text = _action(staff, "refresh_from_api", [*orphans, *_imported(2)]).content.decode()
+    assert emulator.request_count("get") == 2 and "not tried" not in text

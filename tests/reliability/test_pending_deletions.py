@@ -266,3 +266,25 @@ def test_an_operator_may_drop_a_row_deleted_by_hand(pending_row: PendingProfileD
     response = staff.post(f"{CHANGELIST}{pending_row.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not PendingProfileDeletion.objects.exists()
+
+
+def test_the_retry_action_stops_calling_an_api_that_failed_three_times_in_a_row(
+    pending_row: PendingProfileDeletion, emulator: EmulatorHandle, settings: Any
+) -> None:
+    settings.EXPERIENCE_MAX_RETRIES = 0
+    for n in range(5):
+        PendingProfileDeletion.objects.create(
+            profile_id=f"gone-{n}", organization_id="test-org", environment="main"
+        )
+    deletes = emulator.request_count("delete")
+    response = _staff().post(
+        CHANGELIST,
+        {"action": "retry_deletion",
+         "_selected_action": list(PendingProfileDeletion.objects.values_list("pk", flat=True))},
+        follow=True,
+    )
+    text = response.content.decode()
+    assert emulator.request_count("delete") - deletes == 3
+    assert "3 profiles could not be deleted" in text
+    assert "3 selected rows were not tried: the Experience API failed 3 times in a row" in text
+    assert PendingProfileDeletion.objects.count() == 6
