@@ -17,7 +17,8 @@ does), and an operator who deleted a profile by hand may delete its row.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
@@ -44,6 +45,9 @@ from django_experience.models import PendingProfileDeletion, ProfileMapping
 from django_experience.visitor import short_id
 
 logger = logging.getLogger("django_experience")
+
+
+_Row = TypeVar("_Row", bound=models.Model)
 
 
 class Fetched(NamedTuple):
@@ -82,6 +86,28 @@ def _fetch(mapping: ProfileMapping) -> Fetched:
             str(message) % {"error": type(exc).__name__},
             api_failed=isinstance(exc, ExperienceAPIError),
         )
+
+
+_PAGE = 100
+
+
+def in_pages(queryset: QuerySet[_Row]) -> Iterator[_Row]:
+    """The rows of ``queryset`` in primary key order, read ``_PAGE`` at a time.
+
+    An action on "all 1,000,000 selected" would otherwise load every row before its first
+    call, and stop after a few (``call_budget``). Each page starts after the last row read, so
+    the rows an action deletes meanwhile shift nothing.
+    """
+    last: Any = None
+    while True:
+        page = queryset.order_by("pk")
+        if last is not None:
+            page = page.filter(pk__gt=last)
+        rows = list(page[:_PAGE])
+        yield from rows
+        if len(rows) < _PAGE:
+            return
+        last = rows[-1].pk
 
 
 def _report_untried(
@@ -248,7 +274,7 @@ class ProfileMappingAdmin(_ModelAdmin):
         """
         confirmed, moved, missing, failed = 0, 0, [], 0
         budget, selected = CallBudget(), queryset.count()
-        for mapping in queryset:
+        for mapping in in_pages(queryset):
             if not budget.allows():
                 break
             fetched = _fetch(mapping)
@@ -348,7 +374,7 @@ class ProfileMappingAdmin(_ModelAdmin):
     def delete_in_api(self, request: HttpRequest, queryset: QuerySet[ProfileMapping]) -> None:
         deleted, failed = 0, 0
         budget, selected = CallBudget(), queryset.count()
-        for mapping in queryset:
+        for mapping in in_pages(queryset):
             if not budget.allows():
                 break
             try:
@@ -443,7 +469,7 @@ class PendingProfileDeletionAdmin(_PendingAdmin):
         """Send the selected rows' DELETEs again; a deleted (or already gone) profile's row is
         removed and logged, a failed one stays pending with its attempt counted."""
         budget, selected = CallBudget(), queryset.count()
-        outcome = delete_pending(queryset, budget=budget)
+        outcome = delete_pending(in_pages(queryset), budget=budget)
         for row in outcome.deleted:
             _log(request, row, DELETION, "Deleted in the Experience API (pending deletion).")
         deleted, failed = len(outcome.deleted), len(outcome.failed)

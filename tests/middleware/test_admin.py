@@ -426,3 +426,51 @@ def test_mappings_without_a_namespace_are_no_failures_of_the_api(
     ]
     text = _action(staff, "refresh_from_api", [*orphans, *_imported(2)]).content.decode()
     assert emulator.request_count("get") == 2 and "not tried" not in text
+
+
+def test_actions_read_the_selected_rows_a_page_at_a_time() -> None:
+    from itertools import islice
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from django_experience.admin import in_pages
+
+    _imported(250)
+    with CaptureQueriesContext(connection) as queries:
+        first = list(islice(in_pages(ProfileMapping.objects.all()), 3))
+    # An action stopped after a few calls never loads the rest of "all selected".
+    assert len(queries) == 1 and "LIMIT 100" in queries[0]["sql"]
+    assert [m.external_id for m in first] == ["crm-0", "crm-1", "crm-2"]
+    seen = []
+    for mapping in in_pages(ProfileMapping.objects.filter(external_id__startswith="crm-")):
+        seen.append(mapping.pk)
+        if mapping.pk % 2:
+            mapping.delete()  # what delete_in_api does as it goes: nothing is skipped
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 250
+    assert ProfileMapping.objects.count() == 250 - sum(pk % 2 for pk in seen)
+
+
+@pytest.mark.parametrize("action", ["refresh_from_api", "delete_in_api"])
+def test_an_action_on_all_rows_reads_only_the_rows_it_tries(
+    staff: Client, emulator: EmulatorHandle, settings: Any, action: str
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.EXPERIENCE_MAX_RETRIES = 0
+    emulator.faults(error_rate=1.0, error_status=503)
+    mappings = _imported(250)
+    with CaptureQueriesContext(connection) as queries:
+        response = staff.post(
+            CHANGELIST,
+            {"action": action, "select_across": "1", "index": "0",
+             "_selected_action": [mappings[0].pk]},
+        )
+    assert response.status_code == 302 and emulator.request_count() == 3
+    table = ProfileMapping._meta.db_table
+    reads = [
+        q["sql"] for q in queries
+        if q["sql"].startswith("SELECT") and table in q["sql"] and "COUNT(" not in q["sql"]
+    ]
+    assert reads and all("LIMIT" in sql for sql in reads), reads
