@@ -194,7 +194,10 @@ class ProfileMappingAdmin(_ModelAdmin):
     list_select_related = ("user",)
     raw_id_fields = ("user",)
     readonly_fields = ("created_at", "updated_at", "last_seen_at", "live_profile")
-    date_hierarchy = "created_at"
+    # Newest first, through the primary key's index. The model's "-updated_at" would sort the
+    # whole table for every page, and a date hierarchy (the created_at filter does its job)
+    # truncated every row's date in Python on SQLite: 1.3 s a page at 200,000 mappings.
+    ordering = ("-pk",)
     actions = ["refresh_from_api", "delete_in_api"]
     change_form_template = "admin/django_experience/profilemapping/change_form.html"
 
