@@ -1,4 +1,4 @@
-"""How many Experience API calls one admin action may make in its request.
+"""How many Experience API calls one admin action (or command) may make.
 
 An action calls the API once per selected row, in the request. While the API is down or slow,
 a page of 100 rows would wait 100 times ``EXPERIENCE_TIMEOUT`` (seconds each), and the worker
@@ -9,6 +9,7 @@ once its time is up, and tells how many rows it did not try. Running it again tr
 
 from __future__ import annotations
 
+import math
 import time
 
 FAILURES_IN_A_ROW = 3
@@ -20,8 +21,9 @@ SECONDS = 20.0
 class CallBudget:
     """Asked before each call (:meth:`allows`), told after it (:meth:`record`)."""
 
-    def __init__(self) -> None:
-        self._deadline = time.monotonic() + SECONDS
+    def __init__(self, *, time_limited: bool = True) -> None:
+        # Without a time limit (a command run by cron): only the failures in a row stop it.
+        self._deadline = time.monotonic() + SECONDS if time_limited else math.inf
         self._failures_in_a_row = 0
         self.exhausted_by: str | None = None  # "failures" or "time", once it allows no more
 

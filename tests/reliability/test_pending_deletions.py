@@ -105,6 +105,32 @@ def test_the_command_retries_until_the_api_answers(
     assert error is None and "No profile deletions pending." in out
 
 
+def test_the_command_stops_calling_an_api_that_failed_three_times_in_a_row(
+    emulator: EmulatorHandle, settings: Any
+) -> None:
+    # Each DELETE would wait EXPERIENCE_TIMEOUT: thousands of them, a run of hours overlapping
+    # the next run from cron.
+    for n in range(7):
+        PendingProfileDeletion.objects.create(
+            profile_id=f"gone-{n}", organization_id="test-org", environment="main"
+        )
+    settings.EXPERIENCE_MAX_RETRIES = 0
+    emulator.faults(error_rate=1.0, error_status=503)
+    out, error = _run_command()
+    assert error is not None and error.returncode == 1
+    assert emulator.request_count("delete") == 3
+    assert (
+        "0 profile(s) deleted in the Experience API, 7 still pending (4 not tried: the "
+        "Experience API failed 3 times in a row)." in out
+    )
+    assert sorted(PendingProfileDeletion.objects.values_list("attempts", flat=True)) == [
+        0, 0, 0, 0, 1, 1, 1,
+    ]
+    emulator.clear_faults()
+    out, error = _run_command()
+    assert error is None and "7 profile(s) deleted in the Experience API, 0 still pending." in out
+
+
 def test_a_deletion_whose_callback_never_ran_is_still_pending(
     emulator: EmulatorHandle, deleting: Any, django_capture_on_commit_callbacks: Any
 ) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from django_experience import call_budget
+from django_experience.call_budget import CallBudget
 from django_experience.deletions import delete_pending, pending
 
 
@@ -26,17 +28,29 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         rows = pending(using=options["database"])
-        if not rows.exists():
+        total = rows.count()
+        if not total:
             self.stdout.write("No profile deletions pending.")
             return
-        outcome = delete_pending(rows)
+        # While the API is down, each DELETE would wait EXPERIENCE_TIMEOUT: a run of thousands
+        # would last hours and overlap the next one. It stops after a few failures in a row.
+        budget = CallBudget(time_limited=False)
+        outcome = delete_pending(rows, budget=budget)
         deleted, failed = len(outcome.deleted), len(outcome.failed)
+        left = total - deleted
+        untried = left - failed
         self.stdout.write(
-            f"{deleted} profile(s) deleted in the Experience API, {failed} still pending."
+            f"{deleted} profile(s) deleted in the Experience API, {left} still pending"
+            + (
+                f" ({untried} not tried: the Experience API failed "
+                f"{call_budget.FAILURES_IN_A_ROW} times in a row)."
+                if untried
+                else "."
+            )
         )
-        if failed:
+        if left:
             raise CommandError(
-                f"{failed} profile deletion(s) still pending (see the log, or the admin's "
+                f"{left} profile deletion(s) still pending (see the log, or the admin's "
                 "pending profile deletions); run the command again later",
                 returncode=1,
             )
