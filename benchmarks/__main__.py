@@ -15,9 +15,10 @@ BENCHMARKS = {
     "outage": "benchmarks.outage",
     "import": "benchmarks.bulk_import",
     "emulator": "benchmarks.emulator",
+    "scale": "benchmarks.scale",
     "profile": "benchmarks.profile",
 }
-DEFAULT = ["middleware", "outage", "import", "emulator"]
+DEFAULT = ["middleware", "outage", "import", "emulator", "scale"]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
