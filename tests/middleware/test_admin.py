@@ -499,3 +499,16 @@ def test_the_changelist_reads_its_page_without_sorting_or_scanning_every_mapping
         cursor.execute(f"EXPLAIN QUERY PLAN {rows}")
         plan = " / ".join(str(step[-1]) for step in cursor.fetchall())
     assert "TEMP B-TREE" not in plan, plan
+
+
+def test_a_search_counts_its_own_results_only(staff: Client) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _imported(5)
+    with CaptureQueriesContext(connection) as queries:
+        page = staff.get(CHANGELIST, {"q": "crm-3"})
+    assert page.status_code == 200 and "imported-3" in page.content.decode()
+    table = ProfileMapping._meta.db_table
+    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"] and table in q["sql"]]
+    assert len(counts) == 1 and "crm-3" in counts[0], counts
