@@ -17,8 +17,7 @@ does), and an operator who deleted a profile by hand may delete its row.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
@@ -42,12 +41,10 @@ from django_experience.call_budget import CallBudget
 from django_experience.deletions import delete_pending
 from django_experience.mappings import answered_profile_id
 from django_experience.models import PendingProfileDeletion, ProfileMapping
+from django_experience.paging import in_pages
 from django_experience.visitor import short_id
 
 logger = logging.getLogger("django_experience")
-
-
-_Row = TypeVar("_Row", bound=models.Model)
 
 
 class Fetched(NamedTuple):
@@ -86,28 +83,6 @@ def _fetch(mapping: ProfileMapping) -> Fetched:
             str(message) % {"error": type(exc).__name__},
             api_failed=isinstance(exc, ExperienceAPIError),
         )
-
-
-_PAGE = 100
-
-
-def in_pages(queryset: QuerySet[_Row]) -> Iterator[_Row]:
-    """The rows of ``queryset`` in primary key order, read ``_PAGE`` at a time.
-
-    An action on "all 1,000,000 selected" would otherwise load every row before its first
-    call, and stop after a few (``call_budget``). Each page starts after the last row read, so
-    the rows an action deletes meanwhile shift nothing.
-    """
-    last: Any = None
-    while True:
-        page = queryset.order_by("pk")
-        if last is not None:
-            page = page.filter(pk__gt=last)
-        rows = list(page[:_PAGE])
-        yield from rows
-        if len(rows) < _PAGE:
-            return
-        last = rows[-1].pk
 
 
 def _report_untried(

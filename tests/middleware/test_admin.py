@@ -434,7 +434,7 @@ def test_actions_read_the_selected_rows_a_page_at_a_time() -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from django_experience.admin import in_pages
+    from django_experience.paging import in_pages
 
     _imported(250)
     with CaptureQueriesContext(connection) as queries:

@@ -314,3 +314,28 @@ def test_the_retry_action_stops_calling_an_api_that_failed_three_times_in_a_row(
     assert "3 profiles could not be deleted" in text
     assert "3 selected rows were not tried: the Experience API failed 3 times in a row" in text
     assert PendingProfileDeletion.objects.count() == 6
+
+
+def test_the_command_reads_the_pending_rows_a_page_at_a_time(
+    emulator: EmulatorHandle, settings: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    PendingProfileDeletion.objects.bulk_create(
+        PendingProfileDeletion(
+            profile_id=f"gone-{n}", organization_id="test-org", environment="main"
+        )
+        for n in range(150)
+    )
+    settings.EXPERIENCE_MAX_RETRIES = 0
+    emulator.faults(error_rate=1.0, error_status=503)
+    with CaptureQueriesContext(connection) as queries:
+        out, _ = _run_command()
+    assert "150 still pending (147 not tried" in out
+    table = PendingProfileDeletion._meta.db_table
+    reads = [
+        q["sql"] for q in queries
+        if q["sql"].startswith("SELECT") and table in q["sql"] and "COUNT(" not in q["sql"]
+    ]
+    assert reads and all("LIMIT 100" in sql for sql in reads), reads

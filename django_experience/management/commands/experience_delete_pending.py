@@ -11,6 +11,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django_experience import call_budget
 from django_experience.call_budget import CallBudget
 from django_experience.deletions import delete_pending, pending
+from django_experience.paging import in_pages
 
 
 class Command(BaseCommand):
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         # While the API is down, each DELETE would wait EXPERIENCE_TIMEOUT: a run of thousands
         # would last hours and overlap the next one. It stops after a few failures in a row.
         budget = CallBudget(time_limited=False)
-        outcome = delete_pending(rows, budget=budget)
+        outcome = delete_pending(in_pages(rows), budget=budget)
         deleted, failed = len(outcome.deleted), len(outcome.failed)
         left = total - deleted
         untried = left - failed
