@@ -29,7 +29,8 @@ SIGN_INS = 200
 USERS = 2_000
 
 
-def _others(count: int, organization_id: str) -> None:
+def _others_up_to(total: int, organization_id: str) -> None:
+    """Add mappings of other people until there are ``total`` of them."""
     from django_experience.models import ProfileMapping
 
     start = ProfileMapping.objects.filter(external_id__startswith="other-").count()
@@ -38,7 +39,7 @@ def _others(count: int, organization_id: str) -> None:
             ProfileMapping(
                 profile_id=f"other-{n}", external_id=f"other-{n}", organization_id=organization_id
             )
-            for n in range(start, start + count)
+            for n in range(start, total)
         ),
         batch_size=2_000,
     )
@@ -72,7 +73,7 @@ def _reimport(workdir: Path, round_number: int) -> float:
         return USERS / (time.perf_counter() - started)
 
     once()  # maps every user (the first round) or changes nothing (later rounds)
-    return once()
+    return max(once(), once())  # the better of two: this machine's noise is one-sided
 
 
 def run(options: argparse.Namespace) -> dict[str, Any]:
@@ -86,10 +87,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         organization = str(settings.EXPERIENCE_ORGANIZATION_ID)
         measured: dict[str, dict[str, float]] = {}
         for label, others in (("small", small), ("large", small * 10)):
-            from django_experience.models import ProfileMapping
-
-            stored = ProfileMapping.objects.filter(external_id__startswith="other-").count()
-            _others(others - stored, organization)
+            _others_up_to(others, organization)
             measured[label] = {
                 "others": others,
                 "sign_in_us": _sign_ins(len(measured)),

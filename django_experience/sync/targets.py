@@ -349,13 +349,15 @@ class ExperienceTarget(ImportTarget):
         user_pks = [row.user_pk for row in mapped if row.user_pk is not None]
         # One query per owner column (see mapping_lookup: OR made SQLite search the namespace).
         here = ProfileMapping.objects.filter(**namespace)
-        owners = [here.filter(external_id__in=[row.external_id for row in mapped])]
+        owners = []
+        if mapped:
+            owners.append(here.filter(external_id__in=[row.external_id for row in mapped]))
         if user_pks:
             owners.append(here.filter(user_id__in=user_pks))
         existing: dict[str, ProfileMapping] = {}
         by_user: dict[Any, ProfileMapping] = {}
         seen: set[Any] = set()
-        for found in itertools.chain.from_iterable(owners if mapped else ()):
+        for found in itertools.chain.from_iterable(owners):
             if found.pk in seen:
                 continue  # found by both columns: one object per row, as with one query
             seen.add(found.pk)
