@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import django
+import environ
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -51,6 +52,19 @@ DATABASES = {
         ),
     }
 }
+
+# The suite runs on SQLite unless ``EXPERIENCE_TEST_DATABASE_URL`` names another database
+# (``postgres://user:password@127.0.0.1:5432/experience``): ``make test`` runs it once more on
+# PostgreSQL when it is given one. The test database gets this process's id in its name, so two
+# runs at once never share it.
+_DATABASE_URL = os.environ.get("EXPERIENCE_TEST_DATABASE_URL")
+if _DATABASE_URL:
+    DATABASES = {
+        "default": {
+            **environ.Env.db_url_config(_DATABASE_URL),
+            "TEST": {"NAME": f"test_experience_{os.getpid()}"},
+        }
+    }
 
 TEMPLATES = [
     {

@@ -4,4 +4,3 @@ from tests.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.email_user"]  # noqa: F405
 AUTH_USER_MODEL = "email_user.User"
-MIGRATION_MODULES = {"email_user": None}  # its tables straight from the model
