@@ -21,6 +21,9 @@ PROFILE_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 _PROFILE_ID = re.compile(PROFILE_ID_PATTERN)
 PROFILE_ID_FORM = "1-64 characters of A-Z, a-z, 0-9, '_' and '-'"
 
+EXTERNAL_ID_MAX_LENGTH = 255
+"""The longest external id a mapping keeps (the ``ProfileMapping.external_id`` column)."""
+
 
 def valid_profile_id(value: object) -> str | None:
     """``value`` when it is a profile id this app can keep: charset ``[A-Za-z0-9_-]``, 1-64
@@ -128,6 +131,19 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
 
     namespace_filter = namespace()
     has_user = user is not None and getattr(user, "pk", None) is not None
+    if external_id and len(external_id) > EXTERNAL_ID_MAX_LENGTH:
+        # SQLite would keep it, PostgreSQL and MySQL refuse it: on every database alike, the
+        # profile is mapped to the user alone (an import rejects such a row).
+        logger.warning(
+            "Experience user id of %d characters is longer than a profile mapping keeps (%d); "
+            "%s",
+            len(external_id),
+            EXTERNAL_ID_MAX_LENGTH,
+            "the profile is mapped to the user alone" if has_user else "the profile is not mapped",
+        )
+        external_id = None
+    if not has_user and not external_id:
+        return profile_id  # nobody to map it to
     lost_races = busy_retries = 0
     while lost_races < 3:
         try:
@@ -208,6 +224,7 @@ def profile_owned_by_someone_else(profile_id: str, user: Any, external_id: str) 
 
 
 __all__ = [
+    "EXTERNAL_ID_MAX_LENGTH",
     "LAST_SEEN_RESOLUTION",
     "mapped_profile_id",
     "namespace",

@@ -12,7 +12,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from django_experience.mappings import PROFILE_ID_PATTERN
+from django_experience.mappings import EXTERNAL_ID_MAX_LENGTH, PROFILE_ID_PATTERN
 
 # The ids the cookie carries unquoted (valid_profile_id): an id typed in the admin that is not
 # one would be refused when the visitor's cookie came back.
@@ -39,7 +39,7 @@ class ProfileMapping(models.Model):
     # NULL, not "", for "no external id": the unique constraint must allow many of them.
     external_id = models.CharField(  # noqa: DJ001
         _("external id"),
-        max_length=255,
+        max_length=EXTERNAL_ID_MAX_LENGTH,
         null=True,
         blank=True,
         help_text=_("The user id sent with identify events."),

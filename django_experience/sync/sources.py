@@ -10,9 +10,10 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
+from django_experience.mappings import EXTERNAL_ID_MAX_LENGTH
 from django_experience.sync.rows import Rejected, Row, parse_external_id
 
-MAX_EXTERNAL_ID = 255  # ProfileMapping.external_id
+MAX_EXTERNAL_ID = EXTERNAL_ID_MAX_LENGTH  # what a ProfileMapping keeps
 RAW_PREVIEW = 500  # characters of a bad row kept for the errors file
 # The csv module refuses a cell over 131,072 characters by default, a valid trait that JSON
 # lines carry. The bound stays, far above any value the API takes, so that an unclosed quote

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
 from django.test import Client
 
 from django_experience import delivery
@@ -154,6 +155,57 @@ def test_explicit_identify_of_someone_who_is_not_a_user(
     assert mapping.user is None and mapping.profile_id == first
 
 
+def very_long_user_id(user: object) -> str:
+    return "u" * 300  # longer than the mapping's column (255)
+
+
+@pytest.mark.parametrize("atomic_requests", [False, True])
+def test_a_user_id_longer_than_a_mapping_keeps_maps_the_user_alone(
+    client: Client,
+    emulator: EmulatorHandle,
+    ada: User,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    atomic_requests: bool,
+) -> None:
+    # SQLite stored the whole id; PostgreSQL refused the row (an error logged at every sign-in
+    # and every page, no mapping, and a fresh identify call on each page).
+    from django.db import connection
+
+    settings.EXPERIENCE_USER_ID = f"{__name__}.very_long_user_id"
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", atomic_requests)
+    first = _page(client)["profile"]
+    _sign_in(client)
+    mapping = ProfileMapping.objects.get(user=ada)
+    assert mapping.profile_id == first and mapping.external_id is None
+    warnings = [r for r in caplog.records if "longer than a profile mapping keeps" in r.message]
+    assert [r.levelname for r in warnings] == ["WARNING"] and "mapped to the user alone" in (
+        warnings[0].message
+    )
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    identified = emulator.request_count()
+    assert _page(client)["profile"] == first
+    assert emulator.request_count() == identified + 1  # the page's update: no identify again
+    stored = emulator.profile(first)
+    assert stored is not None and stored["events"][-1]["type"] != "identify"
+
+
+def test_an_explicit_identify_with_an_id_longer_than_a_mapping_keeps_maps_nobody(
+    client: Client, emulator: EmulatorHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _page(client)["profile"]
+    response = client.post(
+        "/mw/identify/", {"user_id": "c" * 256, "traits": {"firstname": "Grace"}},
+        content_type="application/json",
+    )
+    assert response.status_code == 200 and response.json()["name"] == "Grace"
+    assert not ProfileMapping.objects.exists()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("the profile is not mapped" in r.message for r in caplog.records)
+    assert _page(client)["profile"] == first
+
+
 def test_a_previous_users_profile_is_never_merged_into_the_next(
     emulator: EmulatorHandle, ada: User
 ) -> None:
@@ -228,6 +280,8 @@ def test_concurrent_first_sign_ins_create_one_mapping(emulator: EmulatorHandle) 
             statuses.append(device.post("/mw/sign-in/", {"username": "ada"}).status_code)
         except BaseException as exc:  # reported below
             errors.append(exc)
+        finally:
+            connections.close_all()  # the thread's own (the test client keeps them open)
 
     threads = [threading.Thread(target=sign_in, args=(d,)) for d in devices]
     for thread in threads:
