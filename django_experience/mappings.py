@@ -25,6 +25,17 @@ EXTERNAL_ID_MAX_LENGTH = 255
 """The longest external id a mapping keeps (the ``ProfileMapping.external_id`` column)."""
 
 
+def unkeepable_external_id(external_id: str) -> str | None:
+    """Why a mapping cannot keep ``external_id`` (``"is longer than 255 characters"``), or
+    ``None`` when it can. SQLite would store either; PostgreSQL refuses both (its text cannot
+    hold a NUL character), so they are refused on every database alike."""
+    if len(external_id) > EXTERNAL_ID_MAX_LENGTH:
+        return f"is longer than {EXTERNAL_ID_MAX_LENGTH} characters"
+    if "\x00" in external_id:
+        return "holds a NUL character"
+    return None
+
+
 def valid_profile_id(value: object) -> str | None:
     """``value`` when it is a profile id this app can keep: charset ``[A-Za-z0-9_-]``, 1-64
     characters, so that it fits the cookie unquoted and the mapping's column."""
@@ -113,8 +124,8 @@ def owned_mapping(
     mapping = None
     if user is not None and getattr(user, "pk", None) is not None:
         mapping = rows.filter(user=user).first()
-    if mapping is None and external_id:
-        mapping = rows.filter(external_id=external_id).first()
+    if mapping is None and external_id and unkeepable_external_id(external_id) is None:
+        mapping = rows.filter(external_id=external_id).first()  # (no mapping keeps any other)
     return mapping
 
 
@@ -131,14 +142,13 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
 
     namespace_filter = namespace()
     has_user = user is not None and getattr(user, "pk", None) is not None
-    if external_id and len(external_id) > EXTERNAL_ID_MAX_LENGTH:
-        # SQLite would keep it, PostgreSQL and MySQL refuse it: on every database alike, the
-        # profile is mapped to the user alone (an import rejects such a row).
+    unkeepable = unkeepable_external_id(external_id) if external_id else None
+    if unkeepable is not None:
+        # The same on every database (an import rejects such a row): the identify was sent,
+        # the mapping ties the profile to the user alone.
         logger.warning(
-            "Experience user id of %d characters is longer than a profile mapping keeps (%d); "
-            "%s",
-            len(external_id),
-            EXTERNAL_ID_MAX_LENGTH,
+            "Experience user id %s, which a profile mapping cannot keep: %s",
+            unkeepable,
             "the profile is mapped to the user alone" if has_user else "the profile is not mapped",
         )
         external_id = None
@@ -231,4 +241,5 @@ __all__ = [
     "owned_mapping",
     "profile_owned_by_someone_else",
     "store_mapping",
+    "unkeepable_external_id",
 ]

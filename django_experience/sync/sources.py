@@ -10,10 +10,9 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
-from django_experience.mappings import EXTERNAL_ID_MAX_LENGTH
+from django_experience.mappings import unkeepable_external_id
 from django_experience.sync.rows import Rejected, Row, parse_external_id
 
-MAX_EXTERNAL_ID = EXTERNAL_ID_MAX_LENGTH  # what a ProfileMapping keeps
 RAW_PREVIEW = 500  # characters of a bad row kept for the errors file
 # The csv module refuses a cell over 131,072 characters by default, a valid trait that JSON
 # lines carry. The bound stays, far above any value the API takes, so that an unclosed quote
@@ -51,8 +50,9 @@ def _check_id(line: int, value: object, raw: str) -> str | Rejected:
     external_id = parse_external_id(value)
     if external_id is None:
         return Rejected(line, f"id must be a non-empty string or an integer, got {value!r}", raw)
-    if len(external_id) > MAX_EXTERNAL_ID:
-        return Rejected(line, f"id is longer than {MAX_EXTERNAL_ID} characters", raw[:RAW_PREVIEW])
+    unkeepable = unkeepable_external_id(external_id)
+    if unkeepable is not None:
+        return Rejected(line, f"id {unkeepable}", raw[:RAW_PREVIEW])
     return external_id
 
 

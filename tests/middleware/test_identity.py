@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -155,34 +156,46 @@ def test_explicit_identify_of_someone_who_is_not_a_user(
     assert mapping.user is None and mapping.profile_id == first
 
 
-def very_long_user_id(user: object) -> str:
-    return "u" * 300  # longer than the mapping's column (255)
+UNKEEPABLE_IDS = {
+    "is longer than 255 characters": "u" * 256,
+    "holds a NUL character": "ada\x00lovelace",
+}
+
+
+def unkeepable_user_id(user: object) -> str:
+    return UNKEEPABLE_IDS[os.environ["TEST_UNKEEPABLE_ID"]]
 
 
 @pytest.mark.parametrize("atomic_requests", [False, True])
-def test_a_user_id_longer_than_a_mapping_keeps_maps_the_user_alone(
+@pytest.mark.parametrize("kind", list(UNKEEPABLE_IDS))
+def test_a_user_id_no_mapping_can_keep_maps_the_user_alone(
     client: Client,
     emulator: EmulatorHandle,
     ada: User,
     settings: Any,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    kind: str,
     atomic_requests: bool,
 ) -> None:
-    # SQLite stored the whole id; PostgreSQL refused the row (an error logged at every sign-in
-    # and every page, no mapping, and a fresh identify call on each page).
+    # SQLite stored either id; PostgreSQL refused the row (an error logged at every sign-in and
+    # every page, no mapping, a fresh identify call on each page; a NUL failed even the lookup,
+    # so that no identify was sent at all).
     from django.db import connection
 
-    settings.EXPERIENCE_USER_ID = f"{__name__}.very_long_user_id"
+    monkeypatch.setenv("TEST_UNKEEPABLE_ID", kind)
+    settings.EXPERIENCE_USER_ID = f"{__name__}.unkeepable_user_id"
     monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", atomic_requests)
     first = _page(client)["profile"]
     _sign_in(client)
     mapping = ProfileMapping.objects.get(user=ada)
     assert mapping.profile_id == first and mapping.external_id is None
-    warnings = [r for r in caplog.records if "longer than a profile mapping keeps" in r.message]
-    assert [r.levelname for r in warnings] == ["WARNING"] and "mapped to the user alone" in (
-        warnings[0].message
-    )
+    stored = emulator.profile(first)
+    assert stored is not None and stored["events"][-1]["userId"] == UNKEEPABLE_IDS[kind]
+    warnings = [r for r in caplog.records if "which a profile mapping cannot keep" in r.message]
+    assert [r.levelname for r in warnings] == ["WARNING"]
+    assert kind in warnings[0].message and "mapped to the user alone" in warnings[0].message
+    assert UNKEEPABLE_IDS[kind] not in warnings[0].message  # an id is not logged
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     identified = emulator.request_count()
     assert _page(client)["profile"] == first
@@ -191,12 +204,13 @@ def test_a_user_id_longer_than_a_mapping_keeps_maps_the_user_alone(
     assert stored is not None and stored["events"][-1]["type"] != "identify"
 
 
-def test_an_explicit_identify_with_an_id_longer_than_a_mapping_keeps_maps_nobody(
-    client: Client, emulator: EmulatorHandle, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("kind", list(UNKEEPABLE_IDS))
+def test_an_explicit_identify_with_an_id_no_mapping_can_keep_maps_nobody(
+    client: Client, emulator: EmulatorHandle, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     first = _page(client)["profile"]
     response = client.post(
-        "/mw/identify/", {"user_id": "c" * 256, "traits": {"firstname": "Grace"}},
+        "/mw/identify/", {"user_id": UNKEEPABLE_IDS[kind], "traits": {"firstname": "Grace"}},
         content_type="application/json",
     )
     assert response.status_code == 200 and response.json()["name"] == "Grace"
