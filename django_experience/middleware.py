@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import (
     get_max_age,
@@ -154,9 +155,22 @@ def classify(request: HttpRequest) -> str:
         return EXCLUDED
     if _BOTS.search(meta.get("HTTP_USER_AGENT", "").lower()):
         return EXCLUDED
+    if not _serves_host(request):
+        return EXCLUDED
     if request.method not in ("GET", "HEAD"):
         return PASSIVE
     return PERSONALIZED
+
+
+def _serves_host(request: HttpRequest) -> bool:
+    """Whether the request is for a host of ``ALLOWED_HOSTS``. One for another host (a scanner's)
+    is left to Django, which answers 400 wherever its host is read (``CommonMiddleware`` does so
+    first): its page event, which reads it, would fail with an error logged each time."""
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return False
+    return True
 
 
 def _shared_cacheable(response: HttpResponseBase) -> bool:

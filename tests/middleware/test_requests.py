@@ -170,6 +170,30 @@ def test_excluded_requests_cost_nothing(
     assert "ntaid" not in response.cookies
 
 
+@pytest.mark.parametrize("common_middleware", [True, False])
+def test_a_request_for_a_host_the_site_does_not_serve_is_left_to_django(
+    client: Client,
+    emulator: EmulatorHandle,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    common_middleware: bool,
+) -> None:
+    # Without CommonMiddleware (which answers 400 first), the page event read the host: two
+    # errors with their tracebacks logged for every request of a scanner, a baseline page.
+    settings.ALLOWED_HOSTS = ["testserver"]
+    if not common_middleware:
+        settings.MIDDLEWARE = [
+            m for m in settings.MIDDLEWARE if not m.endswith("CommonMiddleware")
+        ]
+    response = client.get("/mw/page/", HTTP_HOST="scanner.example")
+    assert response.status_code == (400 if common_middleware else 200)
+    if response.status_code == 200:
+        assert _json(response)["degraded"] is True
+    assert emulator.request_count() == 0 and "ntaid" not in response.cookies
+    assert not [r for r in caplog.records if r.name.startswith("django_experience")]
+    assert client.get("/mw/page/").status_code == 200 and emulator.request_count() == 1
+
+
 def _costs_nothing(response: Any, emulator: EmulatorHandle) -> None:
     assert response.status_code in (200, 302, 404)
     assert emulator.request_count() == 0  # not even a queued page view
