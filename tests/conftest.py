@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
 from django_experience import delivery
 from django_experience.breaker import breaker
+from tests.databases import subprocess_database
 from tests.stub_server import StubServer
 
 # CI runs the same examples every time (a submission must not fail on a new random draw);
@@ -39,3 +41,10 @@ def stub() -> Iterator[StubServer]:
     """A recording HTTP stub on 127.0.0.1 answering ``{"data": {}, "error": null}`` by default."""
     with StubServer() as server:
         yield server
+
+
+@pytest.fixture
+def subprocess_database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database for Django in another process (``tests.databases``)."""
+    with subprocess_database(tmp_path / "subprocess.sqlite3") as url:
+        yield url

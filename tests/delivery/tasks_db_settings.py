@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 
+import environ
+
 from tests.settings import *  # noqa: F403
 from tests.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks", "django_tasks_db"]
-DATABASES = {
-    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["TEST_DATABASE_FILE"]}
-}
+# A SQLite file, or a PostgreSQL database in the suite's PostgreSQL run (tests.databases).
+DATABASES = {"default": environ.Env.db_url_config(os.environ["TEST_DATABASE_URL"])}
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 EXPERIENCE_DELIVERY = "tasks"
 EXPERIENCE_API_URL = os.environ["TEST_API_URL"]

@@ -171,14 +171,15 @@ def test_the_task_sends_its_json_text_as_it_is(api: StubServer) -> None:
     assert request.body == b'{"events":[' + text.encode() + b"]}"
 
 
-def database_env(api: StubServer, tmp_path: Path) -> dict[str, str]:
+@pytest.fixture
+def database_env(api: StubServer, subprocess_database_url: str) -> dict[str, str]:
     """The environment of subprocesses using the database task backend (migrated)."""
     pytest.importorskip("django_tasks_db")
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "tests.delivery.tasks_db_settings",
-        "TEST_DATABASE_FILE": str(tmp_path / "tasks.sqlite3"),
+        "TEST_DATABASE_URL": subprocess_database_url,
         "TEST_API_URL": api.url,
     }
     migrate = [sys.executable, "-m", "django", "migrate", "-v", "0"]
@@ -187,7 +188,7 @@ def database_env(api: StubServer, tmp_path: Path) -> dict[str, str]:
 
 
 def test_the_consumer_thread_closes_its_database_connection(
-    api: StubServer, tmp_path: Path
+    api: StubServer, database_env: dict[str, str]
 ) -> None:
     """No request ever ends in the consumer thread: it closes its ORM connection itself, so one
     the database dropped while idle does not fail every later enqueue."""
@@ -223,7 +224,7 @@ def test_the_consumer_thread_closes_its_database_connection(
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
-        env=database_env(api, tmp_path),
+        env=database_env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -232,9 +233,9 @@ def test_the_consumer_thread_closes_its_database_connection(
     assert result.stdout.split() == ["held", "0", "failed", "0", "stored", "4"], result.stderr
 
 
-def test_database_backend_and_its_worker(api: StubServer, tmp_path: Path) -> None:
+def test_database_backend_and_its_worker(api: StubServer, database_env: dict[str, str]) -> None:
     """Events become task rows in the database; a separate worker process sends them."""
-    env = database_env(api, tmp_path)
+    env = database_env
     django = [sys.executable, "-m", "django"]
     script = textwrap.dedent(
         """
@@ -358,11 +359,11 @@ def test_a_backend_that_cannot_defer_waits_in_the_task(
 
 
 def test_the_database_worker_runs_a_deferred_retry_when_it_is_due(
-    api: StubServer, tmp_path: Path
+    api: StubServer, database_env: dict[str, str]
 ) -> None:
     """The production shape: a worker's task meets a long Retry-After and leaves a task row due
     later; the worker is free at once, and runs that row once it is due."""
-    env = database_env(api, tmp_path)
+    env = database_env
     django = [sys.executable, "-m", "django"]
     api.enqueue(_too_many_requests(3600))
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_database_task_worker_sends_the_queued_upserts(
-    experience_emulator: EmulatorHandle, tmp_path: Path
+    experience_emulator: EmulatorHandle, subprocess_database_url: str
 ) -> None:
     pytest.importorskip("django_tasks_db")
     url = experience_emulator.url
@@ -26,7 +26,7 @@ def test_a_database_task_worker_sends_the_queued_upserts(
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "tests.delivery.tasks_db_settings",
-        "TEST_DATABASE_FILE": str(tmp_path / "tasks.sqlite3"),
+        "TEST_DATABASE_URL": subprocess_database_url,
         "TEST_API_URL": url,
         "EXPERIENCE_DESTINATIONS": json.dumps({
             "experiture": {"url": url + "/experiture/public/v1", "token": "t",
