@@ -27,15 +27,15 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _import_command(emulator: EmulatorHandle, tmp_path: Path, rows: int) -> tuple[
-    list[str], dict[str, str], list[str]
-]:
+def _import_command(
+    emulator: EmulatorHandle, database_url: str, tmp_path: Path, rows: int
+) -> tuple[list[str], dict[str, str], list[str]]:
     """The import command of ``rows`` people on a migrated database, its environment and ids."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "tests.sync.subprocess_settings",
-        "TEST_DATABASE_FILE": str(tmp_path / "db.sqlite3"),
+        "TEST_DATABASE_URL": database_url,
         "EXPERIENCE_API_URL": emulator.url,
     }
     django = [sys.executable, "-m", "django"]
@@ -80,9 +80,9 @@ def _wait_for_line(lines: queue.Queue[str], text: str, seconds: float = 30) -> N
 
 
 def test_interrupted_import_resumes_where_it_stopped(
-    emulator: EmulatorHandle, tmp_path: Path
+    emulator: EmulatorHandle, subprocess_database_url: str, tmp_path: Path
 ) -> None:
-    command, env, ids = _import_command(emulator, tmp_path, 40)
+    command, env, ids = _import_command(emulator, subprocess_database_url, tmp_path, 40)
     emulator.faults(latency_ms=150)
 
     process = _start(command, env)
@@ -109,9 +109,9 @@ def test_interrupted_import_resumes_where_it_stopped(
 
 
 def test_a_second_ctrl_c_quits_at_once_while_a_request_hangs(
-    emulator: EmulatorHandle, tmp_path: Path
+    emulator: EmulatorHandle, subprocess_database_url: str, tmp_path: Path
 ) -> None:
-    command, env, ids = _import_command(emulator, tmp_path, 20)
+    command, env, ids = _import_command(emulator, subprocess_database_url, tmp_path, 20)
     emulator.faults(latency_ms=15_000)  # far beyond how long the process may take to quit
 
     process = _start(command, env)
