@@ -21,22 +21,17 @@ def subprocess_database(sqlite_file: Path) -> Iterator[str]:
     if not url:
         yield f"sqlite:///{sqlite_file}"
         return
-    import environ
     import psycopg
 
-    config = environ.Env.db_url_config(url)
     name = f"test_experience_sub_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    server = psycopg.connect(
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    )
-    with server:
+    # libpq takes the URL itself: the same server and user, its maintenance database.
+    with psycopg.connect(_with_database(url, "postgres"), autocommit=True) as server:
         server.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield urlsplit(url)._replace(path=f"/{name}").geturl()
+            yield _with_database(url, name)
         finally:
             server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
