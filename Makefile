@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest pytest-django42 pytest-django6 pytest-postgres demo bench clean
+.PHONY: test lint typecheck pytest pytest-django42 pytest-django6 pytest-postgres pytest-mysql demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,8 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --silent
 	touch node_modules/.installed
 
-test: $(STAMP) node_modules/.installed lint typecheck pytest pytest-django42 pytest-django6 pytest-postgres
+test: $(STAMP) node_modules/.installed lint typecheck pytest pytest-django42 pytest-django6 pytest-postgres \
+	pytest-mysql
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -84,6 +85,27 @@ pytest-postgres:
 else
 pytest-postgres: $(STAMP) node_modules/.installed
 	EXPERIENCE_TEST_DATABASE_URL='$(EXPERIENCE_TEST_POSTGRES_URL)' $(BIN)/pytest -m "not browser"
+endif
+
+# And on MySQL or MariaDB, when EXPERIENCE_TEST_MYSQL_URL names a server
+# (mysql://user:password@127.0.0.1:3306/name; the user may create databases): the database
+# whose default collation ignores case and trailing spaces, and whose DDL is not transactional.
+# Its driver is built on first use (Debian: libmariadb-dev, pkg-config); without a server the run
+# says so and the rest of `make test` goes on; EXPERIENCE_REQUIRE_MYSQL=1 (CI) makes that an error.
+MYSQL_STAMP := $(VENV)/.installed-mysql
+
+$(MYSQL_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,test-mysql]'
+	touch $(MYSQL_STAMP)
+
+ifeq ($(strip $(EXPERIENCE_TEST_MYSQL_URL)),)
+pytest-mysql:
+	@if [ -n "$$EXPERIENCE_REQUIRE_MYSQL" ]; then \
+		echo "MySQL run required, but EXPERIENCE_TEST_MYSQL_URL is not set." >&2; exit 1; fi
+	@echo "MySQL run skipped: set EXPERIENCE_TEST_MYSQL_URL to run the suite on MySQL or MariaDB."
+else
+pytest-mysql: $(MYSQL_STAMP) node_modules/.installed
+	EXPERIENCE_TEST_DATABASE_URL='$(EXPERIENCE_TEST_MYSQL_URL)' $(BIN)/pytest -m "not browser"
 endif
 
 demo: $(STAMP)

@@ -12,6 +12,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from django_experience.fields import IdentifierField
 from django_experience.mappings import EXTERNAL_ID_MAX_LENGTH, PROFILE_ID_PATTERN
 
 # The ids the cookie carries unquoted (valid_profile_id): an id typed in the admin that is not
@@ -25,7 +26,7 @@ _profile_id_validator = RegexValidator(
 class ProfileMapping(models.Model):
     """One Experience API profile per user (or external id) per organization and environment."""
 
-    profile_id = models.CharField(
+    profile_id = IdentifierField(
         _("profile id"), max_length=128, validators=[_profile_id_validator]
     )
     user = models.ForeignKey(
@@ -37,15 +38,15 @@ class ProfileMapping(models.Model):
         verbose_name=_("user"),
     )
     # NULL, not "", for "no external id": the unique constraint must allow many of them.
-    external_id = models.CharField(  # noqa: DJ001
+    external_id = IdentifierField(
         _("external id"),
         max_length=EXTERNAL_ID_MAX_LENGTH,
         null=True,
         blank=True,
         help_text=_("The user id sent with identify events."),
     )
-    organization_id = models.CharField(_("organization id"), max_length=128)
-    environment = models.CharField(_("environment"), max_length=128, default="main")
+    organization_id = IdentifierField(_("organization id"), max_length=128)
+    environment = IdentifierField(_("environment"), max_length=128, default="main")
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True)
@@ -84,9 +85,9 @@ class PendingProfileDeletion(models.Model):
     never anything of the profile.
     """
 
-    profile_id = models.CharField(_("profile id"), max_length=128)
-    organization_id = models.CharField(_("organization id"), max_length=128)
-    environment = models.CharField(_("environment"), max_length=128, default="main")
+    profile_id = IdentifierField(_("profile id"), max_length=128)
+    organization_id = IdentifierField(_("organization id"), max_length=128)
+    environment = IdentifierField(_("environment"), max_length=128, default="main")
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     last_attempt_at = models.DateTimeField(_("last attempt at"), null=True, blank=True)
