@@ -304,7 +304,7 @@ class Pipeline:
         batch: Batch | None = None
         for item in self.source:
             if self.stop.stopping:
-                return  # the rest is left for --resume
+                break  # the rows not read yet are left for --resume
             self.summary.rows_read += 1
             line = max(item.line, 1)
             block = (line - 1) // size
@@ -324,7 +324,7 @@ class Pipeline:
                     batch = None
             self._collect(block=False)
             self.on_progress(self.summary, False)
-        if batch is not None and not self.stop.stopping:
+        if batch is not None:
             self._dispatch(batch)
 
     def _reject(self, item: Rejected, kind: str, batch: Batch | None = None) -> None:
@@ -346,7 +346,9 @@ class Pipeline:
         while len(self._inflight) >= window or any(key in self._keys for key in keys):
             self._collect(block=True)
         if self.stop.stopping:
-            return  # stopped while waiting: left for --resume
+            if not self.options.dry_run:  # a dry run sends nothing anyway
+                self._abandon(batch)
+            return
         # The destination's own validation, in dry runs too: a dry run counts what a real
         # run would send.
         items, rejected = self.target.prepare(batch)
@@ -363,6 +365,7 @@ class Pipeline:
             while any(key in self._keys for key in more):
                 self._collect(block=True)
             if self.stop.stopping:
+                self._abandon_items(items)
                 return
             keys |= more
         future = self._executor_submit(items)
@@ -370,6 +373,22 @@ class Pipeline:
         self._batch_keys[batch.index] = keys
         for key in keys:
             self._keys[key] = self._keys.get(key, 0) + 1
+
+    def _abandon(self, batch: Batch) -> None:
+        """Stopped before ``batch`` was sent: its rows were read, so each is reported (and
+        counted) as not sent, and the block stays open for --resume."""
+        for row in batch.rows:
+            self._not_sent(row)
+
+    def _abandon_items(self, items: list[Item]) -> None:
+        for item in items:
+            self._not_sent(item.row)
+
+    def _not_sent(self, row: Row) -> None:
+        self.summary.failed += 1
+        self.errors.report(
+            row.line, f"not sent: {self.stop.why()}", row.canonical(), row.external_id, "failed"
+        )
 
     def _skip(self, batch: Batch) -> None:
         """A block an earlier run completed with exactly this content: not sent again, but

@@ -213,6 +213,77 @@ def test_a_refused_configuration_stops_reading_and_sending() -> None:
     assert "line 1 (id id-0): failed: ServerError: bad key" in errors.getvalue()
 
 
+class RefusingOnceReadTarget(RefusingTarget):
+    """Refuses the first request only once the main thread has read ``read`` rows, so the
+    refusal lands at a known point of the reading."""
+
+    def __init__(self, read: int) -> None:
+        super().__init__()
+        self.read = read
+        self.pipeline: Pipeline | None = None
+
+    def send(self, items: Sequence[Item]) -> Any:
+        assert self.pipeline is not None
+        deadline = threading.Event()
+        for _ in range(1000):
+            if self.pipeline.summary.rows_read >= self.read:
+                break
+            deadline.wait(0.005)
+        return super().send(items)
+
+
+class PausingSource(CountingSource):
+    """Holds back row ``pause_before`` until the import stops."""
+
+    def __init__(self, count: int, pause_before: int) -> None:
+        super().__init__(count)
+        self.pause_before = pause_before
+        self.pipeline: Pipeline | None = None
+
+    def __iter__(self) -> Iterator[Row | Rejected]:
+        for row in super().__iter__():
+            if row.line == self.pause_before:
+                assert self.pipeline is not None
+                assert self.pipeline.stop.event.wait(10)
+            yield row
+
+
+def _stop_after_reading(
+    rows: int, read: int, pause_before: int = 0
+) -> tuple[Pipeline, dict[int, str]]:
+    target = RefusingOnceReadTarget(read)
+    source = PausingSource(rows, pause_before)
+    errors = io.StringIO()
+    pipeline = Pipeline(
+        source, target, PipelineOptions(batch_size=2, workers=1), errors=ErrorSink(errors, None)
+    )
+    target.pipeline = source.pipeline = pipeline
+    pipeline.run()
+    reasons = {}
+    for text in errors.getvalue().splitlines():
+        line, _, reason = text.partition(": failed: ")
+        reasons[int(line.split()[1])] = reason
+    return pipeline, reasons
+
+
+def test_every_row_read_before_a_stop_is_reported_even_the_batch_being_built() -> None:
+    # Rows 1-2 are refused once row 3 was read; row 4 comes only after that, so row 3's
+    # block was never complete and never sent.
+    pipeline, reasons = _stop_after_reading(rows=5, read=3, pause_before=4)
+    summary = pipeline.summary
+    assert summary.rows_read == 3 and summary.failed == 3 and summary.sent == 0
+    assert reasons[1] == reasons[2] == "ServerError: bad key (status=401)"
+    assert reasons[3] == "not sent: the import stopped early"
+
+
+def test_a_batch_waiting_for_room_when_the_import_stops_is_reported() -> None:
+    # One worker, room for two batches: the third (rows 5-6) waits while the first is refused.
+    pipeline, reasons = _stop_after_reading(rows=40, read=6)
+    summary = pipeline.summary
+    assert summary.rows_read == summary.failed == len(reasons) == 6
+    assert [reasons[line] for line in range(3, 7)] == ["not sent: the import stopped early"] * 4
+
+
 def test_a_fresh_profile_refused_as_foreign_is_a_configuration_problem(db: None) -> None:
     from django_experience.api.errors import NamespaceMismatch
     from django_experience.sync.targets import ExperienceTarget, TargetOptions
