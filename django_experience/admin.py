@@ -25,7 +25,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -344,8 +344,10 @@ class ProfileMappingAdmin(_ModelAdmin):
         unique constraint on the namespace's profile ids says so)."""
         previous, mapping.profile_id = mapping.profile_id, profile_id
         try:
-            with transaction.atomic():
-                mapping.save(update_fields=["profile_id", "updated_at"])
+            # A savepoint where the mapping lives: a router may keep it out of "default".
+            using = mapping._state.db or router.db_for_write(ProfileMapping, instance=mapping)
+            with transaction.atomic(using=using):
+                mapping.save(using=using, update_fields=["profile_id", "updated_at"])
         except IntegrityError:
             mapping.profile_id = previous  # the object stays what the database holds
             return False

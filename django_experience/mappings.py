@@ -60,6 +60,20 @@ def answered_profile_id(profile_id: str) -> str:
     return profile_id
 
 
+def mapping_database() -> str:
+    """The alias of the database the project's routers write ``ProfileMapping`` rows to.
+
+    A transaction, a lock or a savepoint for the mappings must be taken there: the default
+    database's would leave the mapping queries outside of it when a router puts them
+    elsewhere (and ``SELECT ... FOR UPDATE`` outside a transaction is an error).
+    """
+    from django.db import router
+
+    from django_experience.models import ProfileMapping
+
+    return router.db_for_write(ProfileMapping)
+
+
 def namespace() -> dict[str, str]:
     """The filter of the configured organization and environment."""
     return {"organization_id": conf.ORGANIZATION_ID, "environment": conf.ENVIRONMENT}
@@ -90,8 +104,9 @@ def mapped_profile_id(user: Any) -> str | None:
     if last_seen_at is None or now - last_seen_at > LAST_SEEN_RESOLUTION:
         # A busy database: the next request notes it instead (the savepoint keeps a
         # surrounding transaction usable).
-        with contextlib.suppress(DatabaseError), transaction.atomic():
-            ProfileMapping.objects.filter(pk=pk).update(last_seen_at=now)
+        using = mapping_database()
+        with contextlib.suppress(DatabaseError), transaction.atomic(using=using):
+            ProfileMapping.objects.using(using).filter(pk=pk).update(last_seen_at=now)
     usable = valid_profile_id(profile_id)
     if usable is None:
         # Stored before ids were checked, or written past the model's validation: served, it
@@ -107,10 +122,11 @@ def mapped_profile_id(user: Any) -> str | None:
 
 
 def owned_mapping(
-    user: Any, external_id: str | None, *, for_update: bool = False
+    user: Any, external_id: str | None, *, for_update: bool = False, using: str | None = None
 ) -> ProfileMapping | None:
     """The ``ProfileMapping`` of ``user``, else the one of ``external_id``, in the configured
-    namespace, or ``None``; locked with ``SELECT ... FOR UPDATE`` when ``for_update``.
+    namespace, or ``None``; locked with ``SELECT ... FOR UPDATE`` when ``for_update``, read
+    from the database ``using`` when given (the routers' choice otherwise).
 
     One indexed query per owner, the user's first: a single query with ``user = %s OR
     external_id = %s`` made SQLite search the namespace's whole index, so that every sign-in
@@ -119,6 +135,8 @@ def owned_mapping(
     from django_experience.models import ProfileMapping
 
     rows = ProfileMapping.objects.filter(**namespace())
+    if using is not None:
+        rows = rows.using(using)
     if for_update:
         rows = rows.select_for_update()
     mapping = None
@@ -154,14 +172,18 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
         external_id = None
     if not has_user and not external_id:
         return profile_id  # nobody to map it to
+    # Every query of the transaction on the mappings' database: reads too, which a router
+    # may send to a replica outside of it.
+    using = mapping_database()
+    mappings = ProfileMapping.objects.using(using)
     lost_races = busy_retries = 0
     while lost_races < 3:
         try:
-            with transaction.atomic():
-                mapping = owned_mapping(user, external_id, for_update=True)
+            with transaction.atomic(using=using):
+                mapping = owned_mapping(user, external_id, for_update=True, using=using)
                 if mapping is not None and lost_races:
                     return mapping.profile_id
-                holder = ProfileMapping.objects.filter(profile_id=profile_id, **namespace_filter)
+                holder = mappings.filter(profile_id=profile_id, **namespace_filter)
                 if mapping is not None:
                     holder = holder.exclude(pk=mapping.pk)
                 other = holder.first()
@@ -171,10 +193,10 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
                     ):
                         # Somebody else's profile: never steal it.
                         return mapping.profile_id if mapping is not None else profile_id
-                    other.delete()  # an anonymous row for this very profile: absorb it
+                    other.delete(using=using)  # an anonymous row for this very profile: absorb it
                 now = timezone.now()
                 if mapping is None:
-                    ProfileMapping.objects.create(
+                    mappings.create(
                         profile_id=profile_id,
                         user=user if has_user else None,
                         external_id=external_id or None,
@@ -188,12 +210,12 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
                     if external_id:
                         mapping.external_id = external_id
                     mapping.last_seen_at = now
-                    mapping.save()
+                    mapping.save(using=using)
             return profile_id
         except IntegrityError:
             lost_races += 1  # a concurrent sign-in wrote first: read its row and keep it
         except OperationalError:  # a busy database: the same attempt again, after a pause
-            if not _may_retry_busy(busy_retries):
+            if not _may_retry_busy(busy_retries, using):
                 raise
             busy_retries += 1
             time.sleep(random.uniform(0.5, 1.0) * BUSY_BACKOFF * 2**busy_retries)
@@ -204,17 +226,18 @@ BUSY_RETRIES = 6
 BUSY_BACKOFF = 0.01  # seconds; doubled each retry (about 1.3 s in all at most)
 
 
-def _may_retry_busy(retries_so_far: int) -> bool:
+def _may_retry_busy(retries_so_far: int, using: str) -> bool:
     """Whether a write that failed on a busy database may be tried again.
 
     SQLite answers "database is locked" at once (whatever its busy timeout) when two writers
     deadlock upgrading their read locks, as concurrent first sign-ins do unless the connection
     begins transactions IMMEDIATE (Django 5.1+). Retrying the whole transaction resolves it;
-    inside the caller's own transaction, though, the retry is the caller's to make.
+    inside the caller's own transaction (on the mappings' database ``using``), though, the
+    retry is the caller's to make.
     """
-    from django.db import connection
+    from django.db import connections
 
-    return retries_so_far < BUSY_RETRIES and not connection.in_atomic_block
+    return retries_so_far < BUSY_RETRIES and not connections[using].in_atomic_block
 
 
 def profile_owned_by_someone_else(profile_id: str, user: Any, external_id: str) -> bool:
