@@ -27,10 +27,14 @@ def in_pages(queryset: QuerySet[Row]) -> Iterator[Row]:
         if last is not None:
             page = page.filter(pk__gt=last)
         rows = list(page[:PAGE])
+        if not rows:
+            return
+        # Read before the caller sees the rows: deleting the page's last one sets its pk to
+        # None, and the next page would start over from the first row.
+        last = rows[-1].pk
         yield from rows
         if len(rows) < PAGE:
             return
-        last = rows[-1].pk
 
 
 __all__ = ["PAGE", "in_pages"]
