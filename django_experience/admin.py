@@ -27,7 +27,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, models, router, transaction
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
@@ -147,6 +147,29 @@ else:  # ModelAdmin is generic for the type checker only
     _ModelAdmin = _PendingAdmin = admin.ModelAdmin
 
 
+def without_nul_parameters(request: HttpRequest) -> HttpResponse | None:
+    """A redirect to the changelist without the search or filter values that hold a NUL
+    character, with a message naming them; ``None`` when there are none.
+
+    No id holds one (``mappings.unkeepable_external_id``), and PostgreSQL refuses any text
+    that does, so the changelist would answer 500 there, and on other databases find nothing.
+    """
+    refused = [
+        name for name, values in request.GET.lists() if any("\x00" in value for value in values)
+    ]
+    if not refused:
+        return None
+    kept = request.GET.copy()
+    for name in refused:
+        del kept[name]
+    messages.error(
+        request,
+        _("Ignored %(names)s: a search or filter cannot hold a NUL character.")
+        % {"names": ", ".join(refused)},
+    )
+    return HttpResponseRedirect(f"{request.path}?{kept.urlencode()}" if kept else request.path)
+
+
 @admin.register(ProfileMapping)
 class ProfileMappingAdmin(_ModelAdmin):
     list_display = (
@@ -178,6 +201,11 @@ class ProfileMappingAdmin(_ModelAdmin):
     show_full_result_count = False
     actions = ["refresh_from_api", "delete_in_api"]
     change_form_template = "admin/django_experience/profilemapping/change_form.html"
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return without_nul_parameters(request) or super().changelist_view(request, extra_context)
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
         """Also the user's username and e-mail, by whatever names the user model gives them
@@ -428,6 +456,11 @@ class PendingProfileDeletionAdmin(_PendingAdmin):
         "last_error",
     )
     actions = ["retry_deletion"]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return without_nul_parameters(request) or super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
