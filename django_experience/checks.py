@@ -16,6 +16,9 @@
 - W001 the middleware is not installed.
 - W002 ``EXPERIENCE_STICKY_EXPERIENCES`` lists experiences while no component view is sent
   (``EXPERIENCE_TRACK_COMPONENT_VIEWS`` off, the default in ``preflight`` mode).
+- W003 the profile mappings live in a MySQL or MariaDB database that is connected to with a
+  character set of 3 bytes a character (``utf8``, Django 4.2's default): a sign-in whose user
+  id holds an emoji could not be stored.
 """
 
 from __future__ import annotations
@@ -339,6 +342,32 @@ def check_cookie_name(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
     ]
 
 
+@register()
+def check_mapping_charset(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Reads the connection's parameters, never connects."""
+    from django.db import connections
+
+    from django_experience.mappings import mapping_database
+
+    alias = mapping_database()
+    connection = connections[alias]
+    if connection.vendor != "mysql":
+        return []
+    charset = str(connection.get_connection_params().get("charset") or "")
+    if charset.lower() == "utf8mb4":
+        return []
+    return [
+        Warning(
+            f"The database {alias!r}, which keeps the profile mappings, is connected to with "
+            f"the character set {charset or 'of the server'!r}: a user id or external id "
+            "with a character outside it (an emoji) cannot be stored, and that sign-in fails.",
+            hint=f"Set DATABASES[{alias!r}]['OPTIONS']['charset'] = 'utf8mb4', as Django 5.2 "
+            "does by default.",
+            id="django_experience.W003",
+        )
+    ]
+
+
 def _sticky_without_views() -> list[CheckMessage]:
     """The list says which views to send, the master switch whether any is: a list that can
     never take effect is a misunderstanding (the variants are not kept for the visitor)."""
@@ -363,6 +392,7 @@ __all__ = [
     "check_cookie_name",
     "check_delivery",
     "check_exclude_paths",
+    "check_mapping_charset",
     "check_middleware",
     "check_mode",
     "check_organization",

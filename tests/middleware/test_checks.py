@@ -285,3 +285,21 @@ def test_destinations_that_can_be_built_pass(settings: Any) -> None:
         "releva": {"secret_key": "k", "timeout": 0.5, "batch_size": 10},
     }
     assert "django_experience.E011" not in _ids()
+
+
+def test_a_mysql_connection_with_a_three_byte_charset_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import connection
+
+    from django_experience.checks import check_mapping_charset
+
+    if connection.vendor != "mysql":
+        pytest.skip("reads a MySQL connection's parameters (the suite's MySQL run)")
+    assert check_mapping_charset() == []  # utf8mb4, Django 5.2's default
+    options = {**connection.settings_dict["OPTIONS"], "charset": "utf8"}  # Django 4.2's
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", options)
+    [warning] = check_mapping_charset()
+    assert warning.id == "django_experience.W003"
+    assert "'default'" in warning.msg and "'utf8'" in warning.msg
+    assert "'utf8mb4'" in str(warning.hint)
