@@ -347,7 +347,7 @@ class Pipeline:
             self._collect(block=True)
         if self.stop.stopping:
             if not self.options.dry_run:  # a dry run sends nothing anyway
-                self._abandon(batch)
+                self._not_sent(batch.rows)
             return
         # The destination's own validation, in dry runs too: a dry run counts what a real
         # run would send.
@@ -365,7 +365,7 @@ class Pipeline:
             while any(key in self._keys for key in more):
                 self._collect(block=True)
             if self.stop.stopping:
-                self._abandon_items(items)
+                self._not_sent([item.row for item in items])
                 return
             keys |= more
         future = self._executor_submit(items)
@@ -374,21 +374,14 @@ class Pipeline:
         for key in keys:
             self._keys[key] = self._keys.get(key, 0) + 1
 
-    def _abandon(self, batch: Batch) -> None:
-        """Stopped before ``batch`` was sent: its rows were read, so each is reported (and
-        counted) as not sent, and the block stays open for --resume."""
-        for row in batch.rows:
-            self._not_sent(row)
-
-    def _abandon_items(self, items: list[Item]) -> None:
-        for item in items:
-            self._not_sent(item.row)
-
-    def _not_sent(self, row: Row) -> None:
-        self.summary.failed += 1
-        self.errors.report(
-            row.line, f"not sent: {self.stop.why()}", row.canonical(), row.external_id, "failed"
-        )
+    def _not_sent(self, rows: list[Row]) -> None:
+        """Stopped before ``rows`` were sent: they were read, so each is reported (and counted)
+        as not sent, and their block stays open for --resume."""
+        for row in rows:
+            self.summary.failed += 1
+            self.errors.report(
+                row.line, f"not sent: {self.stop.why()}", row.canonical(), row.external_id, "failed"
+            )
 
     def _skip(self, batch: Batch) -> None:
         """A block an earlier run completed with exactly this content: not sent again, but
