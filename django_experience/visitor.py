@@ -681,13 +681,30 @@ class Visitor:
             return None
         self.page_sent = self.page_sent or bool(page)
         self.signed_out = False
-        self.profile_id = store_mapping(result.profile.id, user=user, external_id=user_id)
+        self.profile_id = self._store_mapping(result.profile.id, user, user_id)
         self._answered = True
         self.__dict__["_mapped_id"] = self.profile_id
         profile_identified.send(
             sender=Visitor, user_id=user_id, traits=traits, profile_id=self.profile_id, user=user
         )
         return result
+
+    @staticmethod
+    def _store_mapping(profile_id: str, user: Any, user_id: str) -> str:
+        """The profile id mapped to the identified person; the answer's own when the mapping
+        cannot be written: the identify was stored, so the page still gets its answer, and the
+        next request, finding no mapping, identifies the person again."""
+        from django.db import DatabaseError
+
+        try:
+            return store_mapping(profile_id, user=user, external_id=user_id)
+        except DatabaseError as exc:  # rolled back to its savepoint: the request's is usable
+            logger.warning(
+                "Experience could not store the profile mapping (%s); serving the answered "
+                "profile, the next request identifies the user again",
+                _describe(exc),
+            )
+            return profile_id
 
     @alters_data
     def send(self, event: dict[str, Any]) -> None:

@@ -469,6 +469,44 @@ def test_a_failing_last_seen_write_does_not_fail_the_page(
     assert emulator.stats()["events"] == before + 1  # the page view only
 
 
+def test_a_mapping_that_cannot_be_written_still_serves_the_identified_profile(
+    client: Client, emulator: EmulatorHandle, ada: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The mappings' table refusing writes (a lock timeout, a full disk) cannot be produced over
+    # the socket: the database connection refuses the INSERT.
+    from django.db import OperationalError
+
+    table = ProfileMapping._meta.db_table
+
+    def refuse_mapping_inserts(execute: Any, sql: str, *args: Any) -> Any:
+        if sql.lstrip().upper().startswith("INSERT") and table in sql:
+            raise OperationalError("disk I/O error")
+        return execute(sql, *args)
+
+    anonymous = _page(client)["profile"]
+    with (
+        connections["default"].execute_wrapper(refuse_mapping_inserts),
+        caplog.at_level("WARNING", logger="django_experience"),
+    ):
+        response = client.get("/mw/magic-link/", {"username": "ada"})
+    assert response.status_code == 200
+    data = response.json()
+    assert data["name"] == "Ada" and data["degraded"] is False  # the identify's answer
+    assert response.cookies["ntaid"].value == data["profile"] == anonymous
+    assert not ProfileMapping.objects.exists()
+    messages = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert messages == [
+        "Experience could not store the profile mapping (OperationalError); serving the "
+        "answered profile, the next request identifies the user again"
+    ]
+    again = _page(client)  # no mapping: identified again, onto the same profile, and mapped
+    assert again["name"] == "Ada" and again["profile"] == anonymous
+    assert ProfileMapping.objects.get(user=ada).profile_id == anonymous
+    stored = emulator.profile(anonymous)
+    assert stored is not None  # the page, then page and identify twice
+    assert [e["type"] for e in stored["events"]] == ["page", "page", "identify", "page", "identify"]
+
+
 def _legacy_mapping(ada: User) -> ProfileMapping:
     """A mapping whose id is not one: stored before ids were checked, or past validation."""
     return ProfileMapping.objects.create(
