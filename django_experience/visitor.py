@@ -692,8 +692,9 @@ class Visitor:
     @staticmethod
     def _store_mapping(profile_id: str, user: Any, user_id: str) -> str:
         """The profile id mapped to the identified person; the answer's own when the mapping
-        cannot be written: the identify was stored, so the page still gets its answer, and the
-        next request, finding no mapping, identifies the person again."""
+        cannot be written: the identify was stored, so the page still gets its answer (and
+        the cookie its id), and a signed-in user's next request, finding no mapping,
+        identifies them again."""
         from django.db import DatabaseError
 
         try:
@@ -701,7 +702,7 @@ class Visitor:
         except DatabaseError as exc:  # rolled back to its savepoint: the request's is usable
             logger.warning(
                 "Experience could not store the profile mapping (%s); serving the answered "
-                "profile, the next request identifies the user again",
+                "profile unmapped",
                 _describe(exc),
             )
             return profile_id
