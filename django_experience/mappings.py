@@ -7,6 +7,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,34 @@ def mapping_database() -> str:
     return router.db_for_write(ProfileMapping)
 
 
+def mapping_read_database() -> str:
+    """The alias of the database the project's routers read ``ProfileMapping`` rows from."""
+    from django.db import router
+
+    from django_experience.models import ProfileMapping
+
+    return router.db_for_read(ProfileMapping)
+
+
+@contextlib.contextmanager
+def kept_usable(using: str) -> Iterator[None]:
+    """A savepoint around a request's mapping query, when the request is in a transaction on
+    ``using`` (``ATOMIC_REQUESTS``, ``transaction.atomic``).
+
+    A query that fails there (the table not migrated yet, a statement timeout) leaves a
+    PostgreSQL transaction aborted: every later query of the view would fail with it, and the
+    page would be an error page because of personalization. Rolled back to the savepoint, the
+    view's transaction goes on. Outside a transaction nothing is added (autocommit).
+    """
+    from django.db import connections, transaction
+
+    if connections[using].in_atomic_block:
+        with transaction.atomic(using=using):
+            yield
+    else:
+        yield
+
+
 def namespace() -> dict[str, str]:
     """The filter of the configured organization and environment."""
     return {"organization_id": conf.ORGANIZATION_ID, "environment": conf.ENVIRONMENT}
@@ -92,11 +121,14 @@ def mapped_profile_id(user: Any) -> str | None:
 
     from django_experience.models import ProfileMapping
 
-    row = (
-        ProfileMapping.objects.filter(user=user, **namespace())
-        .values_list("pk", "profile_id", "last_seen_at")
-        .first()
-    )
+    reading = mapping_read_database()
+    with kept_usable(reading):
+        row = (
+            ProfileMapping.objects.using(reading)
+            .filter(user=user, **namespace())
+            .values_list("pk", "profile_id", "last_seen_at")
+            .first()
+        )
     if row is None:
         return None
     pk, profile_id, last_seen_at = row
@@ -134,16 +166,21 @@ def owned_mapping(
     """
     from django_experience.models import ProfileMapping
 
-    rows = ProfileMapping.objects.filter(**namespace())
-    if using is not None:
-        rows = rows.using(using)
+    guard: contextlib.AbstractContextManager[None]
+    if using is None:  # a read of the request: kept from aborting its transaction
+        using = mapping_read_database()
+        guard = kept_usable(using)
+    else:  # inside the caller's transaction (store_mapping's), which handles a failure
+        guard = contextlib.nullcontext()
+    rows = ProfileMapping.objects.using(using).filter(**namespace())
     if for_update:
         rows = rows.select_for_update()
     mapping = None
-    if user is not None and getattr(user, "pk", None) is not None:
-        mapping = rows.filter(user=user).first()
-    if mapping is None and external_id and unkeepable_external_id(external_id) is None:
-        mapping = rows.filter(external_id=external_id).first()  # (no mapping keeps any other)
+    with guard:
+        if user is not None and getattr(user, "pk", None) is not None:
+            mapping = rows.filter(user=user).first()
+        if mapping is None and external_id and unkeepable_external_id(external_id) is None:
+            mapping = rows.filter(external_id=external_id).first()  # (no mapping keeps any other)
     return mapping
 
 
@@ -244,11 +281,14 @@ def profile_owned_by_someone_else(profile_id: str, user: Any, external_id: str) 
     """Whether a mapping ties ``profile_id`` to a different user or external id."""
     from django_experience.models import ProfileMapping
 
-    row = (
-        ProfileMapping.objects.filter(profile_id=profile_id, **namespace())
-        .values("user_id", "external_id")
-        .first()
-    )
+    reading = mapping_read_database()
+    with kept_usable(reading):
+        row = (
+            ProfileMapping.objects.using(reading)
+            .filter(profile_id=profile_id, **namespace())
+            .values("user_id", "external_id")
+            .first()
+        )
     if row is None:
         return False
     if user is not None and row["user_id"] is not None:
@@ -259,7 +299,10 @@ def profile_owned_by_someone_else(profile_id: str, user: Any, external_id: str) 
 __all__ = [
     "EXTERNAL_ID_MAX_LENGTH",
     "LAST_SEEN_RESOLUTION",
+    "kept_usable",
     "mapped_profile_id",
+    "mapping_database",
+    "mapping_read_database",
     "namespace",
     "owned_mapping",
     "profile_owned_by_someone_else",

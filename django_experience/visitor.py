@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import cached_property  # no lock, unlike functools' before 3.12
 from django.utils.http import http_date
@@ -44,7 +45,9 @@ from django_experience.conf import conf, import_callable
 from django_experience.location import client_ip, geo_location
 from django_experience.mappings import (
     answered_profile_id,
+    kept_usable,
     mapped_profile_id,
+    mapping_database,
     namespace,
     owned_mapping,
     profile_owned_by_someone_else,
@@ -511,7 +514,10 @@ class Visitor:
         from django_experience.models import ProfileMapping
 
         try:
-            ProfileMapping.objects.filter(profile_id=profile_id, **namespace()).delete()
+            using = mapping_database()
+            with kept_usable(using):
+                rows = ProfileMapping.objects.using(using)
+                rows.filter(profile_id=profile_id, **namespace()).delete()
         except Exception:
             logger.exception("Experience could not remove a stale profile mapping")
         self.__dict__["_mapped_id"] = None
@@ -661,10 +667,22 @@ class Visitor:
                 except Exception:
                     logger.exception("EXPERIENCE_USER_ID failed")
         upsert_to_destinations(user_id, traits, user)  # background; whatever the API answers
-        mapping = owned_mapping(user, user_id)
         target = None if self.signed_out else (self.profile_id or self.cookie_id)
-        if target and profile_owned_by_someone_else(target, user, user_id):
-            target = None  # the device's profile belongs to another person: do not merge it
+        try:
+            mapping = owned_mapping(user, user_id)
+            if target and profile_owned_by_someone_else(target, user, user_id):
+                target = None  # the device's profile belongs to another person: do not merge it
+        except DatabaseError as exc:
+            # Whose profile this is cannot be checked: merging could hand one person's profile
+            # to another. Personalized anonymously; a signed-in user is identified next request.
+            logger.warning(
+                "Experience could not read the profile mappings (%s); identify skipped",
+                _describe(exc),
+            )
+            self._identify_failed = True
+            self._mapping_unknown = True  # not read again in this request
+            self.__dict__["_mapped_id"] = None
+            return None
         # A stored id that is not one is not served: the answer's id replaces it.
         mapped = valid_profile_id(mapping.profile_id) if mapping is not None else None
         if target is None:
@@ -695,8 +713,6 @@ class Visitor:
         cannot be written: the identify was stored, so the page still gets its answer (and
         the cookie its id), and a signed-in user's next request, finding no mapping,
         identifies them again."""
-        from django.db import DatabaseError
-
         try:
             return store_mapping(profile_id, user=user, external_id=user_id)
         except DatabaseError as exc:  # rolled back to its savepoint: the request's is usable

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from django_experience import delivery
+from django_experience import delivery, middleware
 from django_experience.breaker import breaker
 from tests.databases import subprocess_database
 from tests.stub_server import StubServer
@@ -24,16 +24,20 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 @pytest.fixture(autouse=True)
 def isolated_process_state() -> Iterator[None]:
-    """Every test starts with an empty delivery queue, zero counters and a closed breaker.
+    """Every test starts with an empty delivery queue, zero counters, a closed breaker and no
+    view learned to prefetch (else which request carries a page view would depend on the tests
+    that ran before).
 
     pytest-django runs transactional tests last, so no test can rely on its neighbour in the
     file to have cleaned up.
     """
     delivery.reset()
     breaker.reset()
+    middleware._personalized_streaks.clear()
     yield
     delivery.reset()
     breaker.reset()
+    middleware._personalized_streaks.clear()
 
 
 @pytest.fixture

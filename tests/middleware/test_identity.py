@@ -512,6 +512,62 @@ def test_a_mapping_that_cannot_be_written_still_serves_the_identified_profile(
     assert [e["type"] for e in stored["events"]] == ["page", "page", "identify", "page", "identify"]
 
 
+@pytest.mark.parametrize("signing_in", [False, True], ids=["signed in", "signing in"])
+def test_a_failing_mapping_read_leaves_the_views_transaction_usable(
+    client: Client,
+    emulator: EmulatorHandle,
+    ada: User,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    signing_in: bool,
+) -> None:
+    # A failed query leaves a PostgreSQL transaction aborted: under ATOMIC_REQUESTS the view's
+    # next query failed too, and a site whose mappings table was not migrated yet showed an
+    # error page to every signed-in visitor. The database itself answers the error here: the
+    # mapping's SELECT is swapped for one of a table that does not exist.
+    from django.db import connection
+
+    table = ProfileMapping._meta.db_table
+
+    def read_a_missing_table(execute: Any, sql: str, *args: Any) -> Any:
+        if sql.lstrip().upper().startswith("SELECT") and table in sql:
+            return execute(sql.replace(table, "experience_not_migrated"), *args)
+        return execute(sql, *args)
+
+    settings.EXPERIENCE_PREFETCH = False  # every mapping read inside the view's transaction
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    anonymous = _page(client)["profile"]
+    if not signing_in:
+        client.force_login(ada)
+    query = {"username": "ada"} if signing_in else {}
+    with (
+        connections[mapping_database()].execute_wrapper(read_a_missing_table),
+        caplog.at_level("WARNING", logger="django_experience"),
+    ):
+        response = client.get("/mw/personalize-then-query/", query)
+    assert response.status_code == 200
+    data = response.json()
+    assert data["users"] == 1  # the view's own query, after personalization's failed
+    assert data["degraded"] is False and data["profile"] == anonymous
+    assert data["name"] == "friend"  # not identified: whose profile it is could not be read
+    stored = emulator.profile(anonymous)
+    assert stored is not None
+    assert [e["type"] for e in stored["events"]] == ["page", "page"]
+    messages = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    if signing_in:
+        # What a missing table raises: ProgrammingError on PostgreSQL and MySQL, else
+        # OperationalError.
+        assert messages in [
+            [f"Experience could not read the profile mappings ({error}); identify skipped"]
+            for error in ("ProgrammingError", "OperationalError")
+        ]
+    else:
+        assert messages == ["Experience could not read the profile mapping; using the cookie"]
+    assert _page(client)["name"] == "Ada"  # the next page identifies the user and maps them
+    assert ProfileMapping.objects.get(user=ada).profile_id == anonymous
+
+
 def _legacy_mapping(ada: User) -> ProfileMapping:
     """A mapping whose id is not one: stored before ids were checked, or past validation."""
     return ProfileMapping.objects.create(

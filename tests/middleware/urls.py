@@ -18,6 +18,7 @@ urlpatterns = [
     path("read-then-identify/", views.read_then_identify),
     path("sign-in/", views.sign_in),
     path("magic-link/", views.sign_in_and_render),
+    path("personalize-then-query/", views.personalize_then_query),
     path("sign-out/", views.sign_out),
     path("async/", views.async_page),
     path("async-sync-read/", views.async_sync_read),

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable
 
-from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth import authenticate, get_user_model, login, logout
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
@@ -120,6 +120,17 @@ def sign_in_and_render(request: HttpRequest) -> JsonResponse:
     assert user is not None
     login(request, user)
     return JsonResponse(_summary(request))
+
+
+def personalize_then_query(request: HttpRequest) -> JsonResponse:
+    """Sign in when asked (``?username=``), render personalized content, then query the
+    database: under ``ATOMIC_REQUESTS`` the query runs in the transaction personalization did."""
+    if "username" in request.GET:
+        user = authenticate(request, username=request.GET["username"], password="pw")
+        assert user is not None
+        login(request, user)
+    summary = _summary(request)
+    return JsonResponse({**summary, "users": get_user_model().objects.count()})
 
 
 def sign_out(request: HttpRequest) -> HttpResponse:
