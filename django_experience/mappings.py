@@ -218,8 +218,8 @@ def store_mapping(profile_id: str, *, user: Any = None, external_id: str | None 
         try:
             with transaction.atomic(using=using):
                 mapping = owned_mapping(user, external_id, for_update=True, using=using)
-                if mapping is not None and lost_races:
-                    return mapping.profile_id
+                if mapping is not None and lost_races and valid_profile_id(mapping.profile_id):
+                    return mapping.profile_id  # (a row whose id is not one takes ours below)
                 holder = mappings.filter(profile_id=profile_id, **namespace_filter)
                 if mapping is not None:
                     holder = holder.exclude(pk=mapping.pk)

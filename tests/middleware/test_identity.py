@@ -595,6 +595,30 @@ def test_a_stored_mapping_whose_id_is_not_one_is_replaced_on_the_next_page(
     assert emulator.request_count("update") == 1  # identified once, then served as mapped
 
 
+def test_a_lost_race_against_a_mapping_whose_id_is_not_one_maps_the_answered_id(
+    ada: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first read misses the row a concurrent writer committed meanwhile (here, one whose
+    # id is not one); the INSERT then loses to it on the unique user. The winner's id was
+    # returned as it was: into the cookie, quoted, and refused when it came back.
+    from django_experience import mappings
+
+    _legacy_mapping(ada)
+    real = mappings.owned_mapping
+    reads: list[object] = []
+
+    def first_read_misses(*args: Any, **kwargs: Any) -> ProfileMapping | None:
+        reads.append(args)
+        return None if len(reads) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(mappings, "owned_mapping", first_read_misses)
+    assert mappings.store_mapping("p-answered", user=ada, external_id="ada") == "p-answered"
+    assert len(reads) == 2  # the race was lost once, then the row read again
+    assert list(ProfileMapping.objects.values_list("profile_id", "user_id")) == [
+        ("p-answered", ada.pk)
+    ]
+
+
 def test_a_stored_mapping_whose_id_is_not_one_never_reaches_the_cookie(
     emulator: EmulatorHandle, ada: User
 ) -> None:
