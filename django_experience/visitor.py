@@ -674,7 +674,8 @@ class Visitor:
                 target = None  # the device's profile belongs to another person: do not merge it
         except DatabaseError as exc:
             # Whose profile this is cannot be checked: merging could hand one person's profile
-            # to another. Personalized anonymously; a signed-in user is identified on a later one.
+            # to another. Personalized anonymously; a signed-in user is identified on a later
+            # request.
             logger.warning(
                 "Experience could not read the profile mappings (%s); identify skipped",
                 _describe(exc),

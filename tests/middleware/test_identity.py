@@ -411,6 +411,44 @@ def test_a_mapped_profile_deleted_remotely_is_replaced(
     assert ProfileMapping.objects.get(user=ada).profile_id == again["profile"]
 
 
+def test_a_failing_stale_mapping_delete_leaves_the_views_transaction_usable(
+    client: Client,
+    emulator: EmulatorHandle,
+    ada: User,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As for the reads below: on PostgreSQL the failed DELETE aborted the view's transaction.
+    from django.db import connection
+
+    table = ProfileMapping._meta.db_table
+
+    def delete_from_a_missing_table(execute: Any, sql: str, *args: Any) -> Any:
+        if sql.lstrip().upper().startswith("DELETE") and table in sql:
+            return execute(sql.replace(table, "experience_not_migrated"), *args)
+        return execute(sql, *args)
+
+    _page(client)
+    _sign_in(client)
+    stale = ProfileMapping.objects.get(user=ada).profile_id
+    emulator.client().delete_profile(stale)
+    settings.EXPERIENCE_PREFETCH = False  # the update, and its recovery, inside the view
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    with (
+        connections[mapping_database()].execute_wrapper(delete_from_a_missing_table),
+        caplog.at_level("WARNING", logger="django_experience"),
+    ):
+        response = client.get("/mw/personalize-then-query/")
+    assert response.status_code == 200
+    data = response.json()
+    assert data["users"] == 1  # the view's own query, after the failed DELETE
+    assert data["degraded"] is False and data["profile"] not in (stale, None)
+    messages = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert messages == ["Experience could not remove a stale profile mapping"]
+    assert ProfileMapping.objects.filter(profile_id=stale).exists()  # left for a later page
+
+
 def test_last_seen_is_refreshed_at_most_hourly(
     client: Client, emulator: EmulatorHandle, ada: User
 ) -> None:
