@@ -87,9 +87,10 @@ pytest-postgres: $(STAMP) node_modules/.installed
 	EXPERIENCE_TEST_DATABASE_URL='$(EXPERIENCE_TEST_POSTGRES_URL)' $(BIN)/pytest -m "not browser"
 endif
 
-# And on MySQL or MariaDB, when EXPERIENCE_TEST_MYSQL_URL names a server
-# (mysql://user:password@127.0.0.1:3306/name; the user may create databases): the database
-# whose default collation ignores case and trailing spaces, and whose DDL is not transactional.
+# And on MySQL or MariaDB, with the newest and the oldest supported Django, when
+# EXPERIENCE_TEST_MYSQL_URL names a server (mysql://user:password@127.0.0.1:3306/name; the user
+# may create databases): the database whose default collation ignores case and trailing spaces,
+# and whose DDL is not transactional.
 # Its driver is built on first use (Debian: libmariadb-dev, pkg-config); without a server the run
 # says so and the rest of `make test` goes on; EXPERIENCE_REQUIRE_MYSQL=1 (CI) makes that an error.
 MYSQL_STAMP := $(VENV)/.installed-mysql
@@ -98,14 +99,22 @@ $(MYSQL_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,test-mysql]'
 	touch $(MYSQL_STAMP)
 
+MYSQL_STAMP42 := $(VENV42)/.installed-mysql
+
+$(MYSQL_STAMP42): $(STAMP42)
+	$(VENV42)/bin/python -m pip install --quiet -e '.[dev,test-mysql]' 'django>=4.2,<4.3'
+	touch $(MYSQL_STAMP42)
+
 ifeq ($(strip $(EXPERIENCE_TEST_MYSQL_URL)),)
 pytest-mysql:
 	@if [ -n "$$EXPERIENCE_REQUIRE_MYSQL" ]; then \
 		echo "MySQL run required, but EXPERIENCE_TEST_MYSQL_URL is not set." >&2; exit 1; fi
 	@echo "MySQL run skipped: set EXPERIENCE_TEST_MYSQL_URL to run the suite on MySQL or MariaDB."
 else
-pytest-mysql: $(MYSQL_STAMP) node_modules/.installed
+pytest-mysql: $(MYSQL_STAMP) $(MYSQL_STAMP42) node_modules/.installed
 	EXPERIENCE_TEST_DATABASE_URL='$(EXPERIENCE_TEST_MYSQL_URL)' $(BIN)/pytest -m "not browser"
+	@# Django 4.2 as well: its MySQL backend defaults to another charset and differs in DDL.
+	EXPERIENCE_TEST_DATABASE_URL='$(EXPERIENCE_TEST_MYSQL_URL)' $(VENV42)/bin/pytest -m "not browser"
 endif
 
 demo: $(STAMP)

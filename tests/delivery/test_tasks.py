@@ -22,6 +22,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from django_experience import delivery
 from django_experience.api.errors import InvalidData
+from tests.databases import require_django_tasks_db
 from tests.delivery.helpers import TASKS_MODULE, batch_requests, sent_events, tasks_module, track
 from tests.stub_server import StubServer
 
@@ -174,7 +175,7 @@ def test_the_task_sends_its_json_text_as_it_is(api: StubServer) -> None:
 @pytest.fixture
 def database_env(api: StubServer, subprocess_database_url: str) -> dict[str, str]:
     """The environment of subprocesses using the database task backend (migrated)."""
-    pytest.importorskip("django_tasks_db")
+    require_django_tasks_db()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),

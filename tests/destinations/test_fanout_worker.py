@@ -10,9 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from django_experience.emulator.handle import EmulatorHandle
+from tests.databases import require_django_tasks_db
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_database_task_worker_sends_the_queued_upserts(
     experience_emulator: EmulatorHandle, subprocess_database_url: str
 ) -> None:
-    pytest.importorskip("django_tasks_db")
+    require_django_tasks_db()
     url = experience_emulator.url
     env = {
         **os.environ,
