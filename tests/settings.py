@@ -58,23 +58,12 @@ DATABASES = {
 # PostgreSQL when it is given one. The test database gets this process's id in its name, so two
 # runs at once never share it.
 _DATABASE_URL = os.environ.get("EXPERIENCE_TEST_DATABASE_URL")
-
-
-def _database_options() -> dict[str, object]:
-    options = DATABASES["default"].get("OPTIONS")
-    return dict(options) if isinstance(options, dict) else {}
-
-
 if _DATABASE_URL:
-    DATABASES = {
-        "default": {
-            **environ.Env.db_url_config(_DATABASE_URL),
-            "TEST": {"NAME": f"test_experience_{os.getpid()}"},
-        }
-    }
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    _DATABASE = environ.Env.db_url_config(_DATABASE_URL)
+    if _DATABASE["ENGINE"] == "django.db.backends.mysql":
         # Django 5.2's default, which the README asks Django 4.2 sites to set (W003).
-        DATABASES["default"]["OPTIONS"] = {"charset": "utf8mb4", **_database_options()}
+        _DATABASE["OPTIONS"] = {"charset": "utf8mb4", **_DATABASE.get("OPTIONS", {})}
+    DATABASES = {"default": {**_DATABASE, "TEST": {"NAME": f"test_experience_{os.getpid()}"}}}
 
 TEMPLATES = [
     {

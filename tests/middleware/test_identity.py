@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -411,6 +412,20 @@ def test_a_mapped_profile_deleted_remotely_is_replaced(
     assert ProfileMapping.objects.get(user=ada).profile_id == again["profile"]
 
 
+def _on_a_missing_table(statement: str) -> Callable[..., Any]:
+    """An ``execute_wrapper`` that runs each ``statement`` (``SELECT``, ``DELETE``) of the
+    mappings table on a table that does not exist: the database itself raises, as it does
+    before the table is migrated."""
+    table = ProfileMapping._meta.db_table
+
+    def wrapper(execute: Any, sql: str, *args: Any) -> Any:
+        if sql.lstrip().upper().startswith(statement) and table in sql:
+            return execute(sql.replace(table, "experience_not_migrated"), *args)
+        return execute(sql, *args)
+
+    return wrapper
+
+
 def test_a_failing_stale_mapping_delete_leaves_the_views_transaction_usable(
     client: Client,
     emulator: EmulatorHandle,
@@ -422,13 +437,6 @@ def test_a_failing_stale_mapping_delete_leaves_the_views_transaction_usable(
     # As for the reads below: on PostgreSQL the failed DELETE aborted the view's transaction.
     from django.db import connection
 
-    table = ProfileMapping._meta.db_table
-
-    def delete_from_a_missing_table(execute: Any, sql: str, *args: Any) -> Any:
-        if sql.lstrip().upper().startswith("DELETE") and table in sql:
-            return execute(sql.replace(table, "experience_not_migrated"), *args)
-        return execute(sql, *args)
-
     _page(client)
     _sign_in(client)
     stale = ProfileMapping.objects.get(user=ada).profile_id
@@ -436,7 +444,7 @@ def test_a_failing_stale_mapping_delete_leaves_the_views_transaction_usable(
     settings.EXPERIENCE_PREFETCH = False  # the update, and its recovery, inside the view
     monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
     with (
-        connections[mapping_database()].execute_wrapper(delete_from_a_missing_table),
+        connections[mapping_database()].execute_wrapper(_on_a_missing_table("DELETE")),
         caplog.at_level("WARNING", logger="django_experience"),
     ):
         response = client.get("/mw/personalize-then-query/")
@@ -566,13 +574,6 @@ def test_a_failing_mapping_read_leaves_the_views_transaction_usable(
     # mapping's SELECT is swapped for one of a table that does not exist.
     from django.db import connection
 
-    table = ProfileMapping._meta.db_table
-
-    def read_a_missing_table(execute: Any, sql: str, *args: Any) -> Any:
-        if sql.lstrip().upper().startswith("SELECT") and table in sql:
-            return execute(sql.replace(table, "experience_not_migrated"), *args)
-        return execute(sql, *args)
-
     settings.EXPERIENCE_PREFETCH = False  # every mapping read inside the view's transaction
     monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
     anonymous = _page(client)["profile"]
@@ -580,7 +581,7 @@ def test_a_failing_mapping_read_leaves_the_views_transaction_usable(
         client.force_login(ada)
     query = {"username": "ada"} if signing_in else {}
     with (
-        connections[mapping_database()].execute_wrapper(read_a_missing_table),
+        connections[mapping_database()].execute_wrapper(_on_a_missing_table("SELECT")),
         caplog.at_level("WARNING", logger="django_experience"),
     ):
         response = client.get("/mw/personalize-then-query/", query)
